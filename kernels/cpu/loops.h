@@ -1,0 +1,68 @@
+// The CPU elementwise loop: splits the (coalesced) iteration space into rows and chunks,
+// runs them across OpenMP threads, and hands each piece to a typed inner loop that the
+// compiler vectorises when every operand has unit stride.
+#pragma once
+#include <algorithm>
+#include <tuple>
+#include <utility>
+#include <cstdint>
+
+#include "kernels/strided.h"
+
+namespace metagrad::kernels::cpu {
+
+// Below this many elements a parallel region costs more than it saves.
+inline constexpr int64_t kParallelGrain = 32768;
+inline constexpr int64_t kChunk = 16384;
+
+// Calls piece(off, inner_strides, n) for disjoint pieces covering the layout. `off` holds each
+// operand's element offset of the piece's first element; inner_strides the innermost strides.
+template <int N, typename Piece>
+void for_each_piece(const StridedLayout<N>& L, Piece piece) {
+  if (L.numel == 0) return;
+  int64_t zero[N] = {};
+  if (L.ndim == 0) {
+    piece(zero, zero, int64_t{1});
+    return;
+  }
+  const int last = L.ndim - 1;
+  const int64_t inner = L.shape[last];
+  const int64_t outer = L.numel / inner;
+  int64_t inner_strides[N];
+  for (int k = 0; k < N; ++k) inner_strides[k] = L.strides[k][last];
+  const int64_t chunks_per_row = (inner + kChunk - 1) / kChunk;
+  const int64_t items = outer * chunks_per_row;
+#pragma omp parallel for schedule(static) if (L.numel >= kParallelGrain && items > 1)
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t r = it / chunks_per_row, c = it % chunks_per_row;
+    int64_t off[N];
+    L.offsets(r * inner, off);
+    const int64_t begin = c * kChunk;
+    const int64_t n = std::min(kChunk, inner - begin);
+    for (int k = 0; k < N; ++k) off[k] += begin * inner_strides[k];
+    piece(off, inner_strides, n);
+  }
+}
+
+// out[i] = f(in[i]...) over typed operands; `base` holds the N base pointers (output first).
+template <typename Out, typename... In, typename F>
+void elementwise(const StridedLayout<1 + sizeof...(In)>& L, void* out_base,
+                 const void* const* in_base, F f) {
+  constexpr int N = 1 + sizeof...(In);
+  for_each_piece<N>(L, [&](const int64_t* off, const int64_t* st, int64_t n) {
+    Out* o = static_cast<Out*>(out_base) + off[0];
+    bool unit = st[0] == 1;
+    for (int k = 1; k < N; ++k) unit = unit && st[k] == 1;
+    [&]<size_t... I>(std::index_sequence<I...>) {
+      const std::tuple<const In*...> ins{static_cast<const In*>(in_base[I]) + off[I + 1]...};
+      if (unit) {
+        for (int64_t i = 0; i < n; ++i) o[i] = static_cast<Out>(f(std::get<I>(ins)[i]...));
+      } else {
+        for (int64_t i = 0; i < n; ++i)
+          o[i * st[0]] = static_cast<Out>(f(std::get<I>(ins)[i * st[I + 1]]...));
+      }
+    }(std::index_sequence_for<In...>{});
+  });
+}
+
+}  // namespace metagrad::kernels::cpu

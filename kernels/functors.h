@@ -1,0 +1,148 @@
+// Scalar math, written once for the CPU loops and the CUDA kernels (DESIGN principle 6).
+// Every functor is a plain struct whose call operator is __host__ __device__; a kernel
+// instantiates its loop with the functor and the scalar type. Parameters (a clamp's bounds,
+// a power's exponent) are members, so a functor travels by value into a CUDA kernel.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/strided.h"
+
+namespace metagrad::kernels {
+
+enum class UnaryOp : uint8_t {
+  Neg, Abs, Sign, Exp, Log, Log1p, Expm1, Sqrt, Rsqrt, Sin, Cos, Tan, Tanh, Sigmoid, Relu,
+  Reciprocal, Square, Floor, Ceil, Round, Trunc, Erf,
+  PowScalar,   // x ** p0
+  Clamp,       // min(max(x, p0), p1)
+};
+
+enum class BinaryOp : uint8_t {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum, Fmod,
+  Eq, Ne, Lt, Le, Gt, Ge,               // -> bool
+  LogicalAnd, LogicalOr, LogicalXor,    // -> bool
+};
+
+constexpr bool binary_returns_bool(BinaryOp op) { return op >= BinaryOp::Eq; }
+
+// Ops defined only for floating types: the tensor layer promotes integer inputs first.
+constexpr bool unary_needs_float(UnaryOp op) {
+  return op != UnaryOp::Neg && op != UnaryOp::Abs && op != UnaryOp::Sign &&
+         op != UnaryOp::Relu && op != UnaryOp::Square && op != UnaryOp::PowScalar &&
+         op != UnaryOp::Clamp && op != UnaryOp::Floor && op != UnaryOp::Ceil &&
+         op != UnaryOp::Round && op != UnaryOp::Trunc;
+}
+
+namespace fn {
+
+template <typename T> MG_HD inline T sign(T x) { return T((T(0) < x) - (x < T(0))); }
+
+// `T` is the compute type. For floating types the C math library does the work.
+template <UnaryOp Op>
+struct Unary {
+  double p0 = 0, p1 = 0;
+  template <typename T>
+  MG_HD T operator()(T x) const {
+    using std::abs;
+    if constexpr (Op == UnaryOp::Neg) return T(-x);
+    else if constexpr (Op == UnaryOp::Abs) {
+      if constexpr (std::is_unsigned_v<T>) return x; else return x < T(0) ? T(-x) : x;
+    }
+    else if constexpr (Op == UnaryOp::Sign) return sign(x);
+    else if constexpr (Op == UnaryOp::Exp) return std::exp(x);
+    else if constexpr (Op == UnaryOp::Log) return std::log(x);
+    else if constexpr (Op == UnaryOp::Log1p) return std::log1p(x);
+    else if constexpr (Op == UnaryOp::Expm1) return std::expm1(x);
+    else if constexpr (Op == UnaryOp::Sqrt) return std::sqrt(x);
+    else if constexpr (Op == UnaryOp::Rsqrt) return T(1) / std::sqrt(x);
+    else if constexpr (Op == UnaryOp::Sin) return std::sin(x);
+    else if constexpr (Op == UnaryOp::Cos) return std::cos(x);
+    else if constexpr (Op == UnaryOp::Tan) return std::tan(x);
+    else if constexpr (Op == UnaryOp::Tanh) return std::tanh(x);
+    else if constexpr (Op == UnaryOp::Sigmoid) {
+      // Two branches so that exp never overflows: for x < 0, e^x / (1 + e^x).
+      if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+      T e = std::exp(x);
+      return e / (T(1) + e);
+    }
+    else if constexpr (Op == UnaryOp::Relu) return x > T(0) ? x : T(0);
+    else if constexpr (Op == UnaryOp::Reciprocal) return T(1) / x;
+    else if constexpr (Op == UnaryOp::Square) return x * x;
+    else if constexpr (Op == UnaryOp::Floor) return std::floor(x);
+    else if constexpr (Op == UnaryOp::Ceil) return std::ceil(x);
+    else if constexpr (Op == UnaryOp::Round) return std::nearbyint(x);  // half to even
+    else if constexpr (Op == UnaryOp::Trunc) return std::trunc(x);
+    else if constexpr (Op == UnaryOp::Erf) return std::erf(x);
+    else if constexpr (Op == UnaryOp::PowScalar) {
+      if constexpr (std::is_floating_point_v<T>) return std::pow(x, T(p0));
+      else return int_pow(x, static_cast<int64_t>(p0));
+    }
+    else if constexpr (Op == UnaryOp::Clamp) {
+      T lo = T(p0), hi = T(p1);
+      // NaN propagates, as in PyTorch.
+      if constexpr (std::is_floating_point_v<T>) if (x != x) return x;
+      return x < lo ? lo : (x > hi ? hi : x);
+    }
+  }
+
+  template <typename T>
+  MG_HD static T int_pow(T base, int64_t e) {
+    if (e < 0) return T(0);  // integer x ** negative: PyTorch raises; the tensor layer checks
+    T r = T(1);
+    while (e) { if (e & 1) r = T(r * base); base = T(base * base); e >>= 1; }
+    return r;
+  }
+};
+
+template <BinaryOp Op>
+struct Binary {
+  // Comparisons and logical ops return bool; everything else the compute type.
+  template <typename T>
+  MG_HD auto operator()(T a, T b) const {
+    if constexpr (Op == BinaryOp::Add) return T(a + b);
+    else if constexpr (Op == BinaryOp::Sub) return T(a - b);
+    else if constexpr (Op == BinaryOp::Mul) return T(a * b);
+    else if constexpr (Op == BinaryOp::Div) return T(a / b);  // the tensor layer keeps ints out
+    else if constexpr (Op == BinaryOp::Pow) {
+      if constexpr (std::is_floating_point_v<T>) return T(std::pow(a, b));
+      else return Unary<UnaryOp::PowScalar>::int_pow(a, static_cast<int64_t>(b));
+    }
+    else if constexpr (Op == BinaryOp::Maximum) {
+      if constexpr (std::is_floating_point_v<T>) if (a != a || b != b) return T(a + b);  // NaN
+      return a > b ? a : b;
+    }
+    else if constexpr (Op == BinaryOp::Minimum) {
+      if constexpr (std::is_floating_point_v<T>) if (a != a || b != b) return T(a + b);
+      return a < b ? a : b;
+    }
+    else if constexpr (Op == BinaryOp::Fmod) {
+      if constexpr (std::is_floating_point_v<T>) return T(std::fmod(a, b));
+      else return T(b == T(0) ? T(0) : T(a % b));
+    }
+    else if constexpr (Op == BinaryOp::Eq) return a == b;
+    else if constexpr (Op == BinaryOp::Ne) return a != b;
+    else if constexpr (Op == BinaryOp::Lt) return a < b;
+    else if constexpr (Op == BinaryOp::Le) return a <= b;
+    else if constexpr (Op == BinaryOp::Gt) return a > b;
+    else if constexpr (Op == BinaryOp::Ge) return a >= b;
+    else if constexpr (Op == BinaryOp::LogicalAnd) return bool(a) && bool(b);
+    else if constexpr (Op == BinaryOp::LogicalOr) return bool(a) || bool(b);
+    else if constexpr (Op == BinaryOp::LogicalXor) return bool(a) != bool(b);
+  }
+};
+
+}  // namespace fn
+
+// The list of every unary/binary op, so a dispatcher can switch once and instantiate
+// the loop with the matching functor.
+#define MG_FOR_EACH_UNARY_OP(X)                                                          \
+  X(Neg) X(Abs) X(Sign) X(Exp) X(Log) X(Log1p) X(Expm1) X(Sqrt) X(Rsqrt) X(Sin) X(Cos)   \
+  X(Tan) X(Tanh) X(Sigmoid) X(Relu) X(Reciprocal) X(Square) X(Floor) X(Ceil) X(Round)    \
+  X(Trunc) X(Erf) X(PowScalar) X(Clamp)
+
+#define MG_FOR_EACH_BINARY_OP(X)                                                         \
+  X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Maximum) X(Minimum) X(Fmod) X(Eq) X(Ne) X(Lt)     \
+  X(Le) X(Gt) X(Ge) X(LogicalAnd) X(LogicalOr) X(LogicalXor)
+
+}  // namespace metagrad::kernels

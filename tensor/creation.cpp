@@ -1,0 +1,97 @@
+#include "tensor/creation.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "tensor/grad_mode.h"
+
+namespace metagrad {
+
+Tensor empty(const Shape& shape, TensorOptions opts) { return Tensor::empty(shape, opts); }
+
+Tensor full(const Shape& shape, const Scalar& value, TensorOptions opts) {
+  Tensor t = Tensor::empty(shape, opts.requires_grad(false));
+  t.fill_(value.to_double());
+  if (opts.requires_grad_) t.requires_grad_(true);
+  return t;
+}
+Tensor zeros(const Shape& shape, TensorOptions opts) { return full(shape, 0, opts); }
+Tensor ones(const Shape& shape, TensorOptions opts) { return full(shape, 1, opts); }
+Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.options()); }
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.options()); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.options()); }
+Tensor full_like(const Tensor& t, const Scalar& v) { return full(t.shape(), v, t.options()); }
+
+Tensor arange(const Scalar& end) { return arange(0, end, 1); }
+
+Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step) {
+  const bool ints = start.kind() != DType::Float64 && end.kind() != DType::Float64 &&
+                    step.kind() != DType::Float64;
+  return arange(start, end, step, TensorOptions(ints ? DType::Int64 : DType::Float32));
+}
+
+Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, TensorOptions opts) {
+  const double s = start.to_double(), e = end.to_double(), d = step.to_double();
+  MG_CHECK(d != 0 && std::isfinite(s) && std::isfinite(e) && std::isfinite(d), "arange",
+           "invalid range: start ", s, ", end ", e, ", step ", d);
+  MG_CHECK((d > 0 && e >= s) || (d < 0 && e <= s), "arange", "upper bound and step sign are",
+           " inconsistent: start ", s, ", end ", e, ", step ", d);
+  const int64_t n = static_cast<int64_t>(std::ceil((e - s) / d));
+  Tensor t = Tensor::empty({n}, opts.requires_grad(false));
+  MG_DISPATCH_ALL(t.dtype(), [&] {
+    MG_CHECK((!std::is_same_v<scalar_t, bool>), "arange", "bool is not a valid dtype");
+    scalar_t* p = t.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<scalar_t>(s + static_cast<double>(i) * d);
+  });
+  if (opts.requires_grad_) t.requires_grad_(true);
+  return t;
+}
+
+Tensor linspace(double start, double end, int64_t steps, TensorOptions opts) {
+  MG_CHECK(steps >= 0, "linspace", "number of steps must be non-negative, got ", steps);
+  Tensor t = Tensor::empty({steps}, opts.requires_grad(false));
+  const double step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0.0;
+  MG_DISPATCH_ALL(t.dtype(), [&] {
+    scalar_t* p = t.data_ptr<scalar_t>();
+    // Fill from both ends so the last point is exactly `end`, as torch.linspace.
+    const int64_t half = steps / 2;
+    for (int64_t i = 0; i < steps; ++i)
+      p[i] = static_cast<scalar_t>(i < half ? start + step * static_cast<double>(i)
+                                            : end - step * static_cast<double>(steps - 1 - i));
+  });
+  if (opts.requires_grad_) t.requires_grad_(true);
+  return t;
+}
+
+Tensor eye(int64_t n, int64_t m, TensorOptions opts) {
+  if (m < 0) m = n;
+  MG_CHECK(n >= 0, "eye", "n must be non-negative, got ", n);
+  Tensor t = zeros({n, m}, opts.requires_grad(false));
+  MG_DISPATCH_ALL(t.dtype(), [&] {
+    scalar_t* p = t.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < std::min(n, m); ++i) p[i * m + i] = scalar_t(1);
+  });
+  if (opts.requires_grad_) t.requires_grad_(true);
+  return t;
+}
+
+template <typename T>
+Tensor tensor(const std::vector<T>& data, Shape shape) {
+  if (shape.empty() && data.size() != 1) shape = {static_cast<int64_t>(data.size())};
+  MG_CHECK(numel_of(shape) == static_cast<int64_t>(data.size()), "tensor", "shape ",
+           shape_str(shape), " holds ", numel_of(shape), " elements, but ", data.size(),
+           " values were given");
+  Tensor t = Tensor::empty(shape, dtype_v<T>);
+  T* p = t.data_ptr<T>();
+  for (size_t i = 0; i < data.size(); ++i) p[i] = data[i];  // vector<bool> is not a T[]
+  return t;
+}
+
+template Tensor tensor(const std::vector<bool>&, Shape);
+template Tensor tensor(const std::vector<uint8_t>&, Shape);
+template Tensor tensor(const std::vector<int32_t>&, Shape);
+template Tensor tensor(const std::vector<int64_t>&, Shape);
+template Tensor tensor(const std::vector<float>&, Shape);
+template Tensor tensor(const std::vector<double>&, Shape);
+
+}  // namespace metagrad

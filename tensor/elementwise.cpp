@@ -1,0 +1,238 @@
+// Elementwise ops: argument checks, type promotion, output allocation, the kernel call, and
+// the report to autograd (Note [Ops report themselves] in tensor.h).
+#include "tensor/elementwise.h"
+
+#include <limits>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "tensor/grad_mode.h"
+#include "tensor/tensor_iter.h"
+#include "tensor/type_promotion.h"
+
+namespace metagrad {
+
+using kernels::BinaryOp;
+using kernels::UnaryOp;
+
+namespace {
+
+void check_operand(const char* op, const Tensor& t) {
+  MG_CHECK(t.defined(), op, "got an undefined tensor");
+  MG_CHECK(t.device().is_cpu(), op, "tensors on ", t.device().str(),
+           " are not supported by this build");
+}
+
+// Casts without recording: the caller reports the whole op, whose derivative accounts for it.
+Tensor cast(const Tensor& t, DType d) {
+  if (t.dtype() == d) return t;
+  NoGradGuard g;
+  return t.to(d);
+}
+
+Tensor unary_op(const char* name, UnaryOp op, const Tensor& x, double p0 = 0, double p1 = 0,
+                detail::OpArgs args = {}) {
+  check_operand(name, x);
+  DType t = x.dtype();
+  if (kernels::unary_needs_float(op) && !is_floating(t)) t = DType::Float32;
+  MG_CHECK(t != DType::Bool, name, "not supported for bool tensors (shape ",
+           shape_str(x.shape()), ")");
+  Tensor xin = cast(x, t);
+  Tensor out = Tensor::empty(x.shape(), x.options().dtype(t));
+  kernels::cpu::unary(op, p0, p1, t, detail::extent(x.shape()),
+                      {out.raw_data(), out.strides().data()},
+                      {xin.raw_data(), xin.strides().data()});
+  detail::record_op(name, {x}, {out}, args);
+  return out;
+}
+
+// The dtype the kernel computes in: the promoted type, except that true division and
+// bool arithmetic need adjusting.
+DType compute_type(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
+  DType t = result_type(a, b);
+  if (op == BinaryOp::Div && !is_floating(t)) t = DType::Float32;
+  if (t == DType::Bool)
+    MG_CHECK(op != BinaryOp::Sub && op != BinaryOp::Pow && op != BinaryOp::Fmod, name,
+             "not supported for bool tensors (shapes ", shape_str(a.shape()), " and ",
+             shape_str(b.shape()), "); use logical ops");
+  return t;
+}
+
+// On bool, + and * are "or" and "and", as in PyTorch.
+BinaryOp bool_op(BinaryOp op, DType t) {
+  if (t != DType::Bool) return op;
+  if (op == BinaryOp::Add) return BinaryOp::LogicalOr;
+  if (op == BinaryOp::Mul) return BinaryOp::LogicalAnd;
+  return op;
+}
+
+Tensor binary_op(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
+  check_operand(name, a);
+  check_operand(name, b);
+  const Shape shape = broadcast_shapes(name, a.shape(), b.shape());
+  const DType t = compute_type(name, op, a, b);
+  Tensor ac = cast(a, t), bc = cast(b, t);
+  const DType out_t = kernels::binary_returns_bool(op) ? DType::Bool : t;
+  Tensor out = Tensor::empty(shape, a.options().dtype(out_t));
+  const Shape sa = detail::broadcast_strides(ac, shape), sb = detail::broadcast_strides(bc, shape);
+  kernels::cpu::binary(bool_op(op, t), t, detail::extent(shape),
+                       {out.raw_data(), out.strides().data()}, {ac.raw_data(), sa.data()},
+                       {bc.raw_data(), sb.data()});
+  if (out_t != DType::Bool) detail::record_op(name, {a, b}, {out});
+  return out;
+}
+
+Tensor& inplace_op(const char* name, BinaryOp op, Tensor& self, const Tensor& other) {
+  check_operand(name, self);
+  check_operand(name, other);
+  const Shape shape = broadcast_shapes(name, self.shape(), other.shape());
+  MG_CHECK(shape == self.shape(), name, "output of shape ", shape_str(self.shape()),
+           " does not match the broadcast shape ", shape_str(shape));
+  detail::check_no_internal_overlap(name, self);
+  const DType t = compute_type(name, op, self, other);
+  MG_CHECK(t == self.dtype() || is_floating(self.dtype()) || !is_floating(t), name,
+           "result type ", dtype_name(t), " cannot be cast to the output's dtype ",
+           dtype_name(self.dtype()));
+  MG_CHECK(!(self.requires_grad() && self.is_leaf() && GradMode::is_enabled()), name,
+           "a leaf tensor that requires grad is used in an in-place operation");
+  Tensor oc = cast(other, self.dtype());
+  if (oc.storage() == self.storage() && !oc.is_same(self)) oc = oc.clone();  // aliasing
+  const Shape so = detail::broadcast_strides(oc, shape);
+  kernels::cpu::binary(bool_op(op, self.dtype()), self.dtype(), detail::extent(shape),
+                       {self.raw_data(), self.strides().data()},
+                       {self.raw_data(), self.strides().data()}, {oc.raw_data(), so.data()});
+  self.bump_version();
+  detail::record_op(name, {self, other}, {self});
+  return self;
+}
+
+}  // namespace
+
+#define MG_UNARY(fn, Op) \
+  Tensor fn(const Tensor& x) { return unary_op(#fn, UnaryOp::Op, x); }
+MG_UNARY(neg, Neg)
+MG_UNARY(abs, Abs)
+MG_UNARY(sign, Sign)
+MG_UNARY(exp, Exp)
+MG_UNARY(log, Log)
+MG_UNARY(log1p, Log1p)
+MG_UNARY(expm1, Expm1)
+MG_UNARY(sqrt, Sqrt)
+MG_UNARY(rsqrt, Rsqrt)
+MG_UNARY(sin, Sin)
+MG_UNARY(cos, Cos)
+MG_UNARY(tan, Tan)
+MG_UNARY(tanh, Tanh)
+MG_UNARY(sigmoid, Sigmoid)
+MG_UNARY(relu, Relu)
+MG_UNARY(reciprocal, Reciprocal)
+MG_UNARY(square, Square)
+MG_UNARY(floor, Floor)
+MG_UNARY(ceil, Ceil)
+MG_UNARY(round, Round)
+MG_UNARY(trunc, Trunc)
+MG_UNARY(erf, Erf)
+#undef MG_UNARY
+
+Tensor logical_not(const Tensor& x) {
+  check_operand("logical_not", x);
+  return eq(x, scalar_tensor(0, x.dtype()));
+}
+
+Tensor pow(const Tensor& x, const Scalar& e) {
+  check_operand("pow", x);
+  const DType t = result_type(x, e);
+  MG_CHECK(is_floating(t) || e.to_double() >= 0, "pow", "integers to negative powers are not allowed (shape ",
+           shape_str(x.shape()), ", exponent ", e.to_double(), ")");
+  return unary_op("pow_scalar", UnaryOp::PowScalar, cast(x, t), e.to_double(), 0,
+                  {.a = e.to_double()});
+}
+Tensor pow(const Tensor& x, const Tensor& e) { return binary_op("pow", BinaryOp::Pow, x, e); }
+Tensor pow(const Scalar& base, const Tensor& e) { return pow(scalar_like(e, base), e); }
+
+Tensor clamp(const Tensor& x, std::optional<Scalar> lo, std::optional<Scalar> hi) {
+  check_operand("clamp", x);
+  MG_CHECK(lo || hi, "clamp", "at least one of min and max must be given");
+  DType t = x.dtype();
+  if (lo) t = promote_types(t, result_type(x, *lo));
+  if (hi) t = promote_types(t, result_type(x, *hi));
+  double l = -std::numeric_limits<double>::infinity(), h = -l;
+  if (!is_floating(t)) {  // keep the bounds representable in the integer type
+    l = t == DType::Int32 ? std::numeric_limits<int32_t>::min() : t == DType::UInt8 ? 0 : -9.2e18;
+    h = t == DType::Int32 ? std::numeric_limits<int32_t>::max() : t == DType::UInt8 ? 255 : 9.2e18;
+  }
+  if (lo) l = std::max(l, lo->to_double());
+  if (hi) h = std::min(h, hi->to_double());
+  return unary_op("clamp", UnaryOp::Clamp, cast(x, t), l, h,
+                  {.a = l, .b = h, .flag = lo.has_value() && hi.has_value()});
+}
+Tensor clamp_min(const Tensor& x, const Scalar& lo) { return clamp(x, lo, std::nullopt); }
+Tensor clamp_max(const Tensor& x, const Scalar& hi) { return clamp(x, std::nullopt, hi); }
+
+#define MG_BINARY(fn, Op) \
+  Tensor fn(const Tensor& a, const Tensor& b) { return binary_op(#fn, BinaryOp::Op, a, b); }
+MG_BINARY(add, Add)
+MG_BINARY(sub, Sub)
+MG_BINARY(mul, Mul)
+MG_BINARY(div, Div)
+MG_BINARY(maximum, Maximum)
+MG_BINARY(minimum, Minimum)
+MG_BINARY(fmod, Fmod)
+MG_BINARY(eq, Eq)
+MG_BINARY(ne, Ne)
+MG_BINARY(lt, Lt)
+MG_BINARY(le, Le)
+MG_BINARY(gt, Gt)
+MG_BINARY(ge, Ge)
+MG_BINARY(logical_and, LogicalAnd)
+MG_BINARY(logical_or, LogicalOr)
+MG_BINARY(logical_xor, LogicalXor)
+#undef MG_BINARY
+
+Tensor& add_(Tensor& s, const Tensor& o) { return inplace_op("add_", BinaryOp::Add, s, o); }
+Tensor& sub_(Tensor& s, const Tensor& o) { return inplace_op("sub_", BinaryOp::Sub, s, o); }
+Tensor& mul_(Tensor& s, const Tensor& o) { return inplace_op("mul_", BinaryOp::Mul, s, o); }
+Tensor& div_(Tensor& s, const Tensor& o) {
+  MG_CHECK(is_floating(s.dtype()), "div_", "true division into a ", dtype_name(s.dtype()),
+           " tensor is not allowed");
+  return inplace_op("div_", BinaryOp::Div, s, o);
+}
+
+Tensor scalar_tensor(const Scalar& s, DType dtype) {
+  Tensor t = Tensor::empty({}, dtype);
+  NoGradGuard g;
+  t.fill_(s.to_double());
+  return t;
+}
+
+Tensor scalar_like(const Tensor& t, const Scalar& s) {
+  MG_CHECK(t.defined(), "scalar", "got an undefined tensor");
+  return scalar_tensor(s, result_type(t, s));
+}
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  check_operand("where", cond);
+  check_operand("where", a);
+  check_operand("where", b);
+  MG_CHECK(cond.dtype() == DType::Bool, "where", "condition must be a bool tensor, got ",
+           dtype_name(cond.dtype()));
+  const Shape shape =
+      broadcast_shapes("where", broadcast_shapes("where", cond.shape(), a.shape()), b.shape());
+  const DType t = result_type(a, b);
+  Tensor ac = cast(a, t), bc = cast(b, t);
+  Tensor out = Tensor::empty(shape, a.options().dtype(t));
+  const Shape sc = detail::broadcast_strides(cond, shape), sa = detail::broadcast_strides(ac, shape),
+              sb = detail::broadcast_strides(bc, shape);
+  kernels::cpu::where(t, detail::extent(shape), {out.raw_data(), out.strides().data()},
+                      {cond.raw_data(), sc.data()}, {ac.raw_data(), sa.data()},
+                      {bc.raw_data(), sb.data()});
+  detail::record_op("where", {cond, a, b}, {out});
+  return out;
+}
+Tensor where(const Tensor& c, const Tensor& a, const Scalar& b) {
+  return where(c, a, scalar_like(a, b));
+}
+Tensor where(const Tensor& c, const Scalar& a, const Tensor& b) {
+  return where(c, scalar_like(b, a), b);
+}
+
+}  // namespace metagrad
