@@ -1,0 +1,3 @@
+// Placeholder: filled in by the random work.
+#pragma once
+#include "tensor/tensor.h"
