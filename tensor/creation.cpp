@@ -55,7 +55,8 @@ Tensor linspace(double start, double end, int64_t steps, TensorOptions opts) {
     scalar_t* p = t.data_ptr<scalar_t>();
     // Fill from both ends so the last point is exactly `end`, as torch.linspace.
     const int64_t half = steps / 2;
-    for (int64_t i = 0; i < steps; ++i)
+    if (steps == 1) p[0] = static_cast<scalar_t>(start);  // a single point is `start`
+    for (int64_t i = steps == 1 ? 1 : 0; i < steps; ++i)
       p[i] = static_cast<scalar_t>(i < half ? start + step * static_cast<double>(i)
                                             : end - step * static_cast<double>(steps - 1 - i));
   });

@@ -1,0 +1,253 @@
+// Elementwise ops: values against float64 references computed here with <cmath>,
+// broadcasting, non-contiguous operands, 0-d and empty tensors, type promotion, errors.
+#include <gtest/gtest.h>
+
+#include <metagrad/metagrad.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+
+using namespace metagrad;
+
+#define EXPECT_MG_ERROR(stmt, prefix)                                     \
+  do {                                                                    \
+    try {                                                                 \
+      stmt;                                                               \
+      ADD_FAILURE() << "expected metagrad::Error from " #stmt;            \
+    } catch (const Error& e) {                                            \
+      EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0u) << e.what(); \
+    }                                                                     \
+  } while (0)
+
+namespace {
+
+// Deterministic values spread over [lo, hi] without a random generator.
+std::vector<double> spread(int64_t n, double lo, double hi) {
+  std::vector<double> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = lo + (hi - lo) * std::fmod(0.618033988749 * (i + 1), 1.0);
+  return v;
+}
+
+struct UnaryCase {
+  const char* name;
+  std::function<Tensor(const Tensor&)> op;
+  std::function<double(double)> ref;
+  double lo, hi;
+};
+
+std::vector<UnaryCase> unary_cases() {
+  return {
+      {"neg", [](auto& x) { return neg(x); }, [](double x) { return -x; }, -3, 3},
+      {"abs", [](auto& x) { return abs(x); }, [](double x) { return std::fabs(x); }, -3, 3},
+      {"sign", [](auto& x) { return sign(x); }, [](double x) { return double((x > 0) - (x < 0)); }, -3, 3},
+      {"exp", [](auto& x) { return exp(x); }, [](double x) { return std::exp(x); }, -3, 3},
+      {"log", [](auto& x) { return log(x); }, [](double x) { return std::log(x); }, 0.1, 5},
+      {"log1p", [](auto& x) { return log1p(x); }, [](double x) { return std::log1p(x); }, -0.5, 5},
+      {"expm1", [](auto& x) { return expm1(x); }, [](double x) { return std::expm1(x); }, -2, 2},
+      {"sqrt", [](auto& x) { return sqrt(x); }, [](double x) { return std::sqrt(x); }, 0, 9},
+      {"rsqrt", [](auto& x) { return rsqrt(x); }, [](double x) { return 1 / std::sqrt(x); }, 0.1, 9},
+      {"sin", [](auto& x) { return sin(x); }, [](double x) { return std::sin(x); }, -4, 4},
+      {"cos", [](auto& x) { return cos(x); }, [](double x) { return std::cos(x); }, -4, 4},
+      {"tan", [](auto& x) { return tan(x); }, [](double x) { return std::tan(x); }, -1.2, 1.2},
+      {"tanh", [](auto& x) { return tanh(x); }, [](double x) { return std::tanh(x); }, -4, 4},
+      {"sigmoid", [](auto& x) { return sigmoid(x); }, [](double x) { return 1 / (1 + std::exp(-x)); }, -30, 30},
+      {"relu", [](auto& x) { return relu(x); }, [](double x) { return x > 0 ? x : 0; }, -3, 3},
+      {"reciprocal", [](auto& x) { return reciprocal(x); }, [](double x) { return 1 / x; }, 0.5, 3},
+      {"square", [](auto& x) { return square(x); }, [](double x) { return x * x; }, -3, 3},
+      {"floor", [](auto& x) { return floor(x); }, [](double x) { return std::floor(x); }, -3, 3},
+      {"ceil", [](auto& x) { return ceil(x); }, [](double x) { return std::ceil(x); }, -3, 3},
+      {"round", [](auto& x) { return round(x); }, [](double x) { return std::nearbyint(x); }, -3, 3},
+      {"trunc", [](auto& x) { return trunc(x); }, [](double x) { return std::trunc(x); }, -3, 3},
+      {"erf", [](auto& x) { return erf(x); }, [](double x) { return std::erf(x); }, -3, 3},
+      {"pow2.5", [](auto& x) { return pow(x, 2.5); }, [](double x) { return std::pow(x, 2.5); }, 0, 3},
+      {"pow-1", [](auto& x) { return pow(x, -1); }, [](double x) { return 1 / x; }, 0.5, 3},
+      {"clamp", [](auto& x) { return clamp(x, -1.0, 0.5); }, [](double x) { return std::min(std::max(x, -1.0), 0.5); }, -3, 3},
+      {"clamp_min", [](auto& x) { return clamp_min(x, 0.25); }, [](double x) { return std::max(x, 0.25); }, -3, 3},
+  };
+}
+
+}  // namespace
+
+TEST(Elementwise, UnaryMatchesReferenceFloat64AndFloat32) {
+  for (const auto& c : unary_cases()) {
+    auto data = spread(37, c.lo, c.hi);
+    for (DType t : {DType::Float64, DType::Float32}) {
+      Tensor x = tensor(data).to(t);
+      Tensor y = c.op(x);
+      ASSERT_EQ(y.dtype(), t) << c.name;
+      auto got = y.to_vector<double>();
+      for (size_t i = 0; i < data.size(); ++i) {
+        const double xin = t == DType::Float32 ? double(float(data[i])) : data[i];
+        const double want = c.ref(xin);
+        const double tol = t == DType::Float64 ? 1e-12 : 2e-6;
+        EXPECT_NEAR(got[i], want, tol * (1 + std::fabs(want))) << c.name << " at x=" << xin;
+      }
+    }
+  }
+}
+
+TEST(Elementwise, UnaryOnNonContiguousAndEmptyAnd0d) {
+  auto data = spread(60, -2, 2);
+  Tensor base = tensor(data, {6, 10});
+  // A transposed, step-sliced view: elements (j, i) for i in 0..6, j in 1,4,7.
+  Tensor v = base.t().slice(0, 1, 10, 3);
+  ASSERT_FALSE(v.is_contiguous());
+  auto got = exp(v).to_vector<double>();
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 6; ++c)
+      EXPECT_DOUBLE_EQ(got[r * 6 + c], std::exp(data[c * 10 + 1 + 3 * r]));
+  // Expanded (stride 0) input.
+  Tensor e = tensor({0.5}).expand({4, 3});
+  for (double g : sin(e).to_vector<double>()) EXPECT_DOUBLE_EQ(g, std::sin(0.5));
+  EXPECT_EQ(exp(zeros({0, 4})).shape(), (Shape{0, 4}));
+  EXPECT_DOUBLE_EQ(tanh(full({}, 0.3, DType::Float64)).item<double>(), std::tanh(0.3));
+}
+
+TEST(Elementwise, LargeTensorsUseEveryElement) {
+  // Big enough to take the parallel, chunked path; also a strided one.
+  const int64_t n = 300000;
+  Tensor x = arange(0.0, double(n), 1.0, TensorOptions(DType::Float64));
+  auto y = (x * 2 + 1).to_vector<double>();
+  for (int64_t i = 0; i < n; i += 997) EXPECT_EQ(y[i], 2.0 * i + 1);
+  EXPECT_EQ(y[n - 1], 2.0 * (n - 1) + 1);
+  Tensor m = x.view({600, 500}).t();
+  auto z = neg(m).to_vector<double>();
+  for (int64_t i = 0; i < 500; i += 37)
+    for (int64_t j = 0; j < 600; j += 41) EXPECT_EQ(z[i * 600 + j], -double(j * 500 + i));
+}
+
+TEST(Elementwise, IntegerInputsOfFloatOpsPromote) {
+  Tensor i = tensor<int64_t>({1, 4, 9});
+  Tensor s = sqrt(i);
+  EXPECT_EQ(s.dtype(), DType::Float32);
+  EXPECT_EQ(s.to_vector<float>(), (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ(abs(tensor<int32_t>({-3, 2})).dtype(), DType::Int32);
+  EXPECT_EQ(abs(tensor<int32_t>({-3, 2})).to_vector<int32_t>(), (std::vector<int32_t>{3, 2}));
+  EXPECT_EQ(pow(tensor<int64_t>({2, 3}), 3).to_vector<int64_t>(), (std::vector<int64_t>{8, 27}));
+  EXPECT_EQ(pow(tensor<int64_t>({2}), 0.5).dtype(), DType::Float32);
+  EXPECT_EQ(clamp(tensor<int64_t>({-5, 5}), -2, 3).to_vector<int64_t>(), (std::vector<int64_t>{-2, 3}));
+  EXPECT_MG_ERROR(pow(tensor<int64_t>({2}), -1), "[pow]");
+  EXPECT_MG_ERROR(neg(tensor({true})), "[neg]");
+  EXPECT_MG_ERROR(clamp(zeros({2}), std::nullopt, std::nullopt), "[clamp]");
+}
+
+TEST(Elementwise, NanPropagation) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Tensor x = tensor({nan, 1.0});
+  EXPECT_TRUE(std::isnan(clamp(x, 0.0, 0.5).to_vector<double>()[0]));
+  EXPECT_TRUE(std::isnan(maximum(x, tensor({0.0, 0.0})).to_vector<double>()[0]));
+  EXPECT_TRUE(std::isnan(minimum(tensor({0.0, 0.0}), x).to_vector<double>()[0]));
+}
+
+TEST(Elementwise, BinaryBroadcastingMatchesLoops) {
+  auto da = spread(2 * 3 * 1, -2, 2), db = spread(4, 0.5, 2);
+  Tensor a = tensor(da, {2, 3, 1});
+  Tensor b = tensor(db, {4});
+  struct Case {
+    const char* name;
+    std::function<Tensor(const Tensor&, const Tensor&)> op;
+    std::function<double(double, double)> ref;
+  };
+  std::vector<Case> cases = {
+      {"add", [](auto& x, auto& y) { return x + y; }, [](double x, double y) { return x + y; }},
+      {"sub", [](auto& x, auto& y) { return x - y; }, [](double x, double y) { return x - y; }},
+      {"mul", [](auto& x, auto& y) { return x * y; }, [](double x, double y) { return x * y; }},
+      {"div", [](auto& x, auto& y) { return x / y; }, [](double x, double y) { return x / y; }},
+      {"pow", [](auto& x, auto& y) { return pow(abs(x), y); }, [](double x, double y) { return std::pow(std::fabs(x), y); }},
+      {"maximum", [](auto& x, auto& y) { return maximum(x, y); }, [](double x, double y) { return std::max(x, y); }},
+      {"minimum", [](auto& x, auto& y) { return minimum(x, y); }, [](double x, double y) { return std::min(x, y); }},
+      {"fmod", [](auto& x, auto& y) { return fmod(x, y); }, [](double x, double y) { return std::fmod(x, y); }},
+  };
+  for (const auto& c : cases) {
+    Tensor y = c.op(a, b);
+    ASSERT_EQ(y.shape(), (Shape{2, 3, 4})) << c.name;
+    auto got = y.to_vector<double>();
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 3; ++j)
+        for (int k = 0; k < 4; ++k)
+          EXPECT_NEAR(got[(i * 3 + j) * 4 + k], c.ref(da[i * 3 + j], db[k]), 1e-12) << c.name;
+  }
+  EXPECT_MG_ERROR(zeros({2, 3}) + zeros({4}), "[add] shapes [2, 3] and [4] cannot be broadcast");
+}
+
+TEST(Elementwise, BinaryOnNonContiguousOperands) {
+  auto d = spread(20, -1, 1);
+  Tensor m = tensor(d, {4, 5});
+  Tensor t = m.t();                  // [5, 4]
+  Tensor s = m.slice(1, 0, 5, 2);    // [4, 3]
+  auto got = (t.slice(0, 0, 3) * s.t()).to_vector<double>();  // [3, 4]
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 4; ++j)
+      EXPECT_DOUBLE_EQ(got[i * 4 + j], d[j * 5 + i] * d[j * 5 + 2 * i]);
+}
+
+TEST(Elementwise, ComparisonsAndLogical) {
+  Tensor a = tensor({1.0, 2.0, 3.0});
+  Tensor b = tensor({3.0, 2.0, 1.0});
+  EXPECT_EQ((a < b).dtype(), DType::Bool);
+  EXPECT_EQ((a < b).to_vector<bool>(), (std::vector<bool>{true, false, false}));
+  EXPECT_EQ((a <= b).to_vector<bool>(), (std::vector<bool>{true, true, false}));
+  EXPECT_EQ((a == b).to_vector<bool>(), (std::vector<bool>{false, true, false}));
+  EXPECT_EQ((a != b).to_vector<bool>(), (std::vector<bool>{true, false, true}));
+  EXPECT_EQ((a > 1.5).to_vector<bool>(), (std::vector<bool>{false, true, true}));
+  EXPECT_EQ(ge(a, 2).to_vector<bool>(), (std::vector<bool>{false, true, true}));
+  Tensor p = tensor({true, true, false, false}), q = tensor({true, false, true, false});
+  EXPECT_EQ(logical_and(p, q).to_vector<bool>(), (std::vector<bool>{true, false, false, false}));
+  EXPECT_EQ(logical_or(p, q).to_vector<bool>(), (std::vector<bool>{true, true, true, false}));
+  EXPECT_EQ(logical_xor(p, q).to_vector<bool>(), (std::vector<bool>{false, true, true, false}));
+  EXPECT_EQ(logical_not(tensor({0.0, 2.0})).to_vector<bool>(), (std::vector<bool>{true, false}));
+  EXPECT_EQ((p + q).to_vector<bool>(), (std::vector<bool>{true, true, true, false}));  // or
+  EXPECT_EQ((p * q).to_vector<bool>(), (std::vector<bool>{true, false, false, false}));  // and
+  EXPECT_MG_ERROR(p - q, "[sub]");
+}
+
+TEST(Elementwise, TypePromotion) {
+  Tensor f = zeros({2}), d = zeros({2}, DType::Float64), i = zeros({2}, DType::Int64);
+  Tensor i32 = zeros({2}, DType::Int32), u8 = zeros({2}, DType::UInt8), b = zeros({2}, DType::Bool);
+  EXPECT_EQ((f + d).dtype(), DType::Float64);
+  EXPECT_EQ((i + f).dtype(), DType::Float32);
+  EXPECT_EQ((i32 + i).dtype(), DType::Int64);
+  EXPECT_EQ((u8 + i32).dtype(), DType::Int32);
+  EXPECT_EQ((b + u8).dtype(), DType::UInt8);
+  EXPECT_EQ((i / i).dtype(), DType::Float32);  // true division
+  EXPECT_EQ((i * 2).dtype(), DType::Int64);
+  EXPECT_EQ((i * 2.5).dtype(), DType::Float32);
+  EXPECT_EQ((b + 1).dtype(), DType::Int64);
+  EXPECT_EQ((f * 2.0).dtype(), DType::Float32);
+  // 0-d tensors: same category does not promote, a higher one does.
+  EXPECT_EQ((f + full({}, 1.0, DType::Float64)).dtype(), DType::Float32);
+  EXPECT_EQ((i + full({}, 1.0, DType::Float64)).dtype(), DType::Float64);
+  EXPECT_EQ((full({}, 1, DType::Int32) + full({}, 1, DType::Int64)).dtype(), DType::Int64);
+  EXPECT_EQ((tensor<int64_t>({7, -7}) / 2).to_vector<float>(), (std::vector<float>{3.5f, -3.5f}));
+}
+
+TEST(Elementwise, WhereBroadcastsAndPromotes) {
+  Tensor c = tensor({true, false, true});
+  Tensor a = tensor({1.0, 2.0, 3.0});
+  Tensor r = where(c, a, 0);
+  EXPECT_EQ(r.to_vector<double>(), (std::vector<double>{1, 0, 3}));
+  Tensor r2 = where(c.view({3, 1}), a, tensor({-1.f}));
+  EXPECT_EQ(r2.shape(), (Shape{3, 3}));
+  EXPECT_EQ(r2.dtype(), DType::Float64);
+  EXPECT_EQ(r2.to_vector<double>(), (std::vector<double>{1, 2, 3, -1, -1, -1, 1, 2, 3}));
+  EXPECT_MG_ERROR(where(a, a, a), "[where]");
+}
+
+TEST(Elementwise, InPlace) {
+  Tensor x = tensor({1.0, 2.0, 3.0});
+  const uint64_t v0 = x.version();
+  x += tensor({1.0, 1.0, 1.0});
+  x *= 2;
+  EXPECT_EQ(x.to_vector<double>(), (std::vector<double>{4, 6, 8}));
+  EXPECT_GT(x.version(), v0);
+  Tensor m = zeros({2, 3});
+  Tensor col = m.select(1, 1);
+  col += 5;  // writes through a strided view
+  EXPECT_EQ(m.to_vector<float>(), (std::vector<float>{0, 5, 0, 0, 5, 0}));
+  Tensor i = zeros({2}, DType::Int64);
+  EXPECT_MG_ERROR(i += zeros({2}), "[add_]");
+  EXPECT_MG_ERROR(add_(x, zeros({2, 3})), "[add_]");
+  Tensor e = zeros({1}).expand({3});
+  EXPECT_MG_ERROR(e += 1, "[add_]");
+}

@@ -1,0 +1,202 @@
+// Tensor core: construction, metadata, views sharing storage, copies, conversions, errors.
+#include <gtest/gtest.h>
+
+#include <metagrad/metagrad.h>
+
+#include <cmath>
+#include <numeric>
+
+using namespace metagrad;
+
+namespace {
+// Expects `stmt` to throw metagrad::Error whose message starts with `prefix`.
+#define EXPECT_MG_ERROR(stmt, prefix)                                            \
+  do {                                                                           \
+    try {                                                                        \
+      stmt;                                                                      \
+      ADD_FAILURE() << "expected metagrad::Error from " #stmt;                   \
+    } catch (const Error& e) {                                                   \
+      EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0u) << e.what();        \
+    }                                                                            \
+  } while (0)
+
+Tensor iota(const Shape& s, DType t = DType::Float64) {
+  return arange(0, numel_of(s), 1, TensorOptions(t)).reshape(s);
+}
+}  // namespace
+
+TEST(Tensor, EmptyZerosOnesFull) {
+  Tensor z = zeros({2, 3});
+  EXPECT_EQ(z.shape(), (Shape{2, 3}));
+  EXPECT_EQ(z.strides(), (Shape{3, 1}));
+  EXPECT_EQ(z.dtype(), DType::Float32);
+  EXPECT_EQ(z.numel(), 6);
+  for (float v : z.to_vector<float>()) EXPECT_EQ(v, 0.f);
+  for (double v : ones({4}, DType::Float64).to_vector<double>()) EXPECT_EQ(v, 1.0);
+  for (int64_t v : full({3}, 7, DType::Int64).to_vector<int64_t>()) EXPECT_EQ(v, 7);
+  Tensor s = full({}, 2.5);
+  EXPECT_EQ(s.dim(), 0);
+  EXPECT_EQ(s.numel(), 1);
+  EXPECT_EQ(s.item<float>(), 2.5f);
+  EXPECT_EQ(zeros({0, 3}).numel(), 0);
+  EXPECT_TRUE(zeros({0, 3}).to_vector<float>().empty());
+}
+
+TEST(Tensor, ArangeLinspaceEye) {
+  EXPECT_EQ(arange(5).dtype(), DType::Int64);
+  EXPECT_EQ(arange(5).to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(arange(0.0, 1.0, 0.25).dtype(), DType::Float32);
+  EXPECT_EQ(arange(0.0, 1.0, 0.25).to_vector<float>(), (std::vector<float>{0, .25f, .5f, .75f}));
+  EXPECT_EQ(arange(5, 0, -2).to_vector<int64_t>(), (std::vector<int64_t>{5, 3, 1}));
+  auto l = linspace(-1, 1, 5, DType::Float64).to_vector<double>();
+  for (int i = 0; i < 5; ++i) EXPECT_DOUBLE_EQ(l[i], -1 + 0.5 * i);
+  EXPECT_EQ(linspace(0, 1, 1).to_vector<float>(), (std::vector<float>{0}));
+  auto e = eye(2, 3).to_vector<float>();
+  EXPECT_EQ(e, (std::vector<float>{1, 0, 0, 0, 1, 0}));
+  EXPECT_MG_ERROR(arange(0, 5, 0), "[arange]");
+  EXPECT_MG_ERROR(arange(5, 0, 1), "[arange]");
+  EXPECT_MG_ERROR(linspace(0, 1, -1), "[linspace]");
+}
+
+TEST(Tensor, FromData) {
+  Tensor t = tensor({1.0, 2.0, 3.0, 4.0, 5.0, 6.0}, {2, 3});
+  EXPECT_EQ(t.dtype(), DType::Float64);
+  EXPECT_EQ(t.shape(), (Shape{2, 3}));
+  EXPECT_EQ(tensor({true, false}).to_vector<bool>(), (std::vector<bool>{true, false}));
+  EXPECT_EQ(tensor({int32_t{3}}).dim(), 0);
+  EXPECT_MG_ERROR(tensor({1.f, 2.f}, {3}), "[tensor]");
+}
+
+TEST(Tensor, ViewsShareStorage) {
+  Tensor x = iota({2, 3, 4});
+  Tensor tr = x.transpose(0, 2);
+  EXPECT_EQ(tr.shape(), (Shape{4, 3, 2}));
+  EXPECT_EQ(tr.strides(), (Shape{1, 4, 12}));
+  EXPECT_FALSE(tr.is_contiguous());
+  EXPECT_EQ(tr.storage(), x.storage());
+  // Writing through a view changes the base.
+  Tensor row = x.select(0, 1).select(0, 2);  // x[1, 2, :]
+  row.fill_(-1);
+  auto v = x.to_vector<double>();
+  for (int k = 0; k < 4; ++k) EXPECT_EQ(v[12 + 8 + k], -1);
+  EXPECT_EQ(v[0], 0);
+}
+
+TEST(Tensor, SliceNarrowSelect) {
+  Tensor x = iota({10});
+  EXPECT_EQ(x.slice(0, 1, 8, 3).to_vector<double>(), (std::vector<double>{1, 4, 7}));
+  EXPECT_EQ(x.slice(0, -3, 100).to_vector<double>(), (std::vector<double>{7, 8, 9}));
+  EXPECT_EQ(x.slice(0, 5, 2).numel(), 0);
+  EXPECT_EQ(x.narrow(0, 2, 3).to_vector<double>(), (std::vector<double>{2, 3, 4}));
+  EXPECT_EQ(x.select(0, -1).item<double>(), 9);
+  Tensor m = iota({3, 4});
+  Tensor col = m.select(1, 2);
+  EXPECT_EQ(col.to_vector<double>(), (std::vector<double>{2, 6, 10}));
+  EXPECT_MG_ERROR(x.slice(0, 0, 5, 0), "[slice]");
+  EXPECT_MG_ERROR(x.narrow(0, 8, 5), "[narrow]");
+  EXPECT_MG_ERROR(x.select(0, 10), "[select]");
+  EXPECT_MG_ERROR(x.select(1, 0), "[select]");
+}
+
+TEST(Tensor, ViewReshapeFlatten) {
+  Tensor x = iota({2, 3, 4});
+  EXPECT_EQ(x.view({6, -1}).shape(), (Shape{6, 4}));
+  EXPECT_EQ(x.view({6, -1}).storage(), x.storage());
+  // A transposed tensor cannot be viewed flat, but reshape copies.
+  Tensor t = x.transpose(1, 2);
+  EXPECT_MG_ERROR(t.view({-1}), "[view]");
+  Tensor r = t.reshape({-1});
+  EXPECT_NE(r.storage(), x.storage());
+  auto rv = r.to_vector<double>();
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j)
+      for (int k = 0; k < 3; ++k) EXPECT_EQ(rv[i * 12 + j * 3 + k], i * 12 + k * 4 + j);
+  // Splitting a dim of a permuted view is still a view.
+  Tensor p = iota({4, 6}).t();  // [6, 4], strides [1, 6]
+  EXPECT_EQ(p.view({2, 3, 4}).strides(), (Shape{3, 1, 6}));
+  EXPECT_EQ(x.flatten().shape(), (Shape{24}));
+  EXPECT_EQ(x.flatten(1).shape(), (Shape{2, 12}));
+  EXPECT_EQ(full({}, 1.0).flatten().shape(), (Shape{1}));
+  EXPECT_MG_ERROR(x.view({5, -1}), "[view]");
+  EXPECT_MG_ERROR(x.view({-1, -1}), "[view]");
+  EXPECT_MG_ERROR(x.reshape({7}), "[reshape]");
+}
+
+TEST(Tensor, PermuteSqueezeUnsqueezeExpand) {
+  Tensor x = iota({2, 1, 3});
+  EXPECT_EQ(x.permute({2, 0, 1}).shape(), (Shape{3, 2, 1}));
+  EXPECT_MG_ERROR(x.permute({0, 0, 1}), "[permute]");
+  EXPECT_MG_ERROR(x.permute({0, 1}), "[permute]");
+  EXPECT_EQ(x.squeeze().shape(), (Shape{2, 3}));
+  EXPECT_EQ(x.squeeze(1).shape(), (Shape{2, 3}));
+  EXPECT_EQ(x.squeeze(0).shape(), (Shape{2, 1, 3}));
+  EXPECT_EQ(x.unsqueeze(-1).shape(), (Shape{2, 1, 3, 1}));
+  EXPECT_EQ(x.unsqueeze(0).shape(), (Shape{1, 2, 1, 3}));
+  Tensor e = x.expand({4, 2, 5, 3});
+  EXPECT_EQ(e.shape(), (Shape{4, 2, 5, 3}));
+  EXPECT_EQ(e.strides()[0], 0);
+  EXPECT_EQ(e.strides()[2], 0);
+  auto ev = e.to_vector<double>();
+  EXPECT_EQ(ev[(3 * 2 * 5 * 3) + (1 * 15) + (4 * 3) + 2], 5);  // e[3,1,4,2] = x[1,0,2]
+  EXPECT_EQ(x.expand({-1, 4, -1}).shape(), (Shape{2, 4, 3}));
+  EXPECT_MG_ERROR(x.expand({3, 1, 3}), "[expand]");
+  EXPECT_MG_ERROR(x.expand({3}), "[expand]");
+  EXPECT_MG_ERROR(x.unsqueeze(4), "[unsqueeze]");
+}
+
+TEST(Tensor, ContiguousCloneCopy) {
+  Tensor x = iota({3, 4});
+  Tensor t = x.t();
+  Tensor c = t.contiguous();
+  EXPECT_TRUE(c.is_contiguous());
+  EXPECT_EQ(c.to_vector<double>(), t.to_vector<double>());
+  EXPECT_TRUE(x.contiguous().is_same(x));
+  Tensor cl = x.clone();
+  cl.fill_(0);
+  EXPECT_EQ(x.to_vector<double>()[5], 5);
+  // copy_ broadcasts and converts.
+  Tensor d = zeros({2, 3}, DType::Int32);
+  d.copy_(tensor({1.9, -2.7, 3.0}));
+  EXPECT_EQ(d.to_vector<int32_t>(), (std::vector<int32_t>{1, -2, 3, 1, -2, 3}));
+  EXPECT_MG_ERROR(d.copy_(zeros({4})), "[copy_]");
+  // Writing into an expanded view is refused.
+  Tensor ex = zeros({1, 3}).expand({2, 3});
+  EXPECT_MG_ERROR(ex.fill_(1), "[fill_]");
+  // Overlapping self-copy reads a snapshot.
+  Tensor y = arange(0.0, 5.0, 1.0);
+  y.slice(0, 1, 5).copy_(y.slice(0, 0, 4));
+  EXPECT_EQ(y.to_vector<float>(), (std::vector<float>{0, 0, 1, 2, 3}));
+}
+
+TEST(Tensor, DtypeConversions) {
+  Tensor x = tensor({-1.5, 0.0, 2.7});
+  EXPECT_EQ(x.to(DType::Int64).to_vector<int64_t>(), (std::vector<int64_t>{-1, 0, 2}));
+  EXPECT_EQ(x.to(DType::Bool).to_vector<bool>(), (std::vector<bool>{true, false, true}));
+  EXPECT_EQ(x.to(DType::Float32).dtype(), DType::Float32);
+  EXPECT_TRUE(x.to(DType::Float64).is_same(x));
+  EXPECT_EQ(x.to_vector<int32_t>(), (std::vector<int32_t>{-1, 0, 2}));
+  EXPECT_EQ(tensor({200}).to(DType::UInt8).item<int64_t>(), 200);
+  EXPECT_MG_ERROR(x.item<double>(), "[item]");
+  EXPECT_MG_ERROR(x.data_ptr<float>(), "[data_ptr]");
+  EXPECT_MG_ERROR(x.to(Device::cuda(0)), "[to]");
+}
+
+TEST(Tensor, Errors) {
+  Tensor u;
+  EXPECT_FALSE(u.defined());
+  EXPECT_MG_ERROR(u.shape(), "[shape]");
+  EXPECT_MG_ERROR(zeros({-1}), "[shape]");
+  EXPECT_MG_ERROR(zeros(Shape(17, 1)), "[empty]");
+  EXPECT_MG_ERROR(zeros({2}).size(2), "[size]");
+  EXPECT_MG_ERROR(as_strided(zeros({4}), {3}, {2}, 0), "[as_strided]");
+  EXPECT_EQ(as_strided(iota({4}), {2}, {2}, 1).to_vector<double>(), (std::vector<double>{1, 3}));
+  EXPECT_MG_ERROR(zeros({2}, DType::Int64).requires_grad_(), "[requires_grad_]");
+}
+
+TEST(Tensor, CudaAvailabilityIsReported) {
+  // Either a GPU is visible, or asking for CUDA gives a clear error; never a crash.
+  if (!cuda_is_available()) {
+    EXPECT_EQ(cuda_device_count(), 0);
+    EXPECT_MG_ERROR(zeros({2}, Device::cuda(0)), "[alloc]");
+  }
+}
