@@ -94,6 +94,12 @@ Tensor& inplace_op(const char* name, BinaryOp op, Tensor& self, const Tensor& ot
            dtype_name(self.dtype()));
   MG_CHECK(!(self.requires_grad() && self.is_leaf() && GradMode::is_enabled()), name,
            "a leaf tensor that requires grad is used in an in-place operation");
+  // Note [In-place ops and autograd]: an in-place op is recorded as the out-of-place op
+  // applied to a clone of self's old value (the clone carries self's old history), whose
+  // result is written back into self. The derivative table then needs no in-place rules,
+  // and the old value the rule may need (mul_, div_) is kept safe in the clone.
+  Tensor old;
+  if (detail::should_record({&self, &other})) old = self.clone();
   Tensor oc = cast(other, self.dtype());
   if (oc.storage() == self.storage() && !oc.is_same(self)) oc = oc.clone();  // aliasing
   const Shape so = detail::broadcast_strides(oc, shape);
@@ -101,7 +107,11 @@ Tensor& inplace_op(const char* name, BinaryOp op, Tensor& self, const Tensor& ot
                        {self.raw_data(), self.strides().data()},
                        {self.raw_data(), self.strides().data()}, {oc.raw_data(), so.data()});
   self.bump_version();
-  detail::record_op(name, {self, other}, {self});
+  if (old.defined()) {
+    std::string out_of_place(name);
+    out_of_place.pop_back();  // "add_" -> "add"
+    detail::record_op(out_of_place.c_str(), {old, other}, {self});
+  }
   return self;
 }
 

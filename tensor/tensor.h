@@ -14,6 +14,7 @@
 #include <initializer_list>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,7 @@ class Tensor {
   const std::shared_ptr<Storage>& storage() const;
   bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
   TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
 
   // Pointer to element (0, ..., 0); T must match dtype().
   template <typename T> T* data_ptr() const;
@@ -124,7 +126,8 @@ class Tensor {
   void register_hook(std::function<Tensor(const Tensor&)> hook);
   const std::vector<std::function<Tensor(const Tensor&)>>& hooks() const;
   // Defined in autograd/engine.cpp.
-  void backward(const Tensor& gradient = {}, bool retain_graph = false,
+  // retain_graph defaults to create_graph, as in libtorch.
+  void backward(const Tensor& gradient = {}, std::optional<bool> retain_graph = std::nullopt,
                 bool create_graph = false) const;
   uint64_t version() const { return storage()->version(); }
   void bump_version() const { storage()->bump_version(); }
@@ -142,6 +145,9 @@ struct AutogradMeta {
   std::shared_ptr<autograd::Node> grad_fn;
   uint32_t output_nr = 0;
   std::vector<std::function<Tensor(const Tensor&)>> hooks;
+  // A leaf's gradient accumulator node, shared by every op that uses the leaf; weak so the
+  // leaf does not keep its graph alive.
+  std::weak_ptr<autograd::Node> grad_accumulator;
 };
 
 struct TensorImpl {

@@ -1,0 +1,376 @@
+// The derivative of every op, in one place. Each entry: the op name its record_op reports,
+// what it saves, and the rule, with the identity it implements. Rules use only public,
+// differentiable ops, so with create_graph=true they record a graph too (any order).
+//
+// Conventions: `c.g()` is the incoming gradient (same shape as the output); a rule returns one
+// gradient per input, undefined where none flows. The engine reduces a gradient that is
+// broadcast over an input (sum_to) and casts it to the input's dtype, so a rule for a
+// broadcasting op can stay in the output's shape.
+#include "autograd/derivatives.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <unordered_map>
+
+#include "tensor/creation.h"
+#include "tensor/elementwise.h"
+#include "tensor/indexing.h"
+#include "tensor/linalg.h"
+#include "tensor/reduce.h"
+#include "tensor/view_grad.h"
+
+namespace metagrad::autograd {
+
+using Grads = std::vector<Tensor>;
+
+Tensor sum_to(const Tensor& g, const Shape& shape) {
+  if (g.shape() == shape) return g;
+  const int64_t lead = g.dim() - static_cast<int64_t>(shape.size());
+  std::vector<int64_t> dims;
+  for (int64_t d = 0; d < g.dim(); ++d)
+    if (d < lead || (shape[d - lead] == 1 && g.size(d) != 1)) dims.push_back(d);
+  Tensor r = sum(g, dims, /*keepdim=*/true);
+  if (lead > 0) r = r.reshape(shape);
+  return r;
+}
+
+namespace {
+
+// ---- helpers for long rules ---------------------------------------------------------
+
+// A gradient reduced with keepdim=false, re-expanded to the input's shape: the adjoint of a
+// reduction's "sum over these dims" part.
+Tensor expand_reduced(const Tensor& g, const detail::OpArgs& a) {
+  Tensor r = g;
+  if (!a.flag)
+    for (int64_t d : a.dims) r = r.unsqueeze(d);  // dims are sorted ascending
+  return r.expand(a.shape);
+}
+
+int64_t reduced_count(const detail::OpArgs& a) {
+  int64_t n = 1;
+  for (int64_t d : a.dims) n *= a.shape[d];
+  return n;
+}
+
+// d/dx_i prod(x) = prod_{j != i} x_j. Dividing out/x fails at zeros, so when any element is
+// zero the product of the others is formed directly: x with its own entry replaced by 1,
+// multiplied along the reduced dims (after moving them last and flattening them).
+Tensor prod_backward(const Tensor& g, const Tensor& x, const Tensor& out,
+                     const detail::OpArgs& a) {
+  Tensor ge = expand_reduced(g, a);
+  Tensor oute = expand_reduced(out, a);
+  const bool has_zero = (x == 0).to(DType::Int64).to_vector<int64_t>() !=
+                        std::vector<int64_t>(static_cast<size_t>(x.numel()), 0);
+  if (!has_zero) return ge * oute / x;
+  // Move reduced dims last: perm = kept dims then reduced dims.
+  std::vector<int64_t> perm, inv(x.dim());
+  for (int64_t d = 0; d < x.dim(); ++d)
+    if (std::find(a.dims.begin(), a.dims.end(), d) == a.dims.end()) perm.push_back(d);
+  for (int64_t d : a.dims) perm.push_back(d);
+  for (size_t i = 0; i < perm.size(); ++i) inv[perm[i]] = static_cast<int64_t>(i);
+  Tensor xp = x.permute(perm);
+  const int64_t n = reduced_count(a);
+  Shape flat(xp.shape().begin(), xp.shape().end() - static_cast<int64_t>(a.dims.size()));
+  Shape kept = flat;
+  flat.push_back(n);
+  Tensor xf = xp.reshape(flat);                              // [..., n]
+  Shape rep = kept;
+  rep.push_back(n);
+  rep.push_back(n);
+  Tensor xr = xf.unsqueeze(-2).expand(rep);                  // [..., n(i), n(j)] = x_j
+  Tensor diag = eye(n, n, TensorOptions(DType::Bool));
+  Tensor others = prod(where(diag, 1.0, xr), {-1});          // prod_{j != i} x_j
+  Tensor back = others.reshape(xp.shape()).permute(inv);
+  return ge * back;
+}
+
+// Routes the gradient of a max/min over `dim` to the chosen index.
+Tensor index_reduction_backward(const Tensor& g, const Tensor& indices,
+                                const detail::OpArgs& a) {
+  Tensor gk = a.flag ? g : g.unsqueeze(a.i);
+  Tensor ik = a.flag ? indices : indices.unsqueeze(a.i);
+  return scatter_add(zeros(a.shape, g.options()), a.i, ik, gk);
+}
+
+// amax/amin: the gradient is shared evenly among the elements equal to the extreme value.
+Tensor extreme_backward(const Tensor& g, const Tensor& x, const Tensor& out,
+                        const detail::OpArgs& a) {
+  Tensor mask = (x == expand_reduced(out, a)).to(x.dtype());
+  Tensor count = sum(mask, a.dims, /*keepdim=*/true).expand(a.shape);
+  return expand_reduced(g, a) * mask / count;
+}
+
+// matmul with the 1-d conventions: a 1-d left operand is a row, a 1-d right one a column.
+// d(A B) = dA B + A dB, so dA = G B^T and dB = A^T G, summed over broadcast batch dims.
+Grads matmul_backward(const GradCtx& c) {
+  const Tensor& a = c.in[0];
+  const Tensor& b = c.in[1];
+  Tensor a2 = a.dim() == 1 ? a.unsqueeze(0) : a;
+  Tensor b2 = b.dim() == 1 ? b.unsqueeze(-1) : b;
+  Tensor g2 = c.g();
+  if (a.dim() == 1) g2 = g2.unsqueeze(b.dim() == 1 ? 0 : -2);
+  if (b.dim() == 1) g2 = g2.unsqueeze(-1);
+  Grads r(2);
+  if (c.needs[0]) r[0] = sum_to(matmul(g2, b2.transpose(-1, -2)), a2.shape()).reshape(a.shape());
+  if (c.needs[1]) r[1] = sum_to(matmul(a2.transpose(-1, -2), g2), b2.shape()).reshape(b.shape());
+  return r;
+}
+
+Grads norm_backward(const GradCtx& c) {
+  const Tensor& x = c.in[0];
+  const Tensor& out = c.out[0];
+  const double p = c.args.a;
+  Tensor ge = expand_reduced(c.g(), c.args);
+  Tensor oe = expand_reduced(out, c.args);
+  if (p == 0) return {zeros_like(x)};
+  if (p == 1) return {ge * sign(x)};
+  if (std::isinf(p)) return {extreme_backward(c.g(), abs(x), out, c.args) * sign(x)};
+  // d ||x||_p = x |x|^(p-2) / ||x||_p^(p-1); at ||x|| = 0 the gradient is taken as 0.
+  Tensor safe = where(oe == 0, 1.0, oe);
+  Tensor num = p == 2 ? x : x * pow(abs(x), p - 2);
+  Tensor grad = ge * num / (p == 2 ? safe : pow(safe, p - 1));
+  return {where(oe == 0, 0.0, grad)};
+}
+
+using Table = std::unordered_map<std::string_view, Derivative>;
+
+const Table& table() {
+  static const Table t = {
+      // ---- views ---------------------------------------------------------------------------
+      // reshape/view/squeeze/unsqueeze/flatten: the same elements, so g takes the old shape.
+      {"reshape", {[](const GradCtx& c) -> Grads { return {c.g().reshape(c.args.shape)}; }, kSaveNothing}},
+      // permute: apply the inverse permutation.
+      {"permute", {[](const GradCtx& c) -> Grads {
+         std::vector<int64_t> inv(c.args.dims.size());
+         for (size_t i = 0; i < inv.size(); ++i) inv[c.args.dims[i]] = static_cast<int64_t>(i);
+         return {c.g().permute(inv)};
+       }, kSaveNothing}},
+      // expand: every copy of an element contributed, so sum them back.
+      {"expand", {[](const GradCtx& c) -> Grads { return {sum_to(c.g(), c.args.shape)}; }, kSaveNothing}},
+      // slice: the gradient lands in the sliced region of zeros.
+      {"slice", {[](const GradCtx& c) -> Grads {
+         return {slice_backward(c.g(), c.args.shape, c.args.i, c.args.dims[0], c.args.dims[1], c.args.dims[2])};
+       }, kSaveNothing}},
+      {"slice_backward", {[](const GradCtx& c) -> Grads {
+         return {c.g().slice(c.args.i, c.args.dims[0], c.args.dims[1], c.args.dims[2])};
+       }, kSaveNothing}},
+      {"select", {[](const GradCtx& c) -> Grads {
+         return {select_backward(c.g(), c.args.shape, c.args.i, c.args.j)};
+       }, kSaveNothing}},
+      {"select_backward", {[](const GradCtx& c) -> Grads { return {c.g().select(c.args.i, c.args.j)}; }, kSaveNothing}},
+      // clone, dtype conversion: identity (the engine casts back to the input's dtype).
+      {"clone", {[](const GradCtx& c) -> Grads { return {c.g()}; }, kSaveNothing}},
+      {"to_dtype", {[](const GradCtx& c) -> Grads { return {c.g().to(c.in_meta[0].dtype)}; }, kSaveNothing}},
+      // copy_(self, src): self's old value is overwritten (no gradient); src arrives broadcast.
+      {"copy_", {[](const GradCtx& c) -> Grads { return {Tensor(), c.g()}; }, kSaveNothing}},
+      // fill_: the result is a constant.
+      {"fill_", {[](const GradCtx&) -> Grads { return {Tensor()}; }, kSaveNothing}},
+
+      // ---- unary -----------------------------------------------------------------------
+      {"neg", {[](const GradCtx& c) -> Grads { return {-c.g()}; }, kSaveNothing}},
+      // d|x| = sign(x) dx (0 at 0, as PyTorch)
+      {"abs", {[](const GradCtx& c) -> Grads { return {c.g() * sign(c.in[0])}; }, kSaveInputs}},
+      // piecewise constant: zero derivative almost everywhere
+      {"sign", {[](const GradCtx& c) -> Grads { return {zeros_like(c.g())}; }, kSaveNothing}},
+      {"floor", {[](const GradCtx& c) -> Grads { return {zeros_like(c.g())}; }, kSaveNothing}},
+      {"ceil", {[](const GradCtx& c) -> Grads { return {zeros_like(c.g())}; }, kSaveNothing}},
+      {"round", {[](const GradCtx& c) -> Grads { return {zeros_like(c.g())}; }, kSaveNothing}},
+      {"trunc", {[](const GradCtx& c) -> Grads { return {zeros_like(c.g())}; }, kSaveNothing}},
+      // d e^x = e^x dx
+      {"exp", {[](const GradCtx& c) -> Grads { return {c.g() * c.out[0]}; }, kSaveOutputs}},
+      // d log x = dx / x
+      {"log", {[](const GradCtx& c) -> Grads { return {c.g() / c.in[0]}; }, kSaveInputs}},
+      // d log(1+x) = dx / (1+x)
+      {"log1p", {[](const GradCtx& c) -> Grads { return {c.g() / (c.in[0] + 1)}; }, kSaveInputs}},
+      // d (e^x - 1) = e^x dx = (y + 1) dx
+      {"expm1", {[](const GradCtx& c) -> Grads { return {c.g() * (c.out[0] + 1)}; }, kSaveOutputs}},
+      // d sqrt(x) = dx / (2 sqrt(x))
+      {"sqrt", {[](const GradCtx& c) -> Grads { return {c.g() / (c.out[0] * 2)}; }, kSaveOutputs}},
+      // d x^(-1/2) = -1/2 x^(-3/2) dx = -1/2 y^3 dx
+      {"rsqrt", {[](const GradCtx& c) -> Grads { return {c.g() * pow(c.out[0], 3) * -0.5}; }, kSaveOutputs}},
+      // d sin x = cos x dx
+      {"sin", {[](const GradCtx& c) -> Grads { return {c.g() * cos(c.in[0])}; }, kSaveInputs}},
+      // d cos x = -sin x dx
+      {"cos", {[](const GradCtx& c) -> Grads { return {-c.g() * sin(c.in[0])}; }, kSaveInputs}},
+      // d tan x = (1 + tan^2 x) dx
+      {"tan", {[](const GradCtx& c) -> Grads { return {c.g() * (square(c.out[0]) + 1)}; }, kSaveOutputs}},
+      // d tanh x = (1 - tanh^2 x) dx
+      {"tanh", {[](const GradCtx& c) -> Grads { return {c.g() * (1 - square(c.out[0]))}; }, kSaveOutputs}},
+      // d s(x) = s(x) (1 - s(x)) dx
+      {"sigmoid", {[](const GradCtx& c) -> Grads {
+         return {c.g() * c.out[0] * (1 - c.out[0])};
+       }, kSaveOutputs}},
+      // d relu(x) = [x > 0] dx (0 at the kink, as PyTorch); `where` keeps it differentiable in g
+      {"relu", {[](const GradCtx& c) -> Grads { return {where(c.out[0] > 0, c.g(), 0)}; }, kSaveOutputs}},
+      // d (1/x) = -1/x^2 dx = -y^2 dx
+      {"reciprocal", {[](const GradCtx& c) -> Grads { return {-c.g() * square(c.out[0])}; }, kSaveOutputs}},
+      // d x^2 = 2x dx
+      {"square", {[](const GradCtx& c) -> Grads { return {c.g() * c.in[0] * 2}; }, kSaveInputs}},
+      // d erf(x) = 2/sqrt(pi) e^(-x^2) dx
+      {"erf", {[](const GradCtx& c) -> Grads {
+         return {c.g() * exp(-square(c.in[0])) * (2.0 / std::sqrt(M_PI))};
+       }, kSaveInputs}},
+      // d x^p = p x^(p-1) dx
+      {"pow_scalar", {[](const GradCtx& c) -> Grads {
+         const double p = c.args.a;
+         if (p == 0) return {zeros_like(c.g())};
+         return {c.g() * pow(c.in[0], p - 1) * p};
+       }, kSaveInputs}},
+      // clamp passes the gradient where lo <= x <= hi
+      {"clamp", {[](const GradCtx& c) -> Grads {
+         const Tensor& x = c.in[0];
+         return {where(logical_and(x >= c.args.a, x <= c.args.b), c.g(), 0)};
+       }, kSaveInputs}},
+
+      // ---- binary (broadcast gradients are summed back by the engine) -----------------------
+      {"add", {[](const GradCtx& c) -> Grads { return {c.g(), c.g()}; }, kSaveNothing}},
+      {"sub", {[](const GradCtx& c) -> Grads { return {c.g(), c.needs[1] ? -c.g() : Tensor()}; }, kSaveNothing}},
+      // d(ab) = b da + a db
+      {"mul", {[](const GradCtx& c) -> Grads {
+         return {c.needs[0] ? c.g() * c.in[1] : Tensor(), c.needs[1] ? c.g() * c.in[0] : Tensor()};
+       }, kSaveInputs}},
+      // d(a/b) = da / b - a db / b^2
+      {"div", {[](const GradCtx& c) -> Grads {
+         const Tensor &a = c.in[0], &b = c.in[1];
+         return {c.needs[0] ? c.g() / b : Tensor(), c.needs[1] ? -c.g() * a / square(b) : Tensor()};
+       }, kSaveInputs}},
+      // d a^b = b a^(b-1) da + a^b log(a) db (the db term taken as 0 where a = 0)
+      {"pow", {[](const GradCtx& c) -> Grads {
+         const Tensor &a = c.in[0], &b = c.in[1];
+         Grads r(2);
+         if (c.needs[0]) r[0] = c.g() * b * pow(a, b - 1);
+         if (c.needs[1]) r[1] = where(a == 0, 0.0, c.g() * pow(a, b) * log(where(a == 0, 1.0, a)));
+         return r;
+       }, kSaveInputs}},
+      // max(a, b): the larger input gets the gradient; ties split it evenly (PyTorch's rule)
+      {"maximum", {[](const GradCtx& c) -> Grads {
+         const Tensor &a = c.in[0], &b = c.in[1];
+         Tensor w = (a > b).to(c.g().dtype()) + (a == b).to(c.g().dtype()) * 0.5;
+         return {c.g() * w, c.g() * (1 - w)};
+       }, kSaveInputs}},
+      {"minimum", {[](const GradCtx& c) -> Grads {
+         const Tensor &a = c.in[0], &b = c.in[1];
+         Tensor w = (a < b).to(c.g().dtype()) + (a == b).to(c.g().dtype()) * 0.5;
+         return {c.g() * w, c.g() * (1 - w)};
+       }, kSaveInputs}},
+      // fmod(a, b) = a - trunc(a/b) b
+      {"fmod", {[](const GradCtx& c) -> Grads {
+         return {c.g(), c.needs[1] ? -c.g() * trunc(c.in[0] / c.in[1]) : Tensor()};
+       }, kSaveInputs}},
+      // where(cond, a, b): each branch gets the gradient where it was chosen
+      {"where", {[](const GradCtx& c) -> Grads {
+         const Tensor& cond = c.in[0];
+         return {Tensor(), c.needs[1] ? where(cond, c.g(), 0) : Tensor(),
+                 c.needs[2] ? where(cond, 0, c.g()) : Tensor()};
+       }, kSaveInputs}},
+
+      // ---- reductions --------------------------------------------------------------------
+      // sum: every summed element gets g
+      {"sum", {[](const GradCtx& c) -> Grads { return {expand_reduced(c.g(), c.args)}; }, kSaveNothing}},
+      // mean = sum / n
+      {"mean", {[](const GradCtx& c) -> Grads {
+         return {expand_reduced(c.g(), c.args) / static_cast<double>(reduced_count(c.args))};
+       }, kSaveNothing}},
+      // d prod = prod_{j != i} x_j dx_i
+      {"prod", {[](const GradCtx& c) -> Grads {
+         return {prod_backward(c.g(), c.in[0], c.out[0], c.args)};
+       }, kSaveBoth}},
+      {"amax", {[](const GradCtx& c) -> Grads {
+         return {extreme_backward(c.g(), c.in[0], c.out[0], c.args)};
+       }, kSaveBoth}},
+      {"amin", {[](const GradCtx& c) -> Grads {
+         return {extreme_backward(c.g(), c.in[0], c.out[0], c.args)};
+       }, kSaveBoth}},
+      // max/min along a dim: the gradient goes to the index that was chosen
+      {"max_dim", {[](const GradCtx& c) -> Grads {
+         return {index_reduction_backward(c.grads[0], c.out[1], c.args)};
+       }, kSaveOutputs}},
+      {"min_dim", {[](const GradCtx& c) -> Grads {
+         return {index_reduction_backward(c.grads[0], c.out[1], c.args)};
+       }, kSaveOutputs}},
+      // d logsumexp(x) = softmax(x) dx = e^(x - lse) dx
+      {"logsumexp", {[](const GradCtx& c) -> Grads {
+         return {expand_reduced(c.g(), c.args) * exp(c.in[0] - expand_reduced(c.out[0], c.args))};
+       }, kSaveBoth}},
+      {"norm", {[](const GradCtx& c) -> Grads { return norm_backward(c); }, kSaveBoth}},
+      // d var = 2 (x - mean) / (n - correction) dx
+      {"var", {[](const GradCtx& c) -> Grads {
+         const Tensor& x = c.in[0];
+         const double n = static_cast<double>(reduced_count(c.args)) - c.args.a;
+         Tensor centered = x - mean(x, c.args.dims, /*keepdim=*/true);
+         return {expand_reduced(c.g(), c.args) * centered * (2.0 / n)};
+       }, kSaveInputs}},
+      // d std = d var / (2 std)
+      {"std", {[](const GradCtx& c) -> Grads {
+         const Tensor& x = c.in[0];
+         const double n = static_cast<double>(reduced_count(c.args)) - c.args.a;
+         Tensor centered = x - mean(x, c.args.dims, /*keepdim=*/true);
+         return {expand_reduced(c.g(), c.args) * centered /
+                 (expand_reduced(c.out[0], c.args) * n)};
+       }, kSaveBoth}},
+
+      // ---- linear algebra ------------------------------------------------------------------
+      {"matmul", {[](const GradCtx& c) -> Grads { return matmul_backward(c); }, kSaveInputs}},
+
+      // ---- indexing ----------------------------------------------------------------------
+      // gather picks x[idx]: its adjoint adds g back at idx
+      {"gather", {[](const GradCtx& c) -> Grads {
+         return {scatter_add(zeros(c.in_shape(0), c.g().options()), c.args.i, c.in[1], c.g()),
+                 Tensor()};
+       }, kSaveInputs}},
+      // scatter_add(x, idx, src) = x + S src, with S the scatter: d x = g, d src = S^T g = gather
+      {"scatter_add", {[](const GradCtx& c) -> Grads {
+         return {c.g(), Tensor(), c.needs[2] ? gather(c.g(), c.args.i, c.in[1]) : Tensor()};
+       }, kSaveInputs}},
+      // index_select picks slices: scatter them back (an index repeated gets the sum)
+      {"index_select", {[](const GradCtx& c) -> Grads {
+         const Tensor& idx = c.in[1];
+         Shape view(c.g().dim(), 1);
+         view[c.args.i] = idx.numel();
+         Tensor full_idx = idx.to(DType::Int64).reshape(view).expand(c.g().shape());
+         return {scatter_add(zeros(c.in_shape(0), c.g().options()), c.args.i, full_idx, c.g()),
+                 Tensor()};
+       }, kSaveInputs}},
+      // cat: each input gets its own slab of g
+      {"cat", {[](const GradCtx& c) -> Grads {
+         Grads r;
+         int64_t start = 0;
+         for (size_t k = 0; k < c.args.dims.size(); ++k) {
+           const int64_t len = c.args.dims[k];
+           if (c.in_shape(k).size() == 1 && c.in_shape(k)[0] == 0) {
+             r.emplace_back();  // a skipped empty input
+             continue;
+           }
+           r.push_back(c.needs[k] ? c.g().narrow(c.args.i, start, len) : Tensor());
+           start += len;
+         }
+         return r;
+       }, kSaveNothing}},
+      // constant pad: the gradient is g cropped back, i.e. padded by the negated amounts
+      {"pad", {[](const GradCtx& c) -> Grads {
+         MG_CHECK(c.args.i == 0, "pad", "only constant padding is differentiable");
+         std::vector<int64_t> neg_pad(c.args.dims);
+         for (auto& p : neg_pad) p = -p;
+         return {pad(c.g(), neg_pad, 0.0)};
+       }, kSaveNothing}},
+  };
+  return t;
+}
+
+}  // namespace
+
+const Derivative* find_derivative(std::string_view op) {
+  auto it = table().find(op);
+  return it == table().end() ? nullptr : &it->second;
+}
+
+std::vector<std::string_view> ops_with_derivatives() {
+  std::vector<std::string_view> r;
+  for (const auto& [k, v] : table()) r.push_back(k);
+  std::sort(r.begin(), r.end());
+  return r;
+}
+
+}  // namespace metagrad::autograd

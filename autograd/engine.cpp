@@ -1,0 +1,276 @@
+// The backward engine.
+//
+// A backward pass is a graph walk in dependency order: a node runs once every node that
+// feeds it a gradient has run, with the gradients for each of its outputs summed in an input
+// buffer. Ready nodes run newest first (highest sequence number), so memory of the latest
+// activations is freed first, as in PyTorch. For grad(), only nodes on a path from the
+// outputs to a requested input run, and leaves' .grad() is left untouched.
+#include "autograd/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <queue>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "autograd/derivatives.h"
+#include "autograd/node.h"
+#include "tensor/creation.h"
+#include "tensor/elementwise.h"
+#include "tensor/grad_mode.h"
+
+namespace metagrad {
+
+using autograd::AccumulateGrad;
+using autograd::Edge;
+using autograd::Node;
+using autograd::TensorMeta;
+
+namespace {
+
+thread_local bool g_anomaly = false;
+
+// Resets grad mode to what it was, whatever the backward pass throws.
+class GradModeScope {
+ public:
+  explicit GradModeScope(bool enabled) : prev_(GradMode::is_enabled()) {
+    GradMode::set_enabled(enabled);
+  }
+  ~GradModeScope() { GradMode::set_enabled(prev_); }
+
+ private:
+  bool prev_;
+};
+
+void accumulate(std::vector<Tensor>& buf, uint32_t slot, const Tensor& g) {
+  if (!g.defined()) return;
+  buf[slot] = buf[slot].defined() ? buf[slot] + g : g;
+}
+
+// A rule's gradient for input `i`, made to match the input: broadcast copies summed back,
+// dtype restored. Anything else is a bug in the rule and is reported as such.
+Tensor conform(const Tensor& g, const TensorMeta& m, const Node& node, size_t i) {
+  if (!g.defined()) return g;
+  Tensor r = g;
+  if (r.shape() != m.shape) {
+    bool expandable = r.dim() >= static_cast<int64_t>(m.shape.size());
+    for (size_t k = 0; expandable && k < m.shape.size(); ++k) {
+      const int64_t rd = r.size(static_cast<int64_t>(k + r.dim() - m.shape.size()));
+      expandable = m.shape[k] == rd || m.shape[k] == 1;
+    }
+    if (!expandable)
+      detail::fail("autograd", node.name(), " returned a gradient of shape ",
+                   shape_str(r.shape()), " for its input ", i, " of shape ", shape_str(m.shape));
+    r = autograd::sum_to(r, m.shape);
+  }
+  if (r.dtype() != m.dtype && is_floating(m.dtype)) r = r.to(m.dtype);
+  return r;
+}
+
+void check_finite(const Node& node, const std::vector<Tensor>& grads) {
+  NoGradGuard ng;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const Tensor& g = grads[i];
+    if (!g.defined() || !is_floating(g.dtype())) continue;
+    for (double v : g.to_vector<double>())
+      if (!std::isfinite(v))
+        detail::fail("autograd", "anomaly: ", node.name(), " produced ",
+                     std::isnan(v) ? "NaN" : "an infinite value", " in the gradient for its input ",
+                     i, " (shape ", shape_str(g.shape()), ")");
+  }
+}
+
+struct BySequence {
+  bool operator()(const Node* a, const Node* b) const { return a->sequence_nr() < b->sequence_nr(); }
+};
+
+std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& outputs,
+                                 const std::vector<Tensor>& grad_outputs,
+                                 const std::vector<Tensor>& inputs, bool retain_graph,
+                                 bool create_graph, bool allow_unused, bool accumulate_leaves) {
+  MG_CHECK(!outputs.empty(), api, "no outputs given");
+  MG_CHECK(grad_outputs.empty() || grad_outputs.size() == outputs.size(), api, "got ",
+           grad_outputs.size(), " grad_outputs for ", outputs.size(), " outputs");
+
+  // Roots: where each output's gradient enters the graph.
+  std::vector<Edge> roots;
+  std::vector<Tensor> root_grads;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& o = outputs[i];
+    MG_CHECK(o.defined(), api, "output ", i, " is undefined");
+    Edge e = autograd::gradient_edge(o);
+    MG_CHECK(e.valid(), api, "output ", i, " (shape ", shape_str(o.shape()),
+             ") does not require grad and has no grad_fn");
+    Tensor go = i < grad_outputs.size() ? grad_outputs[i] : Tensor();
+    if (!go.defined()) {
+      MG_CHECK(o.numel() == 1, api, "a gradient can be implied only for one-element outputs; "
+               "output ", i, " has shape ", shape_str(o.shape()), ": pass grad_outputs");
+      go = ones_like(o);
+    } else {
+      MG_CHECK(go.shape() == o.shape(), api, "grad_output ", i, " has shape ",
+               shape_str(go.shape()), " but output ", i, " has shape ", shape_str(o.shape()));
+    }
+    roots.push_back(e);
+    root_grads.push_back(go);
+  }
+
+  // Where grad() collects its results: (node, slot) -> result index.
+  std::unordered_map<const Node*, std::vector<std::pair<uint32_t, size_t>>> captures;
+  std::vector<std::shared_ptr<Node>> keep;  // keeps accumulators of inputs alive
+  for (size_t j = 0; j < inputs.size(); ++j) {
+    MG_CHECK(inputs[j].defined(), api, "input ", j, " is undefined");
+    MG_CHECK(inputs[j].requires_grad(), api, "input ", j, " (shape ",
+             shape_str(inputs[j].shape()), ") does not require grad");
+    Edge e = autograd::gradient_edge(inputs[j]);
+    keep.push_back(e.node);
+    captures[e.node.get()].emplace_back(e.input_nr, j);
+  }
+
+  // Discover the graph (iteratively: graphs of long unrolled loops are deep).
+  std::vector<Node*> order;  // post-order: children before parents
+  std::unordered_set<const Node*> seen;
+  for (const Edge& r : roots) {
+    if (!seen.insert(r.node.get()).second) continue;
+    std::vector<std::pair<Node*, size_t>> stack{{r.node.get(), 0}};
+    while (!stack.empty()) {
+      auto& [n, k] = stack.back();
+      if (k < n->next_edges().size()) {
+        Node* child = n->next_edges()[k++].node.get();
+        if (child && seen.insert(child).second) stack.emplace_back(child, 0);
+      } else {
+        order.push_back(n);
+        stack.pop_back();
+      }
+    }
+  }
+  // Relevant nodes: all of them for backward(); for grad(), those a requested input is
+  // reachable from (children come first in `order`).
+  std::unordered_set<const Node*> relevant;
+  for (Node* n : order) {
+    bool rel = accumulate_leaves || captures.count(n);
+    for (const Edge& e : n->next_edges()) rel = rel || (e.valid() && relevant.count(e.node.get()));
+    if (rel) relevant.insert(n);
+  }
+  std::unordered_map<const Node*, int> deps;
+  for (Node* n : order) {
+    if (!relevant.count(n)) continue;
+    for (const Edge& e : n->next_edges())
+      if (e.valid() && relevant.count(e.node.get())) ++deps[e.node.get()];
+  }
+
+  GradModeScope mode(create_graph);
+  std::unordered_map<const Node*, std::vector<Tensor>> buffers;
+  auto buffer_of = [&](Node* n) -> std::vector<Tensor>& {
+    auto& b = buffers[n];
+    if (b.empty()) b.resize(n->num_outputs());
+    return b;
+  };
+  std::priority_queue<Node*, std::vector<Node*>, BySequence> ready;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    Node* n = roots[i].node.get();
+    if (!relevant.count(n)) continue;
+    accumulate(buffer_of(n), roots[i].input_nr, root_grads[i]);
+  }
+  std::unordered_set<const Node*> queued;
+  for (const Edge& r : roots)
+    if (relevant.count(r.node.get()) && deps[r.node.get()] == 0 && queued.insert(r.node.get()).second)
+      ready.push(r.node.get());
+
+  std::vector<Tensor> results(inputs.size());
+  std::vector<bool> reached(inputs.size(), false);
+  while (!ready.empty()) {
+    Node* n = ready.top();
+    ready.pop();
+    std::vector<Tensor> grads = std::move(buffer_of(n));
+    buffers.erase(n);
+    const bool is_leaf_sink = dynamic_cast<AccumulateGrad*>(n) != nullptr;
+
+    // Hooks and retain_grad of the (still alive) forward outputs of this node.
+    for (size_t s = 0; s < n->outputs().size() && !is_leaf_sink; ++s) {
+      auto impl = n->outputs()[s].lock();
+      if (!impl || !grads[s].defined()) continue;
+      Tensor t(impl);
+      for (const auto& hook : t.hooks()) {
+        Tensor r = hook(grads[s]);
+        if (r.defined()) grads[s] = r;
+      }
+      if (t.retains_grad()) {
+        Tensor g = create_graph ? grads[s] : grads[s].detach();
+        t.set_grad(t.grad().defined() ? t.grad() + g : g);
+      }
+    }
+    if (auto it = captures.find(n); it != captures.end()) {
+      for (auto [slot, j] : it->second) {
+        Tensor g = grads[slot];
+        if (is_leaf_sink && g.defined())
+          for (const auto& hook : static_cast<AccumulateGrad*>(n)->leaf().hooks()) {
+            Tensor r = hook(g);
+            if (r.defined()) g = r;
+          }
+        results[j] = g;
+        reached[j] = true;
+      }
+    }
+    if (is_leaf_sink) {
+      if (accumulate_leaves) n->apply(std::move(grads));
+      continue;
+    }
+
+    // Multi-output ops see zeros for outputs no gradient reached.
+    bool any = false;
+    for (const Tensor& g : grads) any = any || g.defined();
+    std::vector<Tensor> in_grads(n->next_edges().size());
+    if (any) {
+      if (grads.size() > 1)
+        for (size_t s = 0; s < grads.size(); ++s)
+          if (!grads[s].defined() && is_floating(n->output_meta()[s].dtype))
+            grads[s] = zeros(n->output_meta()[s].shape, n->output_meta()[s].dtype);
+      in_grads = n->apply(std::move(grads));
+      if (!retain_graph) n->release_saved();
+      for (size_t i = 0; i < in_grads.size(); ++i)
+        in_grads[i] = conform(in_grads[i], n->input_meta()[i], *n, i);
+      if (g_anomaly) check_finite(*n, in_grads);
+    }
+    for (size_t i = 0; i < n->next_edges().size(); ++i) {
+      const Edge& e = n->next_edges()[i];
+      if (!e.valid() || !relevant.count(e.node.get())) continue;
+      accumulate(buffer_of(e.node.get()), e.input_nr, in_grads[i]);
+      if (--deps[e.node.get()] == 0) ready.push(e.node.get());
+    }
+  }
+
+  for (size_t j = 0; j < inputs.size(); ++j) {
+    if (results[j].defined()) continue;
+    MG_CHECK(reached[j] || allow_unused, api, "input ", j, " (shape ",
+             shape_str(inputs[j].shape()), ") is not part of the graph of the outputs; "
+             "pass allow_unused=true to get an undefined gradient for it");
+    if (reached[j]) results[j] = zeros_like(inputs[j]);  // reached, but no gradient flowed
+  }
+  return results;
+}
+
+}  // namespace
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs, std::optional<bool> retain_graph,
+                         bool create_graph, bool allow_unused) {
+  MG_CHECK(!inputs.empty(), "grad", "no inputs given");
+  return run_backward("grad", outputs, grad_outputs, inputs, retain_graph.value_or(create_graph),
+                      create_graph, allow_unused, /*accumulate_leaves=*/false);
+}
+
+void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& grad_outputs,
+              std::optional<bool> retain_graph, bool create_graph) {
+  run_backward("backward", outputs, grad_outputs, {}, retain_graph.value_or(create_graph),
+               create_graph, false, /*accumulate_leaves=*/true);
+}
+
+void Tensor::backward(const Tensor& gradient, std::optional<bool> retain_graph,
+                      bool create_graph) const {
+  metagrad::backward({*this}, {gradient}, retain_graph, create_graph);
+}
+
+bool AnomalyMode::is_enabled() { return g_anomaly; }
+void AnomalyMode::set_enabled(bool e) { g_anomaly = e; }
+
+}  // namespace metagrad

@@ -1,0 +1,161 @@
+#include "autograd/gradcheck.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "autograd/engine.h"
+#include "tensor/creation.h"
+#include "tensor/elementwise.h"
+#include "tensor/grad_mode.h"
+#include "tensor/random.h"
+
+namespace metagrad {
+
+namespace {
+
+// Pointer to element `linear` (row-major) of a float64 tensor of any strides.
+double* element(const Tensor& t, int64_t linear) {
+  int64_t off = 0;
+  for (int64_t d = t.dim() - 1; d >= 0; --d) {
+    off += (linear % t.size(d)) * t.stride(d);
+    linear /= t.size(d);
+  }
+  return t.data_ptr<double>() + off;
+}
+
+std::vector<Tensor> evaluate(const TensorsFn& f, const std::vector<Tensor>& xs) {
+  NoGradGuard ng;
+  std::vector<Tensor> out = f(xs);
+  for (Tensor& o : out)
+    if (o.defined()) o = o.to(DType::Float64).contiguous();
+  return out;
+}
+
+}  // namespace
+
+GradcheckResult gradcheck(const TensorsFn& f, const std::vector<Tensor>& inputs,
+                          const GradcheckOptions& opts) {
+  for (size_t i = 0; i < inputs.size(); ++i)
+    MG_CHECK(!inputs[i].requires_grad() || inputs[i].dtype() == DType::Float64, "gradcheck",
+             "input ", i, " has dtype ", dtype_name(inputs[i].dtype()),
+             "; finite differences need float64 inputs");
+
+  // Analytical Jacobian rows: one vjp per output element.
+  std::vector<Tensor> outs;
+  {
+    EnableGradGuard eg;
+    outs = f(inputs);
+  }
+  std::vector<Tensor> diff;  // inputs that require grad
+  std::vector<size_t> diff_idx;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].requires_grad()) { diff.push_back(inputs[i]); diff_idx.push_back(i); }
+  MG_CHECK(!diff.empty(), "gradcheck", "no input requires grad");
+
+  GradcheckResult res;
+  double worst = -1;
+  std::ostringstream where;
+  // x_e perturbed in place through a detached alias, then restored.
+  std::vector<Tensor> alias;
+  for (const Tensor& x : inputs) alias.push_back(x.defined() ? x.detach() : x);
+
+  for (size_t k = 0; k < outs.size(); ++k) {
+    const Tensor& o = outs[k];
+    if (!o.defined() || !o.is_floating_point()) continue;
+    const int64_t m = o.numel();
+    for (int64_t r = 0; r < m; ++r) {
+      std::vector<Tensor> analytic(diff.size());
+      if (o.requires_grad()) {
+        Tensor e = zeros(o.shape(), o.options());
+        {
+          NoGradGuard ng;
+          e.view({-1}).select(0, r).fill_(1);
+        }
+        analytic = grad({o}, diff, {e}, /*retain_graph=*/true, false, /*allow_unused=*/true);
+      }
+      for (size_t j = 0; j < diff.size(); ++j) {
+        const size_t i = diff_idx[j];
+        const int64_t n = inputs[i].numel();
+        Tensor a = analytic[j].defined() ? analytic[j].to(DType::Float64).contiguous()
+                                         : zeros(inputs[i].shape(), DType::Float64);
+        const double* ap = a.data_ptr<double>();
+        for (int64_t c = 0; c < n; ++c) {
+          double* p = element(alias[i], c);
+          const double orig = *p;
+          *p = orig + opts.eps;
+          const double plus = evaluate(f, alias)[k].data_ptr<double>()[r];
+          *p = orig - opts.eps;
+          const double minus = evaluate(f, alias)[k].data_ptr<double>()[r];
+          *p = orig;
+          const double num = (plus - minus) / (2 * opts.eps);
+          const double err = std::fabs(ap[c] - num);
+          res.max_abs_error = std::max(res.max_abs_error, err);
+          const double excess = err - (opts.atol + opts.rtol * std::fabs(num));
+          if (excess > 0 && excess > worst) {
+            worst = excess;
+            res.ok = false;
+            where.str("");
+            where << "d output " << k << "[" << r << "] / d input " << i << "[" << c
+                  << "]: analytical " << ap[c] << ", numerical " << num << " (|diff| " << err
+                  << ", atol " << opts.atol << ", rtol " << opts.rtol << ")";
+          }
+        }
+      }
+    }
+  }
+  if (!res.ok) {
+    res.message = "Jacobian mismatch at " + where.str();
+    if (opts.raise) detail::fail("gradcheck", res.message);
+  }
+  return res;
+}
+
+GradcheckResult gradgradcheck(const TensorsFn& f, const std::vector<Tensor>& inputs,
+                              const std::vector<Tensor>& grad_outputs,
+                              const GradcheckOptions& opts) {
+  std::vector<Tensor> outs;
+  {
+    EnableGradGuard eg;
+    outs = f(inputs);
+  }
+  std::vector<Tensor> vs = grad_outputs;
+  if (vs.empty()) {
+    Generator gen(1234);
+    for (const Tensor& o : outs)
+      vs.push_back(randn(o.shape(), TensorOptions(DType::Float64), &gen).requires_grad_(true));
+  }
+  MG_CHECK(vs.size() == outs.size(), "gradgradcheck", "got ", vs.size(), " grad_outputs for ",
+           outs.size(), " outputs");
+  const size_t n_in = inputs.size();
+  std::vector<Tensor> all = inputs;
+  all.insert(all.end(), vs.begin(), vs.end());
+  std::vector<bool> wants(n_in);
+  for (size_t i = 0; i < n_in; ++i) wants[i] = inputs[i].requires_grad();
+  // x, v -> grad(f(x), x, v). During the finite-difference passes the perturbed copies do
+  // not require grad, so fresh leaves are made from them for the inner grad.
+  TensorsFn first = [&f, n_in, wants](const std::vector<Tensor>& xs) {
+    EnableGradGuard eg;
+    std::vector<Tensor> x, diff;
+    for (size_t i = 0; i < n_in; ++i) {
+      Tensor t = xs[i];
+      if (wants[i] && !t.requires_grad()) t = t.detach().requires_grad_(true);
+      x.push_back(t);
+      if (wants[i]) diff.push_back(t);
+    }
+    std::vector<Tensor> out = f(x), used_out, used_v;
+    for (size_t k = 0; k < out.size(); ++k)
+      if (out[k].requires_grad()) {
+        used_out.push_back(out[k]);
+        used_v.push_back(xs[n_in + k]);
+      }
+    std::vector<Tensor> g(diff.size());
+    if (!used_out.empty())
+      g = grad(used_out, diff, used_v, true, /*create_graph=*/true, /*allow_unused=*/true);
+    for (size_t j = 0; j < g.size(); ++j)
+      if (!g[j].defined()) g[j] = zeros_like(diff[j]);
+    return g;
+  };
+  return gradcheck(first, all, opts);
+}
+
+}  // namespace metagrad

@@ -1,0 +1,95 @@
+#include "autograd/node.h"
+
+#include <atomic>
+
+#include "tensor/elementwise.h"
+#include "tensor/grad_mode.h"
+
+namespace metagrad::autograd {
+
+namespace {
+std::atomic<uint64_t> g_next_sequence_nr{0};
+}
+
+Node::Node() : sequence_nr_(g_next_sequence_nr++) {}
+
+AccumulateGrad::AccumulateGrad(Tensor leaf) : leaf_(std::move(leaf)) {
+  input_meta_ = {};
+  output_meta_ = {{leaf_.shape(), leaf_.dtype()}};
+}
+
+std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
+  Tensor g = std::move(grads[0]);
+  if (!g.defined()) return {};
+  for (const auto& hook : leaf_.hooks()) {
+    Tensor r = hook(g);
+    if (r.defined()) g = r;
+  }
+  const Tensor& old = leaf_.grad();
+  if (GradMode::is_enabled()) {
+    // create_graph: .grad stays a differentiable function of the graph.
+    leaf_.set_grad(old.defined() ? old + g : g);
+  } else if (old.defined()) {
+    leaf_.set_grad(old + g);  // a new tensor: never writes into a grad someone else holds
+  } else {
+    // Own the storage: the incoming gradient may be shared with other leaves or expanded.
+    leaf_.set_grad(g.clone());
+  }
+  return {};
+}
+
+SavedTensor::SavedTensor(const Tensor& t, bool is_output, uint32_t output_nr)
+    : version_(t.version()), output_nr_(output_nr), is_output_(is_output) {
+  data_ = is_output ? t.detach() : t;
+}
+
+Tensor SavedTensor::unpack(const std::shared_ptr<Node>& owner, const char* op) const {
+  if (released_)
+    detail::fail("autograd", "trying to backward through the graph a second time: the tensors ",
+                 op, " saved were freed after the first backward; pass retain_graph=true to the "
+                 "first backward() or grad() if you need to go through it again");
+  if (!data_.defined()) return Tensor();
+  if (data_.version() != version_)
+    detail::fail("autograd", "a tensor of shape ", shape_str(data_.shape()),
+                 " needed to compute the gradient of ", op,
+                 " was modified by an in-place operation: it was saved at version ", version_,
+                 " and is now at version ", data_.version());
+  if (!is_output_) return data_;
+  Tensor t = data_.detach();
+  t.set_grad_fn(owner, output_nr_);
+  return t;
+}
+
+Edge gradient_edge(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return {};
+  if (t.grad_fn()) return {t.grad_fn(), t.output_nr()};
+  auto& meta = t.impl()->meta();
+  std::shared_ptr<Node> acc = meta.grad_accumulator.lock();
+  if (!acc) {
+    acc = std::make_shared<AccumulateGrad>(t);
+    meta.grad_accumulator = acc;
+  }
+  return {acc, 0};
+}
+
+void attach(const std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs,
+            const std::vector<Tensor>& outputs) {
+  node->next_edges_.clear();
+  for (const Tensor& in : inputs) {
+    node->next_edges_.push_back(gradient_edge(in));
+    node->input_meta_.push_back(in.defined() ? TensorMeta{in.shape(), in.dtype()} : TensorMeta{});
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& out = outputs[i];
+    node->output_meta_.push_back({out.shape(), out.dtype()});
+    node->outputs_.push_back(out.impl_ptr());
+  }
+  // Edges were read above, before any output's grad_fn changes: an in-place op's output is
+  // also its input, and its new node must point at its old history.
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    Tensor out = outputs[i];
+    if (is_floating(out.dtype())) out.set_grad_fn(node, static_cast<uint32_t>(i));
+  }
+}
+
+}  // namespace metagrad::autograd
