@@ -193,9 +193,11 @@ Tensor& scatter_add_(Tensor& self, int64_t dim, const Tensor& index, const Tenso
            "a leaf tensor that requires grad is used in an in-place operation");
   scatter_add_into(op, self, d, index, src);
   self.bump_version();
+  // Recorded as the out-of-place op: its rule never reads self's (overwritten) old value, and
+  // the edge to self's old history is taken before self gets the new node.
   // autograd args: i = dim (wrapped)
   if (self.is_floating_point())
-    detail::record_op("scatter_add_", {self, index, src}, {self}, {.i = d});
+    detail::record_op("scatter_add", {self, index, src}, {self}, {.i = d});
   return self;
 }
 
