@@ -93,3 +93,7 @@ void attach(const std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs
 }
 
 }  // namespace metagrad::autograd
+
+namespace metagrad::detail {
+std::string grad_fn_name(const autograd::Node& node) { return node.name(); }
+}  // namespace metagrad::detail

@@ -277,8 +277,11 @@ std::string Tensor::str() const {
     const Formatter fmt(reader, offsets, o);
     body = printer.str(0, 0, indent, fmt);
   }
-  // TODO(autograd): once autograd::Node has a name, a non-leaf shows grad_fn=<Name> instead.
-  if (requires_grad()) suffixes.push_back("requires_grad=True");
+  // As PyTorch: a leaf shows requires_grad, a result of recorded ops its grad_fn.
+  if (grad_fn())
+    suffixes.push_back("grad_fn=<" + detail::grad_fn_name(*grad_fn()) + ">");
+  else if (requires_grad())
+    suffixes.push_back("requires_grad=True");
   return add_suffixes(prefix + body, suffixes, indent, o.linewidth);
 }
 
