@@ -12,3 +12,4 @@
 #include "tensor/scalar.h"
 #include "tensor/tensor.h"
 #include "tensor/type_promotion.h"
+#include "tensor/view_grad.h"

@@ -77,8 +77,7 @@ Tensor eye(int64_t n, int64_t m, TensorOptions opts) {
 }
 
 template <typename T>
-Tensor tensor(const std::vector<T>& data, Shape shape) {
-  if (shape.empty() && data.size() != 1) shape = {static_cast<int64_t>(data.size())};
+Tensor tensor(const std::vector<T>& data, const Shape& shape) {
   MG_CHECK(numel_of(shape) == static_cast<int64_t>(data.size()), "tensor", "shape ",
            shape_str(shape), " holds ", numel_of(shape), " elements, but ", data.size(),
            " values were given");
@@ -88,11 +87,11 @@ Tensor tensor(const std::vector<T>& data, Shape shape) {
   return t;
 }
 
-template Tensor tensor(const std::vector<bool>&, Shape);
-template Tensor tensor(const std::vector<uint8_t>&, Shape);
-template Tensor tensor(const std::vector<int32_t>&, Shape);
-template Tensor tensor(const std::vector<int64_t>&, Shape);
-template Tensor tensor(const std::vector<float>&, Shape);
-template Tensor tensor(const std::vector<double>&, Shape);
+template Tensor tensor(const std::vector<bool>&, const Shape&);
+template Tensor tensor(const std::vector<uint8_t>&, const Shape&);
+template Tensor tensor(const std::vector<int32_t>&, const Shape&);
+template Tensor tensor(const std::vector<int64_t>&, const Shape&);
+template Tensor tensor(const std::vector<float>&, const Shape&);
+template Tensor tensor(const std::vector<double>&, const Shape&);
 
 }  // namespace metagrad

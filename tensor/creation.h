@@ -28,12 +28,21 @@ Tensor linspace(double start, double end, int64_t steps, TensorOptions opts = {}
 // n x m identity (m = n when left out).
 Tensor eye(int64_t n, int64_t m = -1, TensorOptions opts = {});
 
-// Copies C++ data into a new tensor of the matching dtype. `shape` defaults to 1-d.
+// Copies C++ data into a new tensor of the matching dtype: 1-d unless a shape is given
+// (tensor({1.0}) has shape [1], as torch::tensor; tensor({1.0}, Shape{}) is 0-d).
 template <typename T>
-Tensor tensor(const std::vector<T>& data, Shape shape = {});
+Tensor tensor(const std::vector<T>& data, const Shape& shape);
 template <typename T>
-Tensor tensor(std::initializer_list<T> data, Shape shape = {}) {
-  return tensor(std::vector<T>(data), std::move(shape));
+Tensor tensor(const std::vector<T>& data) {
+  return tensor(data, Shape{static_cast<int64_t>(data.size())});
+}
+template <typename T>
+Tensor tensor(std::initializer_list<T> data, const Shape& shape) {
+  return tensor(std::vector<T>(data), shape);
+}
+template <typename T>
+Tensor tensor(std::initializer_list<T> data) {
+  return tensor(std::vector<T>(data));
 }
 
 }  // namespace metagrad

@@ -4,6 +4,7 @@
 
 #include <metagrad/metagrad.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -21,9 +22,7 @@ using namespace metagrad;
   } while (0)
 
 namespace {
-Tensor leaf(std::vector<double> v, Shape s = {}) {
-  return tensor(v, std::move(s)).requires_grad_(true);
-}
+Tensor leaf(std::vector<double> v) { return tensor(v).requires_grad_(true); }
 void expect_close(const Tensor& a, const Tensor& b, double tol = 1e-10) {
   ASSERT_EQ(a.shape(), b.shape());
   auto x = a.to_vector<double>(), y = b.to_vector<double>();
@@ -110,7 +109,7 @@ TEST(Autograd, RetainGradAndHooks) {
     ++calls;
     return g * 2;  // doubles the gradient flowing on
   });
-  x.register_hook([&](const Tensor& g) {
+  x.register_hook([&](const Tensor&) {
     ++calls;
     return Tensor();  // observe only
   });

@@ -53,7 +53,8 @@ TEST(Print, IntegersBoolsAndDtypes) {
 }
 
 TEST(Print, ZeroDim) {
-  EXPECT_EQ(tensor({2.5f}).str(), "tensor(2.5000)");  // one value without a shape is 0-d
+  EXPECT_EQ(tensor({2.5f}, Shape{}).str(), "tensor(2.5000)");
+  EXPECT_EQ(tensor({2.5f}).str(), "tensor([2.5000])");
   EXPECT_EQ(full({}, 3.5).str(), "tensor(3.5000)");
   EXPECT_EQ(full({}, 2.0).str(), "tensor(2.)");
   EXPECT_EQ(full({}, 3, DType::Int64).str(), "tensor(3)");

@@ -63,7 +63,8 @@ TEST(Tensor, FromData) {
   EXPECT_EQ(t.dtype(), DType::Float64);
   EXPECT_EQ(t.shape(), (Shape{2, 3}));
   EXPECT_EQ(tensor({true, false}).to_vector<bool>(), (std::vector<bool>{true, false}));
-  EXPECT_EQ(tensor({int32_t{3}}).dim(), 0);
+  EXPECT_EQ(tensor({int32_t{3}}).shape(), (Shape{1}));
+  EXPECT_EQ(tensor({int32_t{3}}, Shape{}).dim(), 0);
   EXPECT_MG_ERROR(tensor({1.f, 2.f}, {3}), "[tensor]");
 }
 
