@@ -1,6 +1,7 @@
 // metagrad: everything a user needs, in one include.
 #pragma once
 #include "autograd/autograd.h"
+#include "nn/nn.h"
 #include "tensor/creation.h"
 #include "tensor/elementwise.h"
 #include "tensor/grad_mode.h"

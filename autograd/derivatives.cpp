@@ -355,6 +355,8 @@ const Table& table() {
          for (auto& p : neg_pad) p = -p;
          return {pad(c.g(), neg_pad, 0.0)};
        }, kSaveNothing}},
+
+      // ---- convolution and pooling (nn layers' primitives) ----------------------------------
   };
   return t;
 }

@@ -147,6 +147,7 @@ std::vector<OpCase> cases() {
        [](T x) { return index_select(x[0], 0, x[1]); }},
       {"cat", {in({2, 3}), in({1, 3})}, [](T x) { return cat({x[0], x[1], x[0]}, 0); }},
       {"pad", {in({2, 3})}, [](T x) { return pad(x[0], {1, 2, 0, 1}, 0.5); }},
+      // convolution and pooling
   };
   return c;
 }

@@ -1,0 +1,3 @@
+// Placeholder: filled in by the nn conv work.
+#pragma once
+#include "tensor/tensor.h"

@@ -1,0 +1,3 @@
+// Placeholder: filled in by the nn pool work.
+#pragma once
+#include "tensor/tensor.h"

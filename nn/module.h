@@ -1,0 +1,3 @@
+// Placeholder: filled in by the nn module work.
+#pragma once
+#include "tensor/tensor.h"

@@ -1,0 +1,6 @@
+// The nn layer in one include.
+#pragma once
+#include "nn/checkpoint.h"
+#include "nn/functional.h"
+#include "nn/module.h"
+#include "nn/optim.h"

@@ -1,0 +1,3 @@
+// Placeholder: filled in by the nn optim work.
+#pragma once
+#include "tensor/tensor.h"
