@@ -27,7 +27,7 @@ std::string to_dot(const std::vector<Tensor>& roots) {
     auto e = autograd::gradient_edge(t);
     if (e.valid()) {
       visit(e.node.get());
-      os << "  n" << id[e.node.get()] << " -> root" << r << " [dir=back];\n";
+      os << "  n" << id[e.node.get()] << " -> root" << r << ";\n";
     }
   }
   while (!todo.empty()) {

@@ -9,9 +9,12 @@ namespace metagrad::autograd {
 
 namespace {
 std::atomic<uint64_t> g_next_sequence_nr{0};
-}
+std::atomic<int64_t> g_live_nodes{0};
+}  // namespace
 
-Node::Node() : sequence_nr_(g_next_sequence_nr++) {}
+Node::Node() : sequence_nr_(g_next_sequence_nr++) { ++g_live_nodes; }
+Node::~Node() { --g_live_nodes; }
+int64_t Node::live_count() { return g_live_nodes.load(); }
 
 AccumulateGrad::AccumulateGrad(Tensor leaf) : leaf_(std::move(leaf)) {
   input_meta_ = {};

@@ -38,7 +38,9 @@ struct TensorMeta {
 class Node : public std::enable_shared_from_this<Node> {
  public:
   Node();
-  virtual ~Node() = default;
+  virtual ~Node();
+  // Nodes alive in this process: a graph that is not freed shows up here (tests use it).
+  static int64_t live_count();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
