@@ -2,6 +2,8 @@
 // grad modes, errors; closed-form Hessians; an SGD step differentiated exactly; graph export.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <metagrad/metagrad.h>
 
 #include <cmath>
@@ -11,15 +13,6 @@
 
 using namespace metagrad;
 
-#define EXPECT_MG_ERROR(stmt, prefix)                                     \
-  do {                                                                    \
-    try {                                                                 \
-      stmt;                                                               \
-      ADD_FAILURE() << "expected metagrad::Error from " #stmt;            \
-    } catch (const Error& e) {                                            \
-      EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0u) << e.what(); \
-    }                                                                     \
-  } while (0)
 
 namespace {
 Tensor leaf(std::vector<double> v) { return tensor(v).requires_grad_(true); }

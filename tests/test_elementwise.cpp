@@ -2,6 +2,8 @@
 // broadcasting, non-contiguous operands, 0-d and empty tensors, type promotion, errors.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <metagrad/metagrad.h>
 
 #include <cmath>
@@ -10,15 +12,6 @@
 
 using namespace metagrad;
 
-#define EXPECT_MG_ERROR(stmt, prefix)                                     \
-  do {                                                                    \
-    try {                                                                 \
-      stmt;                                                               \
-      ADD_FAILURE() << "expected metagrad::Error from " #stmt;            \
-    } catch (const Error& e) {                                            \
-      EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0u) << e.what(); \
-    }                                                                     \
-  } while (0)
 
 namespace {
 

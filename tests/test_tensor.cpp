@@ -1,6 +1,8 @@
 // Tensor core: construction, metadata, views sharing storage, copies, conversions, errors.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <metagrad/metagrad.h>
 
 #include <cmath>
@@ -9,17 +11,6 @@
 using namespace metagrad;
 
 namespace {
-// Expects `stmt` to throw metagrad::Error whose message starts with `prefix`.
-#define EXPECT_MG_ERROR(stmt, prefix)                                            \
-  do {                                                                           \
-    try {                                                                        \
-      stmt;                                                                      \
-      ADD_FAILURE() << "expected metagrad::Error from " #stmt;                   \
-    } catch (const Error& e) {                                                   \
-      EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0u) << e.what();        \
-    }                                                                            \
-  } while (0)
-
 Tensor iota(const Shape& s, DType t = DType::Float64) {
   return arange(0, numel_of(s), 1, TensorOptions(t)).reshape(s);
 }

@@ -1,0 +1,20 @@
+// Helpers shared by the test suites.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tensor/error.h"
+
+// Expects `stmt` to throw metagrad::Error whose message starts with `prefix`
+// (typically "[op]", or the whole expected message).
+#define EXPECT_MG_ERROR(stmt, prefix)                                               \
+  do {                                                                              \
+    try {                                                                           \
+      (void)(stmt);                                                                 \
+      ADD_FAILURE() << "expected metagrad::Error from " #stmt;                      \
+    } catch (const ::metagrad::Error& e) {                                          \
+      const std::string msg_ = e.what();                                            \
+      EXPECT_EQ(msg_.rfind(prefix, 0), 0u) << "message: " << msg_;                  \
+    }                                                                               \
+  } while (0)
