@@ -145,11 +145,14 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
   }
   // Relevant nodes: all of them for backward(); for grad(), those a requested input is
   // reachable from (children come first in `order`).
-  std::unordered_set<const Node*> relevant;
+  // A node must run when a relevant node lies below it; a captured node that has none below
+  // only hands over its gradient.
+  std::unordered_set<const Node*> relevant, must_run;
   for (Node* n : order) {
-    bool rel = accumulate_leaves || captures.count(n);
-    for (const Edge& e : n->next_edges()) rel = rel || (e.valid() && relevant.count(e.node.get()));
-    if (rel) relevant.insert(n);
+    bool run = accumulate_leaves;
+    for (const Edge& e : n->next_edges()) run = run || (e.valid() && relevant.count(e.node.get()));
+    if (run) must_run.insert(n);
+    if (run || captures.count(n)) relevant.insert(n);
   }
   std::unordered_map<const Node*, int> deps;
   for (Node* n : order) {
@@ -215,6 +218,7 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
       if (accumulate_leaves) n->apply(std::move(grads));
       continue;
     }
+    if (!must_run.count(n)) continue;
 
     // Multi-output ops see zeros for outputs no gradient reached.
     bool any = false;
