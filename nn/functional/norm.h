@@ -1,3 +1,32 @@
-// Placeholder: filled in by the nn norm work.
+// Normalisation layers as functions of explicit tensors (torch.nn.functional.batch_norm,
+// layer_norm).
+//
+// Both are compositions of differentiable tensor ops (mean, var, rsqrt, mul, add), so every
+// order of derivative (exact second-order MAML through a normalised network included) comes
+// from the derivative table with no entry of their own. A fused kernel for the forward and
+// first backward pass, with this composition kept as its plain-ops twin for higher orders
+// (DESIGN principle 4), is a later performance step.
 #pragma once
 #include "tensor/tensor.h"
+
+namespace metagrad::nn::functional {
+
+// Batch normalisation of x [N, C, ...] (NC, NCL, NCHW, ...) over every dim but the channel
+// dim 1: y = (x - mean) / sqrt(var + eps) * weight + bias, weight and bias [C] each optional.
+//
+// training: mean and (biased) var are the batch statistics, and the gradient flows through
+// them. When running_mean / running_var [C] are defined they are updated in place, outside
+// autograd: running = (1 - momentum) running + momentum stat, with the unbiased batch
+// variance for running_var (as PyTorch). Needs more than one value per channel.
+// eval (!training): normalises with running_mean / running_var, which must be defined.
+// The handles are taken by value: a Tensor shares its data, so the caller sees the update.
+Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5);
+
+// Layer normalisation over the trailing dims given by normalized_shape (x.shape ends with it):
+// y = (x - mean) / sqrt(var + eps) * weight + bias, biased var over those dims per leading
+// index; weight and bias (shape normalized_shape) optional.
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {},
+                  const Tensor& bias = {}, double eps = 1e-5);
+
+}  // namespace metagrad::nn::functional

@@ -1,0 +1,127 @@
+// Loss functions as compositions of differentiable tensor ops (see loss.h).
+#include "nn/functional/loss.h"
+
+#include "nn/functional/activation.h"
+#include "tensor/elementwise.h"
+#include "tensor/indexing.h"
+#include "tensor/reduce.h"
+
+namespace metagrad::nn::functional {
+
+namespace {
+
+Tensor reduce(const Tensor& loss, Reduction reduction) {
+  switch (reduction) {
+    case Reduction::None:
+      return loss;
+    case Reduction::Mean:
+      return mean(loss);
+    case Reduction::Sum:
+      return sum(loss);
+  }
+  return loss;
+}
+
+void check_floating(const char* op, const char* what, const Tensor& t) {
+  MG_CHECK(t.defined(), op, what, " is undefined");
+  MG_CHECK(t.is_floating_point(), op, "expected a floating-point ", what, ", got ",
+           dtype_name(t.dtype()));
+}
+
+// -log_probs[n, target[n], ...] per sample, unreduced. Every label is checked before gather
+// runs, so the message names the loss the user called, the bad label and the class count.
+Tensor picked_nll(const char* op, const Tensor& log_probs, const Tensor& target) {
+  check_floating(op, "input", log_probs);
+  MG_CHECK(target.defined(), op, "target is undefined");
+  MG_CHECK(target.dtype() == DType::Int64, op, "expected an int64 target of class indices, got ",
+           dtype_name(target.dtype()));
+  if (log_probs.dim() == 1) {  // one unbatched sample: [C] with a 0-d target
+    MG_CHECK(target.dim() == 0, op, "an input of shape ", shape_str(log_probs.shape()),
+             " needs a 0-d target, got shape ", shape_str(target.shape()));
+    return picked_nll(op, log_probs.unsqueeze(0), target.unsqueeze(0)).squeeze(0);
+  }
+  MG_CHECK(log_probs.dim() >= 2, op, "expected an input of shape (N, C, ...) or (C), got shape ",
+           shape_str(log_probs.shape()));
+  Shape want = log_probs.shape();
+  want.erase(want.begin() + 1);  // the class dim
+  MG_CHECK(target.shape() == want, op, "target of shape ", shape_str(target.shape()),
+           " does not match the input of shape ", shape_str(log_probs.shape()), " (expected ",
+           shape_str(want), ")");
+  const int64_t classes = log_probs.size(1);
+  for (int64_t label : target.to_vector<int64_t>())
+    MG_CHECK(label >= 0 && label < classes, op, "target ", label, " is out of bounds for ", classes,
+             " classes (labels lie in [0, ", classes, "))");
+  return -gather(log_probs, 1, target.unsqueeze(1)).squeeze(1);
+}
+
+// log(1 + e^(-x)) for any x, with exact derivatives of every order at every x. Each side uses
+// the form that cannot overflow there, x >= 0: log1p(e^-x), x < 0: -x + log1p(e^x), on an input
+// clamped to that side (the branch not taken gets a zero gradient; an overflow in it would turn
+// that into 0 * inf = NaN). The usual max(-x, 0) + log1p(e^-|x|) has the same values, but its two
+// kinks at 0 take the subgradient 0 there and give a wrong derivative at x = 0 exactly, which is
+// where zero-initialised logits start.
+Tensor log1p_exp_neg(const Tensor& x) {
+  Tensor pos = clamp_min(x, 0.0), neg_side = clamp_max(x, 0.0);
+  return where(x >= 0, log1p(exp(-pos)), log1p(exp(neg_side)) - neg_side);
+}
+
+void check_same_shape(const char* op, const Tensor& input, const Tensor& target) {
+  check_floating(op, "input", input);
+  MG_CHECK(target.defined(), op, "target is undefined");
+  MG_CHECK(input.shape() == target.shape(), op, "input of shape ", shape_str(input.shape()),
+           " and target of shape ", shape_str(target.shape()),
+           " differ (the shapes must be equal; broadcasting is not done)");
+}
+
+}  // namespace
+
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction) {
+  return reduce(picked_nll("nll_loss", log_probs, target), reduction);
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction,
+                     double label_smoothing) {
+  constexpr const char* op = "cross_entropy";
+  check_floating(op, "input", logits);
+  MG_CHECK(logits.dim() >= 1, op, "expected an input of shape (N, C, ...) or (C), got shape ",
+           shape_str(logits.shape()));
+  MG_CHECK(label_smoothing >= 0 && label_smoothing <= 1, op,
+           "label_smoothing must lie in [0, 1], got ", label_smoothing);
+  const int64_t class_dim = logits.dim() == 1 ? 0 : 1;
+  Tensor lp = log_softmax(logits, class_dim);
+  Tensor loss = picked_nll(op, lp, target);
+  if (label_smoothing > 0) {
+    Tensor smooth = -mean(lp, {class_dim});  // the loss against the uniform distribution
+    loss = loss * (1 - label_smoothing) + smooth * label_smoothing;
+  }
+  return reduce(loss, reduction);
+}
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_same_shape("mse_loss", input, target);
+  return reduce(square(input - target), reduction);
+}
+
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_same_shape("l1_loss", input, target);
+  return reduce(abs(input - target), reduction);
+}
+
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
+                                        Reduction reduction, const Tensor& pos_weight) {
+  constexpr const char* op = "binary_cross_entropy_with_logits";
+  check_same_shape(op, logits, target);
+  check_floating(op, "target", target);
+  // -log s(x) = log(1 + e^-x) and -log(1 - s(x)) = x + log(1 + e^-x).
+  Tensor sp = log1p_exp_neg(logits);
+  if (pos_weight.defined()) {
+    check_floating(op, "pos_weight", pos_weight);
+    MG_CHECK(broadcast_shapes(op, pos_weight.shape(), logits.shape()) == logits.shape(), op,
+             "pos_weight of shape ", shape_str(pos_weight.shape()),
+             " does not broadcast to the input of shape ", shape_str(logits.shape()));
+    sp = sp * ((pos_weight - 1) * target + 1);
+  }
+  return reduce((1 - target) * logits + sp, reduction);
+}
+
+}  // namespace metagrad::nn::functional

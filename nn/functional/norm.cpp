@@ -1,0 +1,109 @@
+// batch_norm and layer_norm as compositions of differentiable ops (see norm.h for why).
+#include "nn/functional/norm.h"
+
+#include "tensor/elementwise.h"
+#include "tensor/grad_mode.h"
+#include "tensor/reduce.h"
+
+namespace metagrad::nn::functional {
+
+namespace {
+
+// A per-channel tensor (weight, bias, running stats) must be 1-d with one value per channel.
+void check_per_channel(const char* what, const Tensor& t, const Tensor& x) {
+  if (!t.defined()) return;
+  MG_CHECK(t.dim() == 1 && t.size(0) == x.size(1), "batch_norm", what, " has shape ",
+           shape_str(t.shape()), " but the input of shape ", shape_str(x.shape()), " has ",
+           x.size(1), " channels");
+  MG_CHECK(t.is_floating_point(), "batch_norm", what, " must be floating point, got ",
+           dtype_name(t.dtype()));
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum, double eps) {
+  constexpr const char* op = "batch_norm";
+  MG_CHECK(x.defined(), op, "the input is undefined");
+  MG_CHECK(x.dim() >= 2, op, "expected an input of shape (N, C, ...), got shape ",
+           shape_str(x.shape()));
+  MG_CHECK(x.is_floating_point(), op, "expected a floating-point input, got ",
+           dtype_name(x.dtype()));
+  check_per_channel("weight", weight, x);
+  check_per_channel("bias", bias, x);
+  check_per_channel("running_mean", running_mean, x);
+  check_per_channel("running_var", running_var, x);
+  MG_CHECK(running_mean.defined() == running_var.defined(), op,
+           "running_mean and running_var must both be given or both be left out");
+
+  const int64_t channels = x.size(1);
+  std::vector<int64_t> dims = {0};  // every dim but the channel dim
+  int64_t per_channel = x.size(0);  // values per channel
+  for (int64_t d = 2; d < x.dim(); ++d) {
+    dims.push_back(d);
+    per_channel *= x.size(d);
+  }
+  Shape bshape(static_cast<size_t>(x.dim()), 1);  // [1, C, 1, ...]: broadcasts per channel
+  bshape[1] = channels;
+
+  Tensor mu, var_;
+  if (training) {
+    MG_CHECK(per_channel != 1, op,
+             "expected more than 1 value per channel when training, got input of shape ",
+             shape_str(x.shape()));
+    mu = mean(x, dims, /*keepdim=*/true);
+    var_ = var(x, dims, /*correction=*/0, /*keepdim=*/true);  // biased, for normalisation
+    if (running_mean.defined() && per_channel > 0) {
+      // The running statistics are buffers, not part of the function being differentiated.
+      NoGradGuard no_grad;
+      const double unbias = static_cast<double>(per_channel) / static_cast<double>(per_channel - 1);
+      running_mean.copy_(running_mean * (1 - momentum) +
+                         mu.detach().reshape({channels}) * momentum);
+      running_var.copy_(running_var * (1 - momentum) +
+                        var_.detach().reshape({channels}) * (momentum * unbias));
+    }
+  } else {
+    MG_CHECK(running_mean.defined(), op,
+             "running_mean and running_var must be given in eval mode (training = false)");
+    mu = running_mean.reshape(bshape);
+    var_ = running_var.reshape(bshape);
+  }
+  // y = (x - mean) * invstd * weight + bias, evaluated as x * scale + shift with the
+  // per-channel scale = invstd * weight and shift = bias - mean * scale (the form of PyTorch's
+  // CPU kernel): one full-size multiply and add forward, and fewer full-size terms in the
+  // backward pass than the textbook form. Still a composition, so still exact at every order.
+  Tensor scale = rsqrt(var_ + eps);
+  if (weight.defined()) scale = scale * weight.reshape(bshape);
+  Tensor shift = -(mu * scale);
+  if (bias.defined()) shift = shift + bias.reshape(bshape);
+  return x * scale + shift;
+}
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                  const Tensor& bias, double eps) {
+  constexpr const char* op = "layer_norm";
+  MG_CHECK(x.defined(), op, "the input is undefined");
+  MG_CHECK(x.is_floating_point(), op, "expected a floating-point input, got ",
+           dtype_name(x.dtype()));
+  const int64_t k = static_cast<int64_t>(normalized_shape.size());
+  MG_CHECK(k >= 1, op, "normalized_shape must have at least one dim");
+  const bool matches =
+      k <= x.dim() && Shape(x.shape().end() - k, x.shape().end()) == normalized_shape;
+  MG_CHECK(matches, op, "normalized_shape ", shape_str(normalized_shape),
+           " does not match the trailing dims of the input of shape ", shape_str(x.shape()));
+  for (const auto& [what, t] : {std::pair<const char*, const Tensor&>{"weight", weight},
+                                std::pair<const char*, const Tensor&>{"bias", bias}}) {
+    if (!t.defined()) continue;
+    MG_CHECK(t.shape() == normalized_shape, op, what, " has shape ", shape_str(t.shape()),
+             " but normalized_shape is ", shape_str(normalized_shape));
+  }
+  std::vector<int64_t> dims;
+  for (int64_t d = x.dim() - k; d < x.dim(); ++d) dims.push_back(d);
+  Tensor y = (x - mean(x, dims, /*keepdim=*/true)) *
+             rsqrt(var(x, dims, /*correction=*/0, /*keepdim=*/true) + eps);
+  if (weight.defined()) y = y * weight;  // weight and bias align with the trailing dims
+  if (bias.defined()) y = y + bias;
+  return y;
+}
+
+}  // namespace metagrad::nn::functional
