@@ -49,6 +49,7 @@ const std::shared_ptr<Storage>& Tensor::storage() const {
 
 bool Tensor::is_contiguous() const {
   const Shape& sh = shape();
+  if (numel() == 0) return true;  // no elements, nothing out of place (as PyTorch)
   int64_t expected = 1;
   for (size_t i = sh.size(); i-- > 0;) {
     if (sh[i] == 1) continue;

@@ -30,6 +30,7 @@ TEST(Tensor, EmptyZerosOnesFull) {
   EXPECT_EQ(s.numel(), 1);
   EXPECT_EQ(s.item<float>(), 2.5f);
   EXPECT_EQ(zeros({0, 3}).numel(), 0);
+  EXPECT_TRUE(zeros({2, 0, 4}).is_contiguous());
   EXPECT_TRUE(zeros({0, 3}).to_vector<float>().empty());
 }
 
