@@ -1,6 +1,7 @@
 // metagrad: everything a user needs, in one include.
 #pragma once
 #include "autograd/autograd.h"
+#include "meta/data.h"
 #include "nn/nn.h"
 #include "tensor/creation.h"
 #include "tensor/elementwise.h"
