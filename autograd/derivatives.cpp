@@ -13,10 +13,12 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "tensor/conv.h"
 #include "tensor/creation.h"
 #include "tensor/elementwise.h"
 #include "tensor/indexing.h"
 #include "tensor/linalg.h"
+#include "tensor/pool.h"
 #include "tensor/reduce.h"
 #include "tensor/view_grad.h"
 
@@ -132,6 +134,72 @@ Grads norm_backward(const GradCtx& c) {
   Tensor num = p == 2 ? x : x * pow(abs(x), p - 2);
   Tensor grad = ge * num / (p == 2 ? safe : pow(safe, p - 1));
   return {where(oe == 0, 0.0, grad)};
+}
+
+// ---- convolution and pooling helpers ---------------------------------------------------
+// Note [Convolution parameters in OpArgs] (tensor/conv.cpp): dims = {sh, sw, ph, pw, dh, dw,
+// groups}.
+Conv2dParams conv_params(const detail::OpArgs& a) {
+  return {.stride = {a.dims[0], a.dims[1]},
+          .padding = {a.dims[2], a.dims[3]},
+          .dilation = {a.dims[4], a.dims[5]},
+          .groups = a.dims[6]};
+}
+
+// Note [Pooling parameters in OpArgs] (tensor/pool.cpp): dims = {kh, kw, sh, sw, ph, pw}.
+Pool2dParams pool_params(const detail::OpArgs& a) {
+  return {.kernel = {a.dims[0], a.dims[1]},
+          .stride = {a.dims[2], a.dims[3]},
+          .padding = {a.dims[4], a.dims[5]}};
+}
+
+// Note [Convolution is bilinear]: write T(x, w, gy) = <gy, conv2d(x, w)>, a trilinear form.
+// The three convolution ops are its partial gradients:
+//   conv2d(x, w) = dT/dgy,  conv2d_input_backward(gy, w) = dT/dx,  conv2d_weight_backward(gy, x) = dT/dw.
+// For a linear map y = f(a) (the others held fixed) the gradient is gg -> f^T(gg), and every
+// such adjoint is again a partial gradient of T, so each op's derivatives are the other ops:
+//   y = conv2d(x, w) + b:       dx = conv2d_input_backward(g, w)   dw = conv2d_weight_backward(g, x)
+//                               db = sum of g over N, H, W
+//   gx = conv2d_input_backward(gy, w):  <gg, gx> = T(gg, w, gy) = <gy, conv2d(gg, w)>, so
+//                               dgy = conv2d(gg, w)                dw = conv2d_weight_backward(gy, gg)
+//   gw = conv2d_weight_backward(gy, x): <gg, gw> = T(x, gg, gy) = <gy, conv2d(x, gg)>, so
+//                               dgy = conv2d(x, gg)                dx = conv2d_input_backward(gy, gg)
+// Each rule is thus written in differentiable ops and convolution's derivatives of every order
+// are exact (PyTorch's _convolution_double_backward rests on the same identities).
+Grads conv2d_backward(const GradCtx& c) {
+  const Conv2dParams p = conv_params(c.args);
+  const Tensor &x = c.in[0], &w = c.in[1];
+  Grads r(c.needs.size());
+  if (c.needs[0]) r[0] = conv2d_input_backward(c.g(), w, x.shape(), p);
+  if (c.needs[1]) r[1] = conv2d_weight_backward(c.g(), x, w.shape(), p);
+  if (r.size() > 2 && c.needs[2]) r[2] = sum(c.g(), {0, 2, 3});
+  return r;
+}
+
+Grads conv2d_input_backward_backward(const GradCtx& c) {
+  const Conv2dParams p = conv_params(c.args);
+  const Tensor &gy = c.in[0], &w = c.in[1];
+  Grads r(2);
+  if (c.needs[0]) r[0] = conv2d(c.g(), w, {}, p);
+  if (c.needs[1]) r[1] = conv2d_weight_backward(gy, c.g(), w.shape(), p);
+  return r;
+}
+
+Grads conv2d_weight_backward_backward(const GradCtx& c) {
+  const Conv2dParams p = conv_params(c.args);
+  const Tensor &gy = c.in[0], &x = c.in[1];
+  Grads r(2);
+  if (c.needs[0]) r[0] = conv2d(x, c.g(), {}, p);
+  if (c.needs[1]) r[1] = conv2d_input_backward(gy, c.g(), x.shape(), p);
+  return r;
+}
+
+// max_pool2d_backward(g, idx) = S g, with S the scatter of each output position to the input
+// position idx picked; its adjoint S^T gathers: d(g) = gather(gg, idx) over each flattened
+// (n, c) plane.
+Tensor max_pool2d_double_backward(const Tensor& gg, const Tensor& indices) {
+  Tensor picked = gather(gg.flatten(2), 2, indices.flatten(2));
+  return picked.reshape(indices.shape());
 }
 
 using Table = std::unordered_map<std::string_view, Derivative>;
@@ -357,6 +425,30 @@ const Table& table() {
        }, kSaveNothing}},
 
       // ---- convolution and pooling (nn layers' primitives) ----------------------------------
+      // Note [Convolution is bilinear] above: each op's derivatives are the other two ops.
+      {"conv2d", {[](const GradCtx& c) -> Grads { return conv2d_backward(c); }, kSaveInputs}},
+      {"conv2d_input_backward", {[](const GradCtx& c) -> Grads {
+         return conv2d_input_backward_backward(c);
+       }, kSaveInputs}},
+      {"conv2d_weight_backward", {[](const GradCtx& c) -> Grads {
+         return conv2d_weight_backward_backward(c);
+       }, kSaveInputs}},
+      // max pooling picks one input per window: the gradient goes back to it (a scatter)
+      {"max_pool2d", {[](const GradCtx& c) -> Grads {
+         return {max_pool2d_backward(c.grads[0], c.out[1], c.args.shape)};
+       }, kSaveOutputs}},
+      // the scatter is linear in g: its adjoint gathers gg at the same indices
+      {"max_pool2d_backward", {[](const GradCtx& c) -> Grads {
+         return {max_pool2d_double_backward(c.g(), c.in[1]), Tensor()};
+       }, kSaveInputs}},
+      // avg_pool2d is linear, y = A x: dx = A^T g, which is avg_pool2d_backward
+      {"avg_pool2d", {[](const GradCtx& c) -> Grads {
+         return {avg_pool2d_backward(c.g(), c.args.shape, pool_params(c.args), c.args.flag)};
+       }, kSaveNothing}},
+      // avg_pool2d_backward(g) = A^T g is linear too: its adjoint is A, avg_pool2d itself
+      {"avg_pool2d_backward", {[](const GradCtx& c) -> Grads {
+         return {avg_pool2d(c.g(), pool_params(c.args), c.args.flag)};
+       }, kSaveNothing}},
   };
   return t;
 }

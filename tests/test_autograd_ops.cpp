@@ -147,7 +147,48 @@ std::vector<OpCase> cases() {
        [](T x) { return index_select(x[0], 0, x[1]); }},
       {"cat", {in({2, 3}), in({1, 3})}, [](T x) { return cat({x[0], x[1], x[0]}, 0); }},
       {"pad", {in({2, 3})}, [](T x) { return pad(x[0], {1, 2, 0, 1}, 0.5); }},
-      // convolution and pooling
+      // convolution and pooling. Shapes are small: gradcheck costs (outputs x inputs)
+      // evaluations, gradgradcheck (inputs x (inputs + outputs)) backward passes.
+      // conv2d: batch 2, stride 2, padding 1, groups 2, with a bias
+      {"conv2d", {in({2, 4, 3, 3}), in({2, 2, 2, 2}), in({2})},
+       [](T x) { return conv2d(x[0], x[1], x[2], {.stride = {2, 2}, .padding = {1, 1}, .groups = 2}); }},
+      // conv2d: dilation 2, rectangular stride and padding, no bias
+      {"conv2d", {in({1, 2, 5, 5}), in({2, 2, 2, 2})},
+       [](T x) { return conv2d(x[0], x[1], {}, {.stride = {1, 2}, .padding = {0, 1}, .dilation = {2, 2}}); }},
+      // the backward ops as functions of (grad_out, weight) and (grad_out, input); with stride
+      // 2 and no padding along W, no window reads the input's last column
+      {"conv2d_input_backward", {in({2, 2, 2, 1}), in({2, 2, 2, 2})},
+       [](T x) {
+         return conv2d_input_backward(x[0], x[1], {2, 4, 3, 3}, {.stride = {2, 2}, .padding = {1, 0}, .groups = 2});
+       }},
+      {"conv2d_weight_backward", {in({2, 2, 2, 1}), in({2, 4, 3, 3})},
+       [](T x) {
+         return conv2d_weight_backward(x[0], x[1], {2, 2, 2, 2}, {.stride = {2, 2}, .padding = {1, 0}, .groups = 2});
+       }},
+      // max_pool2d away from ties (DESIGN principle 9): the input is a fixed arrangement of
+      // distinct values 0.1 apart plus 0.01 * x with x in [-1, 1], so within every window the
+      // maximum leads by at least 0.08, far beyond the finite-difference step
+      {"max_pool2d", {in({1, 2, 5, 5})},
+       [](T x) {
+         std::vector<double> base(50);
+         for (size_t i = 0; i < base.size(); ++i) base[i] = 0.1 * static_cast<double>((i * 37) % 50);
+         Tensor y = tensor(base, {1, 2, 5, 5}) + x[0] * 0.01;
+         return max_pool2d(y, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}});
+       }},
+      // overlapping windows (kernel 3, stride 2) pick some inputs twice: the scatter adds
+      {"max_pool2d_backward",
+       {in({1, 2, 3, 3}),
+        fixed(max_pool2d_with_indices(randn({1, 2, 5, 5}, DType::Float64),
+                                      {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}).second)},
+       [](T x) { return max_pool2d_backward(x[0], x[1], {1, 2, 5, 5}); }},
+      {"avg_pool2d", {in({1, 2, 5, 5})},
+       [](T x) { return avg_pool2d(x[0], {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}, false); }},
+      {"avg_pool2d", {in({1, 2, 4, 5})},
+       [](T x) { return avg_pool2d(x[0], {.kernel = {2, 3}, .padding = {1, 1}}, true); }},
+      {"avg_pool2d_backward", {in({1, 2, 3, 3})},
+       [](T x) {
+         return avg_pool2d_backward(x[0], {1, 2, 5, 5}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}, true);
+       }},
   };
   return c;
 }
