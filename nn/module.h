@@ -33,13 +33,13 @@
 #include <utility>
 #include <vector>
 
+#include "nn/param_map.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
 
 namespace metagrad::nn {
 
 // Tensors by dotted name ("features.0.weight"); std::map, so iteration is by sorted name.
-using ParamMap = std::map<std::string, Tensor>;
 
 // What load_state_dict(dict, strict=false) skipped, as PyTorch's _IncompatibleKeys.
 struct LoadStateDictResult {

@@ -1,0 +1,34 @@
+#include "meta/evaluate.h"
+
+#include <cmath>
+
+namespace metagrad::meta {
+
+Summary summarize(const std::vector<double>& values) {
+  Summary s;
+  s.n = static_cast<int>(values.size());
+  if (s.n == 0) return s;
+  for (double v : values) s.mean += v;
+  s.mean /= s.n;
+  if (s.n > 1) {
+    double ss = 0;
+    for (double v : values) ss += (v - s.mean) * (v - s.mean);
+    s.std = std::sqrt(ss / (s.n - 1));
+    s.ci95 = 1.96 * s.std / std::sqrt(static_cast<double>(s.n));
+  }
+  return s;
+}
+
+EvalResult evaluate(MetaLearner& learner, const std::function<Task(int)>& next_task,
+                    int n_tasks, int steps) {
+  MG_CHECK(n_tasks > 0, "evaluate", "n_tasks must be positive, got ", n_tasks);
+  std::vector<double> losses, accs;
+  for (int i = 0; i < n_tasks; ++i) {
+    StepResult r = learner.adapt_and_evaluate(next_task(i), steps);
+    losses.push_back(r.loss);
+    if (!std::isnan(r.accuracy)) accs.push_back(r.accuracy);
+  }
+  return {summarize(losses), summarize(accs)};
+}
+
+}  // namespace metagrad::meta

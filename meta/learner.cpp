@@ -1,0 +1,198 @@
+#include "meta/learner.h"
+
+#include <cmath>
+
+#include "autograd/engine.h"
+#include "tensor/creation.h"
+#include "tensor/elementwise.h"
+#include "tensor/grad_mode.h"
+#include "tensor/indexing.h"
+#include "tensor/reduce.h"
+
+namespace metagrad::meta {
+
+nn::ParamMap inner_loop(nn::Module& model, const nn::ParamMap& params, const Tensor& x,
+                        const Tensor& y, const LossFn& loss, const InnerLoopOptions& opts,
+                        const ParamFilter& adapt, const nn::ParamMap* lrs) {
+  MG_CHECK(opts.steps >= 0, "inner_loop", "steps must be non-negative, got ", opts.steps);
+  nn::ParamMap fast = params;
+  std::vector<std::string> names;
+  for (const auto& [name, p] : fast)
+    if ((!adapt || adapt(name)) && p.requires_grad()) names.push_back(name);
+  MG_CHECK(opts.steps == 0 || !names.empty(), "inner_loop",
+           "no parameter to adapt (none requires grad, or the filter rejects all)");
+  for (int s = 0; s < opts.steps; ++s) {
+    Tensor l = loss(model.forward(x, fast), y);
+    std::vector<Tensor> ws;
+    for (const auto& n : names) ws.push_back(fast.at(n));
+    // create_graph keeps d(grad)/d(params), which the exact meta-gradient needs.
+    std::vector<Tensor> gs =
+        grad({l}, ws, {}, std::nullopt, opts.create_graph, /*allow_unused=*/true);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (!gs[i].defined()) continue;
+      const Tensor step = lrs ? lrs->at(names[i]) * gs[i] : gs[i] * opts.lr;
+      fast[names[i]] = fast.at(names[i]) - step;
+    }
+  }
+  return fast;
+}
+
+double accuracy(const Tensor& logits, const Tensor& labels) {
+  NoGradGuard ng;
+  MG_CHECK(logits.dim() == 2 && labels.dim() == 1 && logits.size(0) == labels.size(0),
+           "accuracy", "expects logits [N, C] and labels [N], got ", shape_str(logits.shape()),
+           " and ", shape_str(labels.shape()));
+  Tensor hit = eq(argmax(logits, 1), labels.to(DType::Int64));
+  return mean(hit.to(DType::Float64)).item<double>();
+}
+
+MetaLearner::MetaLearner(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts)
+    : model_(std::move(model)), loss_(std::move(loss)), opts_(opts) {
+  MG_CHECK(model_ != nullptr, "meta", "no model given");
+  MG_CHECK(opts_.inner_steps >= 0 && opts_.inner_lr >= 0 && opts_.meta_lr > 0, "meta",
+           "invalid options: inner_steps ", opts_.inner_steps, ", inner_lr ", opts_.inner_lr,
+           ", meta_lr ", opts_.meta_lr);
+}
+
+StepResult MetaLearner::measure(const Tensor& output, const Tensor& target,
+                                const Tensor& loss) const {
+  StepResult r;
+  r.loss = loss.item<double>();
+  if (opts_.classification) r.accuracy = accuracy(output, target);
+  return r;
+}
+
+StepResult MetaLearner::adapt_and_evaluate(const Task& task, int steps) {
+  nn::ParamMap fast = inner_loop(*model_, nn::params_of(*model_), task.support_x,
+                                 task.support_y, loss_, {steps, opts_.inner_lr, false});
+  NoGradGuard ng;
+  Tensor out = model_->forward(task.query_x, fast);
+  return measure(out, task.query_y, loss_(out, task.query_y));
+}
+
+// ---- MAML / FOMAML / ANIL ---------------------------------------------------------------
+
+MAML::MAML(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts, ParamFilter adapt)
+    : MetaLearner(std::move(model), std::move(loss), opts), filter_(std::move(adapt)) {
+  meta_opt_ = std::make_unique<optim::Adam>(model_->parameters(),
+                                            optim::AdamOptions(opts_.meta_lr));
+}
+
+nn::ParamMap MAML::adapt(const nn::ParamMap& params, const Task& task, int steps,
+                         bool create_graph) {
+  return inner_loop(*model_, params, task.support_x, task.support_y, loss_,
+                    {steps, opts_.inner_lr, create_graph}, filter_);
+}
+
+StepResult MAML::meta_step(const std::vector<Task>& tasks) {
+  MG_CHECK(!tasks.empty(), "maml", "empty task batch");
+  meta_opt_->zero_grad();
+  StepResult mean_r{0, opts_.classification ? 0.0 : std::nan("")};
+  const double w = 1.0 / static_cast<double>(tasks.size());
+  for (const Task& t : tasks) {
+    // The meta-objective: the query loss of the adapted weights, as a function of the
+    // model's own parameters through every inner step.
+    nn::ParamMap fast = adapt(nn::params_of(*model_), t, opts_.inner_steps, !opts_.first_order);
+    Tensor out = model_->forward(t.query_x, fast);
+    Tensor l = loss_(out, t.query_y);
+    (l * w).backward();  // accumulates the task's meta-gradient; frees its graph
+    StepResult r = measure(out.detach(), t.query_y, l.detach());
+    mean_r.loss += r.loss * w;
+    if (opts_.classification) mean_r.accuracy += r.accuracy * w;
+  }
+  meta_opt_->step();
+  return mean_r;
+}
+
+StepResult MAML::adapt_and_evaluate(const Task& task, int steps) {
+  nn::ParamMap fast = adapt(nn::params_of(*model_), task, steps, /*create_graph=*/false);
+  NoGradGuard ng;
+  Tensor out = model_->forward(task.query_x, fast);
+  return measure(out, task.query_y, loss_(out, task.query_y));
+}
+
+ANIL::ANIL(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts,
+           std::string head_prefix)
+    : MAML(std::move(model), std::move(loss), opts,
+           [p = std::move(head_prefix)](const std::string& n) { return n.rfind(p, 0) == 0; }) {
+  bool any = false;
+  for (const auto& [n, t] : model_->named_parameters()) any = any || filter_(n);
+  MG_CHECK(any, "anil", "no parameter name starts with the head prefix");
+}
+
+// ---- Meta-SGD -----------------------------------------------------------------------------
+
+MetaSGD::MetaSGD(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts)
+    : MAML(std::move(model), std::move(loss), opts) {
+  std::vector<Tensor> meta_params = model_->parameters();
+  for (const auto& [n, p] : model_->named_parameters()) {
+    Tensor lr = full(p.shape(), opts_.inner_lr, p.options()).requires_grad_(true);
+    lrs_[n] = lr;
+    meta_params.push_back(lr);
+  }
+  meta_opt_ = std::make_unique<optim::Adam>(meta_params, optim::AdamOptions(opts_.meta_lr));
+}
+
+nn::ParamMap MetaSGD::adapt(const nn::ParamMap& params, const Task& task, int steps,
+                            bool create_graph) {
+  return inner_loop(*model_, params, task.support_x, task.support_y, loss_,
+                    {steps, opts_.inner_lr, create_graph}, filter_, &lrs_);
+}
+
+nn::ParamMap MetaSGD::extra_state() const {
+  nn::ParamMap r;
+  for (const auto& [n, t] : lrs_) r["lr." + n] = t.detach();
+  return r;
+}
+
+void MetaSGD::load_extra_state(const nn::ParamMap& state) {
+  for (const auto& [n, t] : lrs_) {
+    auto it = state.find("lr." + n);
+    MG_CHECK(it != state.end(), "metasgd", "checkpoint lacks the learning rate of ", n);
+    MG_CHECK(it->second.shape() == t.shape(), "metasgd", "learning rate of ", n, " has shape ",
+             shape_str(it->second.shape()), ", expected ", shape_str(t.shape()));
+  }
+  NoGradGuard ng;
+  for (auto& [n, t] : lrs_) t.copy_(state.at("lr." + n));
+}
+
+// ---- Reptile ------------------------------------------------------------------------------
+
+Reptile::Reptile(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts,
+                 double outer_step)
+    : MetaLearner(std::move(model), std::move(loss), opts), outer_step_(outer_step) {
+  MG_CHECK(outer_step > 0, "reptile", "outer step size must be positive, got ", outer_step);
+}
+
+StepResult Reptile::meta_step(const std::vector<Task>& tasks) {
+  MG_CHECK(!tasks.empty(), "reptile", "empty task batch");
+  const nn::ParamMap theta = nn::params_of(*model_);
+  nn::ParamMap delta;  // sum_i (phi_i - theta)
+  StepResult mean_r{0, opts_.classification ? 0.0 : std::nan("")};
+  const double w = 1.0 / static_cast<double>(tasks.size());
+  for (const Task& t : tasks) {
+    nn::ParamMap start;
+    for (const auto& [n, p] : theta) start[n] = p.detach().requires_grad_(true);
+    // Reptile trains on the whole task (support and query) with plain SGD.
+    Tensor x = cat({t.support_x, t.query_x}, 0), y = cat({t.support_y, t.query_y}, 0);
+    nn::ParamMap phi = inner_loop(*model_, start, x, y, loss_,
+                                  {opts_.inner_steps, opts_.inner_lr, false});
+    NoGradGuard ng;
+    Tensor out = model_->forward(t.query_x, phi);
+    StepResult r = measure(out, t.query_y, loss_(out, t.query_y));
+    mean_r.loss += r.loss * w;
+    if (opts_.classification) mean_r.accuracy += r.accuracy * w;
+    for (const auto& [n, p] : phi) {
+      Tensor d = p.detach() - theta.at(n).detach();
+      delta[n] = delta.count(n) ? delta[n] + d : d;
+    }
+  }
+  NoGradGuard ng;
+  for (const auto& [n, p] : theta) {
+    Tensor param = p;
+    add_(param, delta.at(n) * (outer_step_ * w));
+  }
+  return mean_r;
+}
+
+}  // namespace metagrad::meta
