@@ -199,25 +199,37 @@ TEST(MaxPool2d, MatchesReference) {
 }
 
 TEST(MaxPool2d, TiesNanAndInfinity) {
-  // Ties pick the first position; NaN propagates; -inf inputs still give their index.
+  // Ties pick the first position; NaN propagates (the last NaN of a window is reported, as
+  // PyTorch's loop does); -inf inputs still give their index. float32 runs the vectorised
+  // select loop of Note [Max pooling loop order], float64 the scalar one.
   const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
-  Tensor x = tensor(Vec{1, 1, 0, 2,          //
-                        1, 1, 2, 0,          //
-                        -inf, -inf, 3, nan,  //
-                        -inf, -inf, 4, 5},
-                    {1, 1, 4, 4});
-  auto [y, i] = max_pool2d_with_indices(x, {.kernel = {2, 2}});
-  const Vec yv = y.to_vector<double>();
-  EXPECT_EQ(yv[0], 1);
-  EXPECT_EQ(yv[1], 2);
-  EXPECT_EQ(yv[2], -inf);
-  EXPECT_TRUE(std::isnan(yv[3]));
-  EXPECT_EQ(i.to_vector<int64_t>(), (std::vector<int64_t>{0, 3, 8, 11}));
-  // Padding counts as -inf: a window over padding and -inf keeps a real position.
-  auto [yp, ip] =
-      max_pool2d_with_indices(x, {.kernel = {2, 2}, .stride = {2, 2}, .padding = {1, 1}});
-  EXPECT_EQ(yp.to_vector<double>()[6], -inf);  // window rows 3..4, cols -1..0
-  EXPECT_EQ(ip.to_vector<int64_t>()[6], 12);
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    Tensor x = tensor(Vec{1, 1, 0, 2,          //
+                          1, 1, 2, 0,          //
+                          -inf, -inf, 3, nan,  //
+                          -inf, -inf, nan, 5},
+                      {1, 1, 4, 4})
+                   .to(dt);
+    auto [y, i] = max_pool2d_with_indices(x, {.kernel = {2, 2}});
+    const Vec yv = y.to(DType::Float64).to_vector<double>();
+    EXPECT_EQ(yv[0], 1);
+    EXPECT_EQ(yv[1], 2);
+    EXPECT_EQ(yv[2], -inf);
+    EXPECT_TRUE(std::isnan(yv[3]));
+    EXPECT_EQ(i.to_vector<int64_t>(), (std::vector<int64_t>{0, 3, 8, 14}));
+    // Padding counts as -inf: a window over padding and -inf keeps a real position.
+    auto [yp, ip] =
+        max_pool2d_with_indices(x, {.kernel = {2, 2}, .stride = {2, 2}, .padding = {1, 1}});
+    EXPECT_EQ(yp.to(DType::Float64).to_vector<double>()[6], -inf);  // rows 3..4, cols -1..0
+    EXPECT_EQ(ip.to_vector<int64_t>()[6], 12);
+    // A constant input: every window ties everywhere, so each reports its first position.
+    auto [yc, ic] =
+        max_pool2d_with_indices(full({1, 1, 4, 18}, 0.5, dt), {.kernel = {2, 3}, .stride = {2, 2}});
+    std::vector<int64_t> first;
+    for (int64_t oh = 0; oh < 2; ++oh)
+      for (int64_t ow = 0; ow < 8; ++ow) first.push_back(oh * 2 * 18 + ow * 2);
+    EXPECT_EQ(ic.to_vector<int64_t>(), first) << dtype_name(dt);
+  }
 }
 
 TEST(MaxPool2d, EmptyBatch) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace metagrad::kernels::cpu {
 
@@ -28,30 +29,70 @@ bool parallel_over_planes(const Pool2dGeometry& g) {
   return g.planes > 1 && g.planes * std::max(g.h * g.w, g.oh * g.ow * g.kh * g.kw) >= kParallelWork;
 }
 
-template <typename T>
+// Output positions o in [0, n_out) whose input coordinate o * s + off lies in [0, n_in).
+void valid_range(int64_t off, int64_t s, int64_t n_in, int64_t n_out, int64_t& lo, int64_t& hi) {
+  lo = off >= 0 ? 0 : (-off + s - 1) / s;
+  hi = off >= n_in ? 0 : (n_in - 1 - off) / s + 1;
+  lo = std::min(lo, n_out);
+  hi = std::clamp(hi, lo, n_out);
+}
+
+// Note [Max pooling loop order]: a window-at-a-time loop compares each element with the
+// running maximum, a branch that random data mispredicts about half the time, or a chain of
+// dependent selects. Instead a whole output row is done at once: for each window offset
+// (h, j), in the window's row-major order (so ties keep the first position), the elements at
+// that offset of every window of the row are copied into a contiguous buffer, and each
+// output takes its element if it is larger (or NaN, which propagates as in PyTorch). That
+// loop over the row is branch-free and independent from output to output, so it vectorises
+// (the running index uses an integer type as wide as T for that: int32 for float when the
+// plane has fewer than 2^31 elements). Measured: 160 x 64 planes of 28 x 28, 2 x 2 windows,
+// float32, one thread: 37 ms window-at-a-time, 13 to 17 ms this way.
+// b[i], a[i] = v[i], q[i] where v[i] > b[i] or v[i] is NaN (Note [Max pooling loop order]).
+template <typename T, typename I>
+void take_larger(int64_t n, const T* __restrict v, const I* __restrict q, T* __restrict b,
+                 I* __restrict a) {
+  for (int64_t i = 0; i < n; ++i) {
+    // every load unconditional: a select of two loaded values is all the vectoriser accepts
+    const T vi = v[i], bi = b[i];
+    const I qi = q[i], ai = a[i];
+    const bool take = (vi > bi) | (vi != vi);
+    b[i] = take ? vi : bi;
+    a[i] = take ? qi : ai;
+  }
+}
+
+template <typename T, typename I>
 void max_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* idx) {
   const int64_t in = g.h * g.w, out = g.oh * g.ow;
-#pragma omp parallel for schedule(static) if (parallel_over_planes(g))
-  for (int64_t p = 0; p < g.planes; ++p) {
-    const T* xp = x + p * in;
-    T* yp = y + p * out;
-    int64_t* ip = idx + p * out;
-    for (int64_t oh = 0; oh < g.oh; ++oh) {
-      const Window wh = window(oh, g.kh, g.sh, g.ph, g.h);
-      for (int64_t ow = 0; ow < g.ow; ++ow) {
-        const Window ww = window(ow, g.kw, g.sw, g.pw, g.w);
-        T best = -std::numeric_limits<T>::infinity();
-        int64_t at = wh.start * g.w + ww.start;
-        for (int64_t h = wh.start; h < wh.end; ++h)
-          for (int64_t w = ww.start; w < ww.end; ++w) {
-            const T v = xp[h * g.w + w];
-            if (v > best || std::isnan(v)) {  // NaN propagates, as in PyTorch
-              best = v;
-              at = h * g.w + w;
+#pragma omp parallel if (parallel_over_planes(g))
+  {
+    std::vector<T> best(static_cast<size_t>(g.ow)), vals(static_cast<size_t>(g.ow));
+    std::vector<I> at(static_cast<size_t>(g.ow)), pos(static_cast<size_t>(g.ow));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < g.planes; ++p) {
+      const T* xp = x + p * in;
+      for (int64_t oh = 0; oh < g.oh; ++oh) {
+        const Window wh = window(oh, g.kh, g.sh, g.ph, g.h);
+        for (int64_t ow = 0; ow < g.ow; ++ow) {  // start from each window's first position
+          best[ow] = -std::numeric_limits<T>::infinity();
+          at[ow] = static_cast<I>(wh.start * g.w + std::max<int64_t>(ow * g.sw - g.pw, 0));
+        }
+        for (int64_t h = wh.start; h < wh.end; ++h) {
+          const T* xr = xp + h * g.w;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t off = j - g.pw;
+            int64_t lo, hi;
+            valid_range(off, g.sw, g.w, g.ow, lo, hi);
+            for (int64_t ow = lo; ow < hi; ++ow) {
+              vals[ow] = xr[ow * g.sw + off];
+              pos[ow] = static_cast<I>(h * g.w + ow * g.sw + off);
             }
+            take_larger(hi - lo, vals.data() + lo, pos.data() + lo, best.data() + lo,
+                        at.data() + lo);
           }
-        yp[oh * g.ow + ow] = best;
-        ip[oh * g.ow + ow] = at;
+        }
+        std::copy(best.begin(), best.end(), y + p * out + oh * g.ow);
+        std::copy(at.begin(), at.end(), idx + p * out + oh * g.ow);
       }
     }
   }
@@ -119,7 +160,13 @@ void avg_backward(const Pool2dGeometry& g, bool count_include_pad, const T* gy, 
 void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, void* y,
                         int64_t* idx) {
   MG_DISPATCH_FLOAT(dtype, [&] {
-    max_forward<scalar_t>(g, static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y), idx);
+    const auto* xs = static_cast<const scalar_t*>(x);
+    auto* ys = static_cast<scalar_t*>(y);
+    // Note [Max pooling loop order]: an index as wide as the values, when it fits
+    if (sizeof(scalar_t) == 4 && g.h * g.w <= std::numeric_limits<int32_t>::max())
+      max_forward<scalar_t, int32_t>(g, xs, ys, idx);
+    else
+      max_forward<scalar_t, int64_t>(g, xs, ys, idx);
   });
 }
 
