@@ -1,5 +1,6 @@
 #include "autograd/gradcheck.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -27,7 +28,8 @@ std::vector<Tensor> evaluate(const TensorsFn& f, const std::vector<Tensor>& xs) 
   NoGradGuard ng;
   std::vector<Tensor> out = f(xs);
   for (Tensor& o : out)
-    if (o.defined()) o = o.to(DType::Float64).contiguous();
+    // A copy: an output may be a view of an input that is perturbed again later.
+    if (o.defined()) o = o.to(DType::Float64).clone();
   return out;
 }
 
@@ -55,40 +57,56 @@ GradcheckResult gradcheck(const TensorsFn& f, const std::vector<Tensor>& inputs,
   GradcheckResult res;
   double worst = -1;
   std::ostringstream where;
-  // x_e perturbed in place through a detached alias, then restored.
-  std::vector<Tensor> alias;
-  for (const Tensor& x : inputs) alias.push_back(x.defined() ? x.detach() : x);
-
+  // Analytical Jacobians, one vjp per output element: A[k][j] is [numel(out k), numel(in j)].
+  std::vector<std::vector<std::vector<double>>> A(outs.size(),
+                                                  std::vector<std::vector<double>>(diff.size()));
   for (size_t k = 0; k < outs.size(); ++k) {
     const Tensor& o = outs[k];
     if (!o.defined() || !o.is_floating_point()) continue;
     const int64_t m = o.numel();
+    for (size_t j = 0; j < diff.size(); ++j)
+      A[k][j].assign(static_cast<size_t>(m * diff[j].numel()), 0.0);
+    if (!o.requires_grad()) continue;
     for (int64_t r = 0; r < m; ++r) {
-      std::vector<Tensor> analytic(diff.size());
-      if (o.requires_grad()) {
-        Tensor e = zeros(o.shape(), o.options());
-        {
-          NoGradGuard ng;
-          e.view({-1}).select(0, r).fill_(1);
-        }
-        analytic = grad({o}, diff, {e}, /*retain_graph=*/true, false, /*allow_unused=*/true);
+      Tensor e = zeros(o.shape(), o.options());
+      {
+        NoGradGuard ng;
+        e.view({-1}).select(0, r).fill_(1);
       }
+      std::vector<Tensor> g = grad({o}, diff, {e}, /*retain_graph=*/true, false, true);
       for (size_t j = 0; j < diff.size(); ++j) {
-        const size_t i = diff_idx[j];
-        const int64_t n = inputs[i].numel();
-        Tensor a = analytic[j].defined() ? analytic[j].to(DType::Float64).contiguous()
-                                         : zeros(inputs[i].shape(), DType::Float64);
-        const double* ap = a.data_ptr<double>();
-        for (int64_t c = 0; c < n; ++c) {
-          double* p = element(alias[i], c);
-          const double orig = *p;
-          *p = orig + opts.eps;
-          const double plus = evaluate(f, alias)[k].data_ptr<double>()[r];
-          *p = orig - opts.eps;
-          const double minus = evaluate(f, alias)[k].data_ptr<double>()[r];
-          *p = orig;
-          const double num = (plus - minus) / (2 * opts.eps);
-          const double err = std::fabs(ap[c] - num);
+        if (!g[j].defined()) continue;
+        const int64_t n = diff[j].numel();
+        const Tensor gc = g[j].to(DType::Float64).contiguous();
+        const double* gp = gc.data_ptr<double>();
+        std::copy(gp, gp + n, A[k][j].begin() + r * n);
+      }
+    }
+  }
+  // Numerical Jacobians, one central difference per input element: each perturbed
+  // evaluation gives that column for every output at once. x_e is perturbed in place
+  // through a detached alias, then restored.
+  std::vector<Tensor> alias;
+  for (const Tensor& x : inputs) alias.push_back(x.defined() ? x.detach() : x);
+  for (size_t j = 0; j < diff.size(); ++j) {
+    const size_t i = diff_idx[j];
+    const int64_t n = inputs[i].numel();
+    for (int64_t c = 0; c < n; ++c) {
+      double* p = element(alias[i], c);
+      const double orig = *p;
+      *p = orig + opts.eps;
+      const std::vector<Tensor> plus = evaluate(f, alias);
+      *p = orig - opts.eps;
+      const std::vector<Tensor> minus = evaluate(f, alias);
+      *p = orig;
+      for (size_t k = 0; k < outs.size(); ++k) {
+        if (A[k][j].empty() && outs[k].numel() > 0) continue;  // not a floating output
+        const double* pp = plus[k].data_ptr<double>();
+        const double* mp = minus[k].data_ptr<double>();
+        for (int64_t r = 0; r < outs[k].numel(); ++r) {
+          const double num = (pp[r] - mp[r]) / (2 * opts.eps);
+          const double ana = A[k][j][r * n + c];
+          const double err = std::fabs(ana - num);
           res.max_abs_error = std::max(res.max_abs_error, err);
           const double excess = err - (opts.atol + opts.rtol * std::fabs(num));
           if (excess > 0 && excess > worst) {
@@ -96,7 +114,7 @@ GradcheckResult gradcheck(const TensorsFn& f, const std::vector<Tensor>& inputs,
             res.ok = false;
             where.str("");
             where << "d output " << k << "[" << r << "] / d input " << i << "[" << c
-                  << "]: analytical " << ap[c] << ", numerical " << num << " (|diff| " << err
+                  << "]: analytical " << ana << ", numerical " << num << " (|diff| " << err
                   << ", atol " << opts.atol << ", rtol " << opts.rtol << ")";
           }
         }
