@@ -1,7 +1,7 @@
 // metagrad: everything a user needs, in one include.
 #pragma once
 #include "autograd/autograd.h"
-#include "meta/data.h"
+#include "meta/meta.h"
 #include "nn/nn.h"
 #include "tensor/conv.h"
 #include "tensor/creation.h"
