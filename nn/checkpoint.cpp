@@ -792,4 +792,12 @@ Tensor load_npy(const std::string& path) {
   return t;
 }
 
+void save_module(const std::string& path, const Module& module, const Metadata& metadata) {
+  save_safetensors(path, module.state_dict(), metadata);
+}
+
+void load_module(const std::string& path, Module& module, bool strict) {
+  module.load_state_dict(load_safetensors(path), strict);
+}
+
 }  // namespace metagrad::nn

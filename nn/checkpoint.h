@@ -22,6 +22,7 @@
 #include <map>
 #include <string>
 
+#include "nn/module.h"
 #include "nn/param_map.h"
 #include "tensor/tensor.h"
 
@@ -66,6 +67,11 @@ void validate_against(const ParamMap& loaded, const ParamMap& expected, bool str
 
 // NumPy .npy, format 1.0 (descr '<f4', '<f8', '<i8', '<i4', '|u1', '|b1'; C order; header
 // padded to a multiple of 64 bytes ending in '\n'), written atomically like the above.
+// A module's state (parameters and buffers, by dotted name) as one safetensors file, and back:
+// load_module checks every key, shape and dtype before changing anything (load_state_dict).
+void save_module(const std::string& path, const Module& module, const Metadata& metadata = {});
+void load_module(const std::string& path, Module& module, bool strict = true);
+
 void save_npy(const std::string& path, const Tensor& t);
 // Reads .npy versions 1.0-3.0 of the dtypes above (also Fortran order), validating the
 // header and the file size: "[load_npy] <path>: <what is wrong>".
