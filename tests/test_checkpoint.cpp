@@ -3,6 +3,8 @@
 // a cross-check with Python's safetensors and NumPy when they are installed; every kind of
 // corrupt file refused; atomic saving; training checkpoints with groups; validate_against.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -27,29 +29,6 @@ using namespace metagrad;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Bytes = std::vector<uint8_t>;
-
-#define EXPECT_MG_ERROR(stmt, prefix)                                    \
-  do {                                                                   \
-    try {                                                                \
-      stmt;                                                              \
-      ADD_FAILURE() << "expected metagrad::Error from " #stmt;           \
-    } catch (const Error& e) {                                           \
-      EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0u) << e.what(); \
-    }                                                                    \
-  } while (0)
-
-// Expects `stmt` to throw metagrad::Error starting with `prefix` and containing `part`.
-#define EXPECT_MG_ERROR_HAS(stmt, prefix, part)                                           \
-  do {                                                                                    \
-    try {                                                                                 \
-      stmt;                                                                               \
-      ADD_FAILURE() << "expected metagrad::Error from " #stmt;                            \
-    } catch (const Error& e) {                                                            \
-      const std::string msg = e.what();                                                   \
-      EXPECT_EQ(msg.rfind(prefix, 0), 0u) << msg;                                         \
-      EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg; \
-    }                                                                                     \
-  } while (0)
 
 namespace {
 

@@ -5,6 +5,8 @@
 // BLAS thread settings (Note [Convolution threading] in kernels/cpu/conv.cpp), empty tensors,
 // the gradients autograd computes, and every error case.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <metagrad/metagrad.h>
 
 #include <algorithm>
@@ -20,17 +22,6 @@ using namespace metagrad;
 namespace F = metagrad::nn::functional;
 
 namespace {
-
-#define EXPECT_ERROR(stmt, prefix)                               \
-  do {                                                           \
-    try {                                                        \
-      (void)(stmt);                                              \
-      ADD_FAILURE() << "no metagrad::Error thrown by " #stmt;    \
-    } catch (const metagrad::Error& e) {                         \
-      const std::string msg = e.what();                          \
-      EXPECT_EQ(msg.rfind(prefix, 0), 0u) << "message: " << msg; \
-    }                                                            \
-  } while (0)
 
 using Vec = std::vector<double>;
 
@@ -320,51 +311,51 @@ TEST(Conv2d, DoubleBackwardThroughALoss) {
 TEST(Conv2d, Errors) {
   Tensor x = randn({2, 4, 5, 5}), w = randn({6, 2, 3, 3});
   // the weight's input channels must be C / groups
-  EXPECT_ERROR(conv2d(x, randn({6, 3, 3, 3}), {}, {.groups = 2}),
+  EXPECT_MG_ERROR(conv2d(x, randn({6, 3, 3, 3}), {}, {.groups = 2}),
                "[conv2d] expected weight of shape [O, 2, kH, kW]");
-  EXPECT_ERROR(conv2d(x, w), "[conv2d] expected weight of shape [O, 4, kH, kW]");
+  EXPECT_MG_ERROR(conv2d(x, w), "[conv2d] expected weight of shape [O, 4, kH, kW]");
   // groups must divide both channel counts
-  EXPECT_ERROR(conv2d(x, w, {}, {.groups = 3}), "[conv2d] groups 3 does not divide the 4 input");
-  EXPECT_ERROR(conv2d(randn({2, 6, 5, 5}), randn({4, 2, 3, 3}), {}, {.groups = 3}),
+  EXPECT_MG_ERROR(conv2d(x, w, {}, {.groups = 3}), "[conv2d] groups 3 does not divide the 4 input");
+  EXPECT_MG_ERROR(conv2d(randn({2, 6, 5, 5}), randn({4, 2, 3, 3}), {}, {.groups = 3}),
                "[conv2d] groups 3 does not divide the 4 output");
-  EXPECT_ERROR(conv2d(x, w, {}, {.groups = 0}), "[conv2d] groups must be positive");
+  EXPECT_MG_ERROR(conv2d(x, w, {}, {.groups = 0}), "[conv2d] groups must be positive");
   // kernel larger than the padded input (dilation included)
-  EXPECT_ERROR(conv2d(x, randn({6, 4, 7, 3})), "[conv2d] kernel of size [7, 3]");
-  EXPECT_ERROR(conv2d(x, randn({6, 4, 3, 3}), {}, {.dilation = {3, 1}}),
+  EXPECT_MG_ERROR(conv2d(x, randn({6, 4, 7, 3})), "[conv2d] kernel of size [7, 3]");
+  EXPECT_MG_ERROR(conv2d(x, randn({6, 4, 3, 3}), {}, {.dilation = {3, 1}}),
                "[conv2d] kernel of size [7, 3]");
   EXPECT_NO_THROW(conv2d(x, randn({6, 4, 7, 3}), {}, {.padding = {1, 0}}));
   // shapes of the operands
-  EXPECT_ERROR(conv2d(randn({4, 5, 5}), w), "[conv2d] expected a 4-d input");
-  EXPECT_ERROR(conv2d(randn({1, 2, 4, 5, 5}), w), "[conv2d] expected a 4-d input");
-  EXPECT_ERROR(conv2d(x, randn({6, 4, 3})), "[conv2d] expected a 4-d weight");
-  EXPECT_ERROR(conv2d(x, randn({6, 4, 3, 3}), randn({5})), "[conv2d] expected bias of shape [6]");
-  EXPECT_ERROR(conv2d(x, randn({6, 4, 3, 3}), randn({6, 1})),
+  EXPECT_MG_ERROR(conv2d(randn({4, 5, 5}), w), "[conv2d] expected a 4-d input");
+  EXPECT_MG_ERROR(conv2d(randn({1, 2, 4, 5, 5}), w), "[conv2d] expected a 4-d input");
+  EXPECT_MG_ERROR(conv2d(x, randn({6, 4, 3})), "[conv2d] expected a 4-d weight");
+  EXPECT_MG_ERROR(conv2d(x, randn({6, 4, 3, 3}), randn({5})), "[conv2d] expected bias of shape [6]");
+  EXPECT_MG_ERROR(conv2d(x, randn({6, 4, 3, 3}), randn({6, 1})),
                "[conv2d] expected bias of shape [6]");
   // parameters
-  EXPECT_ERROR(conv2d(x, randn({6, 4, 3, 3}), {}, {.stride = {0, 1}}),
+  EXPECT_MG_ERROR(conv2d(x, randn({6, 4, 3, 3}), {}, {.stride = {0, 1}}),
                "[conv2d] stride must be positive");
-  EXPECT_ERROR(conv2d(x, randn({6, 4, 3, 3}), {}, {.padding = {-1, 0}}),
+  EXPECT_MG_ERROR(conv2d(x, randn({6, 4, 3, 3}), {}, {.padding = {-1, 0}}),
                "[conv2d] padding must be non-negative");
-  EXPECT_ERROR(conv2d(x, randn({6, 4, 3, 3}), {}, {.dilation = {1, 0}}),
+  EXPECT_MG_ERROR(conv2d(x, randn({6, 4, 3, 3}), {}, {.dilation = {1, 0}}),
                "[conv2d] dilation must be positive");
   // dtypes
-  EXPECT_ERROR(conv2d(x.to(DType::Float64), randn({6, 4, 3, 3})),
+  EXPECT_MG_ERROR(conv2d(x.to(DType::Float64), randn({6, 4, 3, 3})),
                "[conv2d] input has dtype float64");
-  EXPECT_ERROR(conv2d(x, randn({6, 4, 3, 3}), randn({6}, DType::Float64)),
+  EXPECT_MG_ERROR(conv2d(x, randn({6, 4, 3, 3}), randn({6}, DType::Float64)),
                "[conv2d] input has dtype float32 but bias");
-  EXPECT_ERROR(conv2d(x.to(DType::Int64), randn({6, 4, 3, 3}).to(DType::Int64)),
+  EXPECT_MG_ERROR(conv2d(x.to(DType::Int64), randn({6, 4, 3, 3}).to(DType::Int64)),
                "[conv2d] expected a float32 or float64 input");
-  EXPECT_ERROR(conv2d(Tensor(), w), "[conv2d] got an undefined input");
+  EXPECT_MG_ERROR(conv2d(Tensor(), w), "[conv2d] got an undefined input");
   // the backward ops check grad_out against the convolution's output shape
-  EXPECT_ERROR(conv2d_input_backward(randn({2, 6, 4, 3}), w, {2, 4, 5, 5}, {.groups = 2}),
+  EXPECT_MG_ERROR(conv2d_input_backward(randn({2, 6, 4, 3}), w, {2, 4, 5, 5}, {.groups = 2}),
                "[conv2d_input_backward] expected grad_out of shape [2, 6, 3, 3]");
-  EXPECT_ERROR(conv2d_input_backward(randn({2, 6, 3, 3}), w, {2, 4, 5}, {.groups = 2}),
+  EXPECT_MG_ERROR(conv2d_input_backward(randn({2, 6, 3, 3}), w, {2, 4, 5}, {.groups = 2}),
                "[conv2d_input_backward] expected a 4-d input");
-  EXPECT_ERROR(conv2d_weight_backward(randn({2, 6, 3, 3}), x, {6, 2, 3, 3}, {.groups = 3}),
+  EXPECT_MG_ERROR(conv2d_weight_backward(randn({2, 6, 3, 3}), x, {6, 2, 3, 3}, {.groups = 3}),
                "[conv2d_weight_backward] groups 3 does not divide");
-  EXPECT_ERROR(conv2d_weight_backward(randn({1, 6, 3, 3}), x, {6, 2, 3, 3}, {.groups = 2}),
+  EXPECT_MG_ERROR(conv2d_weight_backward(randn({1, 6, 3, 3}), x, {6, 2, 3, 3}, {.groups = 2}),
                "[conv2d_weight_backward] expected grad_out of shape [2, 6, 3, 3]");
-  EXPECT_ERROR(
+  EXPECT_MG_ERROR(
       conv2d_weight_backward(randn({2, 6, 3, 3}, DType::Float64), x, {6, 2, 3, 3}, {.groups = 2}),
       "[conv2d_weight_backward] grad_out has dtype float64 but input has dtype float32");
 }
@@ -385,5 +376,5 @@ TEST(Conv2d, FunctionalOptionsAndUnbatchedInput) {
   Tensor y1 = F::conv2d(x.select(0, 1), w, b, opts);
   ASSERT_EQ(y1.shape(), (Shape{6, 4, 5}));
   EXPECT_EQ(sum(abs(y1 - want.select(0, 1))).item<double>(), 0.0);
-  EXPECT_ERROR(F::conv2d(randn({7, 7}), w), "[conv2d] expected a 4-d input");
+  EXPECT_MG_ERROR(F::conv2d(randn({7, 7}), w), "[conv2d] expected a 4-d input");
 }

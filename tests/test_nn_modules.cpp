@@ -11,6 +11,8 @@
 // BatchNorm2d, LayerNorm, the pools, LeakyReLU/ELU/GELU/Softplus, Dropout) against float64
 // loops written here; it needs the nn::functional implementations to link.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <metagrad/metagrad.h>
 
 #include <algorithm>
@@ -21,28 +23,6 @@
 #include <vector>
 
 using namespace metagrad;
-
-#define EXPECT_MG_ERROR(stmt, prefix)                                    \
-  do {                                                                   \
-    try {                                                                \
-      stmt;                                                              \
-      ADD_FAILURE() << "expected metagrad::Error from " #stmt;           \
-    } catch (const Error& e) {                                           \
-      EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0u) << e.what(); \
-    }                                                                    \
-  } while (0)
-
-// Checks the message also contains `part`.
-#define EXPECT_MG_ERROR_HAS(stmt, prefix, part)                                   \
-  do {                                                                            \
-    try {                                                                         \
-      stmt;                                                                       \
-      ADD_FAILURE() << "expected metagrad::Error from " #stmt;                    \
-    } catch (const Error& e) {                                                    \
-      EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0u) << e.what();          \
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what(); \
-    }                                                                             \
-  } while (0)
 
 namespace {
 

@@ -7,6 +7,8 @@
 // dict round trips giving identical next steps, clip_grad_norm_ / clip_grad_value_ against
 // reference norms, and every scheduler's lr sequence against its closed form.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <metagrad/metagrad.h>
 
 #include <cmath>
@@ -17,17 +19,6 @@
 #include <vector>
 
 using namespace metagrad;
-
-#define EXPECT_MG_ERROR_HAS(stmt, prefix, part)                                   \
-  do {                                                                            \
-    try {                                                                         \
-      stmt;                                                                       \
-      ADD_FAILURE() << "expected metagrad::Error from " #stmt;                    \
-    } catch (const Error& e) {                                                    \
-      EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0u) << e.what();          \
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what(); \
-    }                                                                             \
-  } while (0)
 
 namespace {
 

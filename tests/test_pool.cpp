@@ -4,6 +4,8 @@
 // here, on non-contiguous inputs and both dtypes, with ties, NaN, -inf, empty batches, the
 // gradients autograd computes, and every error case.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <metagrad/metagrad.h>
 
 #include <algorithm>
@@ -17,17 +19,6 @@ using namespace metagrad;
 namespace F = metagrad::nn::functional;
 
 namespace {
-
-#define EXPECT_ERROR(stmt, prefix)                               \
-  do {                                                           \
-    try {                                                        \
-      (void)(stmt);                                              \
-      ADD_FAILURE() << "no metagrad::Error thrown by " #stmt;    \
-    } catch (const metagrad::Error& e) {                         \
-      const std::string msg = e.what();                          \
-      EXPECT_EQ(msg.rfind(prefix, 0), 0u) << "message: " << msg; \
-    }                                                            \
-  } while (0)
 
 using Vec = std::vector<double>;
 
@@ -241,33 +232,33 @@ TEST(MaxPool2d, EmptyBatch) {
 
 TEST(MaxPool2d, Errors) {
   Tensor x = randn({2, 3, 6, 6});
-  EXPECT_ERROR(max_pool2d(randn({3, 6, 6}), {.kernel = {2, 2}}),
+  EXPECT_MG_ERROR(max_pool2d(randn({3, 6, 6}), {.kernel = {2, 2}}),
                "[max_pool2d] expected a 4-d input");
-  EXPECT_ERROR(max_pool2d(x, {.kernel = {0, 2}}), "[max_pool2d] kernel size must be positive");
-  EXPECT_ERROR(max_pool2d(x, {.kernel = {2, 2}, .stride = {-1, 1}}),
+  EXPECT_MG_ERROR(max_pool2d(x, {.kernel = {0, 2}}), "[max_pool2d] kernel size must be positive");
+  EXPECT_MG_ERROR(max_pool2d(x, {.kernel = {2, 2}, .stride = {-1, 1}}),
                "[max_pool2d] stride must be positive");
-  EXPECT_ERROR(max_pool2d(x, {.kernel = {3, 3}, .padding = {2, 0}}),
+  EXPECT_MG_ERROR(max_pool2d(x, {.kernel = {3, 3}, .padding = {2, 0}}),
                "[max_pool2d] padding [2, 0] must be non-negative and at most half");
-  EXPECT_ERROR(max_pool2d(x, {.kernel = {7, 2}}), "[max_pool2d] kernel of size [7, 2] is larger");
-  EXPECT_ERROR(max_pool2d(zeros({1, 1, 0, 4}), {.kernel = {1, 1}}),
+  EXPECT_MG_ERROR(max_pool2d(x, {.kernel = {7, 2}}), "[max_pool2d] kernel of size [7, 2] is larger");
+  EXPECT_MG_ERROR(max_pool2d(zeros({1, 1, 0, 4}), {.kernel = {1, 1}}),
                "[max_pool2d] expected an input with non-zero");
-  EXPECT_ERROR(max_pool2d(x.to(DType::Int64), {.kernel = {2, 2}}),
+  EXPECT_MG_ERROR(max_pool2d(x.to(DType::Int64), {.kernel = {2, 2}}),
                "[max_pool2d] expected a float32");
   auto [y, i] = max_pool2d_with_indices(x, {.kernel = {2, 2}});
   Tensor bad = i.clone();
   bad.select(3, 1).fill_(36);
-  EXPECT_ERROR(max_pool2d_backward(y, bad, x.shape()),
+  EXPECT_MG_ERROR(max_pool2d_backward(y, bad, x.shape()),
                "[max_pool2d_backward] index 36 is out of range");
   bad.select(3, 1).fill_(-1);
-  EXPECT_ERROR(max_pool2d_backward(y, bad, x.shape()),
+  EXPECT_MG_ERROR(max_pool2d_backward(y, bad, x.shape()),
                "[max_pool2d_backward] index -1 is out of range");
-  EXPECT_ERROR(max_pool2d_backward(y, i.to(DType::Int32), x.shape()),
+  EXPECT_MG_ERROR(max_pool2d_backward(y, i.to(DType::Int32), x.shape()),
                "[max_pool2d_backward] indices must be an int64");
-  EXPECT_ERROR(max_pool2d_backward(y, i.slice(2, 0, 2), x.shape()),
+  EXPECT_MG_ERROR(max_pool2d_backward(y, i.slice(2, 0, 2), x.shape()),
                "[max_pool2d_backward] indices of shape");
-  EXPECT_ERROR(max_pool2d_backward(y, i, {2, 4, 6, 6}),
+  EXPECT_MG_ERROR(max_pool2d_backward(y, i, {2, 4, 6, 6}),
                "[max_pool2d_backward] expected grad_out of shape [2, 4, OH, OW]");
-  EXPECT_ERROR(max_pool2d_backward(y, i, {2, 3, 36}),
+  EXPECT_MG_ERROR(max_pool2d_backward(y, i, {2, 3, 36}),
                "[max_pool2d_backward] expected a 4-d input shape");
 }
 
@@ -294,15 +285,15 @@ TEST(AvgPool2d, MatchesReference) {
 
 TEST(AvgPool2d, Errors) {
   Tensor x = randn({2, 3, 6, 6});
-  EXPECT_ERROR(avg_pool2d(randn({6, 6}), {.kernel = {2, 2}}), "[avg_pool2d] expected a 4-d input");
-  EXPECT_ERROR(avg_pool2d(x, {.kernel = {2, 2}, .padding = {0, 2}}), "[avg_pool2d] padding [0, 2]");
-  EXPECT_ERROR(avg_pool2d(x, {.kernel = {2, 9}, .padding = {0, 1}}),
+  EXPECT_MG_ERROR(avg_pool2d(randn({6, 6}), {.kernel = {2, 2}}), "[avg_pool2d] expected a 4-d input");
+  EXPECT_MG_ERROR(avg_pool2d(x, {.kernel = {2, 2}, .padding = {0, 2}}), "[avg_pool2d] padding [0, 2]");
+  EXPECT_MG_ERROR(avg_pool2d(x, {.kernel = {2, 9}, .padding = {0, 1}}),
                "[avg_pool2d] kernel of size [2, 9]");
-  EXPECT_ERROR(avg_pool2d(x.to(DType::Int32), {.kernel = {2, 2}}),
+  EXPECT_MG_ERROR(avg_pool2d(x.to(DType::Int32), {.kernel = {2, 2}}),
                "[avg_pool2d] expected a float32");
-  EXPECT_ERROR(avg_pool2d_backward(randn({2, 3, 2, 3}), {2, 3, 6, 6}, {.kernel = {2, 2}}),
+  EXPECT_MG_ERROR(avg_pool2d_backward(randn({2, 3, 2, 3}), {2, 3, 6, 6}, {.kernel = {2, 2}}),
                "[avg_pool2d_backward] expected grad_out of shape [2, 3, 3, 3]");
-  EXPECT_ERROR(avg_pool2d_backward(randn({2, 3, 3, 3}), {2, 3, 6}, {.kernel = {2, 2}}),
+  EXPECT_MG_ERROR(avg_pool2d_backward(randn({2, 3, 3, 3}), {2, 3, 6}, {.kernel = {2, 2}}),
                "[avg_pool2d_backward] expected a 4-d input");
 }
 
@@ -347,11 +338,11 @@ TEST(AdaptiveAvgPool2d, MatchesReference) {
         EXPECT_TRUE(gradgradcheck(f, {xg}, {}, {.raise = false}).ok) << what;
       }
     }
-  EXPECT_ERROR(F::adaptive_avg_pool2d(randn({2, 3}), {1, 1}),
+  EXPECT_MG_ERROR(F::adaptive_avg_pool2d(randn({2, 3}), {1, 1}),
                "[adaptive_avg_pool2d] expected a 3-d or 4-d");
-  EXPECT_ERROR(F::adaptive_avg_pool2d(randn({1, 2, 3, 3}), {0, 1}),
+  EXPECT_MG_ERROR(F::adaptive_avg_pool2d(randn({1, 2, 3, 3}), {0, 1}),
                "[adaptive_avg_pool2d] output size");
-  EXPECT_ERROR(F::adaptive_avg_pool2d(randn({1, 2, 3, 3}).to(DType::Int64), {1, 1}),
+  EXPECT_MG_ERROR(F::adaptive_avg_pool2d(randn({1, 2, 3, 3}).to(DType::Int64), {1, 1}),
                "[adaptive_avg_pool2d] expected a float32");
 }
 

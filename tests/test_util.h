@@ -18,3 +18,16 @@
       EXPECT_EQ(msg_.rfind(prefix, 0), 0u) << "message: " << msg_;                  \
     }                                                                               \
   } while (0)
+
+// As EXPECT_MG_ERROR, and the message also contains `part`.
+#define EXPECT_MG_ERROR_HAS(stmt, prefix, part)                                     \
+  do {                                                                              \
+    try {                                                                           \
+      (void)(stmt);                                                                 \
+      ADD_FAILURE() << "expected metagrad::Error from " #stmt;                      \
+    } catch (const ::metagrad::Error& e) {                                          \
+      const std::string msg_ = e.what();                                            \
+      EXPECT_EQ(msg_.rfind(prefix, 0), 0u) << "message: " << msg_;                  \
+      EXPECT_NE(msg_.find(part), std::string::npos) << "message: " << msg_;         \
+    }                                                                               \
+  } while (0)
