@@ -134,7 +134,7 @@ TEST(Trainer, TinySinusoidRunWritesConfigMetricsCheckpointAndPlot) {
 }
 
 TEST(Trainer, ResumeEqualsUninterruptedRunBitForBit) {
-  for (const std::string algo : {"maml", "metasgd"}) {
+  for (const std::string algo : {"maml", "metasgd", "reptile"}) {
     const fs::path a = temp_dir("straight_" + algo), b = temp_dir("halves_" + algo);
     auto args_a = tiny(a, 12), args_b = tiny(b, 6);
     args_a.insert(args_a.end(), {"--algo", algo, "--format", "jsonl"});

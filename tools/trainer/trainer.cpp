@@ -397,7 +397,9 @@ GeneratorState state_from(const json& j) {
 
 void save(const std::string& path, const Config& c, meta::MetaLearner& learner,
           const Problem& problem, int64_t iteration, double elapsed) {
-  optim::OptimizerState os = learner.meta_optimizer()->state_dict();
+  // Reptile has no meta-optimizer: its update is a plain step toward the adapted weights.
+  optim::OptimizerState os;
+  if (learner.meta_optimizer()) os = learner.meta_optimizer()->state_dict();
   json scalars = json::object();
   for (const auto& [k, v] : os.scalars) scalars[k] = v;
   nn::Metadata md{{"config", to_json(c)},
@@ -431,7 +433,7 @@ Resumed restore(const nn::Checkpoint& ck, meta::MetaLearner& learner, Problem* p
     const json scalars = json::parse(ck.metadata.at("optim_scalars"));
     for (auto kv = scalars.begin(); kv != scalars.end(); ++kv)
       os.scalars[kv.key()] = kv.value().get<double>();
-    learner.meta_optimizer()->load_state_dict(os);
+    if (learner.meta_optimizer()) learner.meta_optimizer()->load_state_dict(os);
     r.iteration = std::stoll(ck.metadata.at("iteration"));
     r.elapsed = json::parse(ck.metadata.at("elapsed_s")).get<double>();
     if (problem) {
