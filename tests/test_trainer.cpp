@@ -230,5 +230,9 @@ TEST(Trainer, OmniglotSmokeRun) {
   EXPECT_NE(r.out.find("test accuracy after 3 steps: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("(3 tasks)"), std::string::npos) << r.out;
   EXPECT_TRUE(fs::exists(dir / "last.safetensors"));
+  std::ifstream ef(dir / "eval.txt");
+  std::string first;
+  std::getline(ef, first);
+  EXPECT_EQ(first.rfind("test accuracy after 3 steps: ", 0), 0u) << first;
   fs::remove_all(dir);
 }

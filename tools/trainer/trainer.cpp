@@ -557,28 +557,39 @@ bool on_path(const std::string& prog) {
 
 // Writes curve.dat and curve.gp into the run directory and renders curve.png with gnuplot.
 void plot(const fs::path& dir, const std::vector<Row>& rows, bool classification,
-          std::ostream& err) {
+          int inner_steps_test, std::ostream& err) {
   {
+    // Two blocks (gnuplot's "index"): training rows, then validation rows, so that the
+    // validation points join into a line although most rows have none.
     std::ofstream d(dir / "curve.dat");
-    d << "# iteration train_loss val_loss train_acc val_acc\n";
     auto v = [](double x) { return std::isnan(x) ? std::string("NaN") : num(x); };
+    d << "# iteration train_loss train_acc\n";
     for (const Row& r : rows)
-      d << r.iteration << " " << v(r.train_loss) << " " << v(r.val_loss) << " " << v(r.train_acc)
-        << " " << v(r.val_acc) << "\n";
+      if (!std::isnan(r.train_loss))
+        d << r.iteration << " " << v(r.train_loss) << " " << v(r.train_acc) << "\n";
+    d << "\n\n# iteration val_loss val_acc\n";
+    bool any_val = false;
+    for (const Row& r : rows)
+      if (!std::isnan(r.val_loss)) {
+        d << r.iteration << " " << v(r.val_loss) << " " << v(r.val_acc) << "\n";
+        any_val = true;
+      }
+    if (!any_val) d << "NaN NaN NaN\n";  // keeps index 1 present for the script
   }
   {
     std::ofstream g(dir / "curve.gp");
+    const std::string val = "'validation (" + std::to_string(inner_steps_test) + " test steps)'";
     g << "# Learning curve of a metagrad-train run: gnuplot curve.gp -> curve.png\n"
       << "set terminal png size 1000," << (classification ? 800 : 500) << "\n"
       << "set output 'curve.png'\nset grid\nset key top right\nset xlabel 'iteration'\n";
     if (classification) g << "set multiplot layout 2,1\n";
     g << "set ylabel 'query loss (after adaptation)'\nset logscale y\n"
-      << "plot 'curve.dat' using 1:2 with lines title 'train', "
-      << "'curve.dat' using 1:3 with linespoints title 'validation'\n";
+      << "plot 'curve.dat' index 0 using 1:2 with lines title 'train', "
+      << "'curve.dat' index 1 using 1:2 with linespoints title " << val << "\n";
     if (classification)
       g << "unset logscale y\nset ylabel 'query accuracy'\n"
-        << "plot 'curve.dat' using 1:4 with lines title 'train', "
-        << "'curve.dat' using 1:5 with linespoints title 'validation'\nunset multiplot\n";
+        << "plot 'curve.dat' index 0 using 1:3 with lines title 'train', "
+        << "'curve.dat' index 1 using 1:3 with linespoints title " << val << "\nunset multiplot\n";
   }
   if (!on_path("gnuplot")) {
     err << "plot: gnuplot is not on PATH; skipped rendering (curve.gp and curve.dat are in "
@@ -595,7 +606,7 @@ void plot(const fs::path& dir, const std::vector<Row>& rows, bool classification
 // ---- evaluation -----------------------------------------------------------------------------
 
 void evaluate_and_print(const Config& c, meta::MetaLearner& learner, Problem& problem,
-                        std::ostream& out) {
+                        std::ostream& out, std::ostream* also = nullptr) {
   if (c.eval_tasks <= 0) return;
   std::vector<int> steps;
   if (!problem.classification()) steps = {0, 1, 10};
@@ -615,6 +626,7 @@ void evaluate_and_print(const Config& c, meta::MetaLearner& learner, Problem& pr
       s << "test MSE " << when << ": " << std::setprecision(4) << r.loss.mean << " +- "
         << r.loss.ci95 << " (" << r.loss.n << " tasks)";
     out << s.str() << std::endl;
+    if (also) *also << s.str() << std::endl;
   }
 }
 
@@ -721,8 +733,11 @@ int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, 
     return 130;
   }
   err << "checkpoint: " << ckpt << "\n";
-  plot(dir, metrics.rows(), classification, err);
-  evaluate_and_print(c, *learner, problem, out);
+  plot(dir, metrics.rows(), classification, c.inner_steps_test, err);
+  if (c.eval_tasks > 0) {
+    std::ofstream ef(dir / "eval.txt");
+    evaluate_and_print(c, *learner, problem, out, &ef);
+  }
   return 0;
 }
 
