@@ -5,6 +5,7 @@
 
 #include <metagrad/metagrad.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -192,15 +193,20 @@ TEST(Trainer, EvalOfACheckpointPrintsConfidenceIntervals) {
 TEST(Trainer, SigintFinishesTheIterationSavesAndExits130) {
   const fs::path dir = temp_dir("sigint");
   auto args = tiny(dir, 1000000);
+  // Until the trainer's handler is in place SIGINT is ignored (not fatal to the test), so
+  // the signal is repeated until the run stops.
+  auto previous = std::signal(SIGINT, SIG_IGN);
+  std::atomic<bool> done{false};
   std::thread killer([&] {
-    // The handler is installed right after the metrics file is created.
-    while (!fs::exists(dir / "metrics.csv"))
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    std::raise(SIGINT);
+    while (!done) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!done && fs::exists(dir / "config.json")) std::raise(SIGINT);
+    }
   });
   CliRun r = run(args);
+  done = true;
   killer.join();
+  std::signal(SIGINT, previous);
   EXPECT_EQ(r.rc, 130) << r.err;
   nn::Checkpoint ck = nn::load_checkpoint((dir / "last.safetensors").string());
   const int64_t it = std::stoll(ck.metadata.at("iteration"));
