@@ -241,4 +241,10 @@ TEST(Trainer, OmniglotSmokeRun) {
   std::getline(ef, first);
   EXPECT_EQ(first.rfind("test accuracy after 3 steps: ", 0), 0u) << first;
   fs::remove_all(dir);
+  // More ways than the (trimmed) split has classes: a usage error, not a crash.
+  CliRun bad = run({"--dataset", "omniglot", "--data-path", root, "--ways", "5000",
+                    "--max-alphabets", "1", "--out", dir.string()});
+  EXPECT_EQ(bad.rc, 2) << bad.err;
+  EXPECT_NE(bad.err.find("[episodes]"), std::string::npos) << bad.err;
+  fs::remove_all(dir);
 }

@@ -642,10 +642,20 @@ double validate_now(const Config& c, meta::MetaLearner& learner, Problem& proble
 int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, std::ostream& err) {
   if (c.threads > 0) omp_set_num_threads(c.threads);
   const bool classification = c.dataset == "omniglot";
-  Problem problem(c, true, classification && c.val_every > 0, classification && c.eval_tasks > 0);
-  auto learner = make_learner(c, problem);
+  // Errors while setting up (too many ways for the split, a checkpoint that does not fit the
+  // model) are the caller's to fix: usage errors, exit code 2.
+  std::unique_ptr<Problem> holder;
+  std::unique_ptr<meta::MetaLearner> learner;
   Resumed start;
-  if (ck) start = restore(*ck, *learner, &problem);
+  try {
+    holder = std::make_unique<Problem>(c, true, classification && c.val_every > 0,
+                                       classification && c.eval_tasks > 0);
+    learner = make_learner(c, *holder);
+    if (ck) start = restore(*ck, *learner, holder.get());
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+  Problem& problem = *holder;
   const fs::path dir(c.out);
   fs::create_directories(dir);
   Metrics metrics(dir, c.format, start.iteration, ck.has_value());
