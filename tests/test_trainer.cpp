@@ -108,7 +108,9 @@ TEST(Trainer, BadValuesExitWithCode2) {
 
 TEST(Trainer, TinySinusoidRunWritesConfigMetricsCheckpointAndPlot) {
   const fs::path dir = temp_dir("tiny");
-  CliRun r = run(tiny(dir, 10));
+  auto args = tiny(dir, 10000);
+  args.insert(args.end(), {"--iterations", "10"});  // a repeated flag: the last one wins
+  CliRun r = run(args);
   ASSERT_EQ(r.rc, 0) << r.err;
   // Preset values stay where no flag overrides them; the flags win elsewhere.
   std::ifstream cf(dir / "config.json");

@@ -780,7 +780,9 @@ struct Flags {
   std::vector<std::pair<CLI::Option*, std::function<void(Config&, const Config&)>>> list;
   template <typename T>
   void add(const std::string& name, T Config::*m, const std::string& help) {
-    CLI::Option* o = app.add_option(name, parsed.*m, help);
+    // The last occurrence wins, so a script's defaults can be overridden by appending flags.
+    CLI::Option* o = app.add_option(name, parsed.*m, help)
+                         ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     list.emplace_back(o, [m](Config& dst, const Config& src) { dst.*m = src.*m; });
   }
   void apply(Config& dst) const {
