@@ -1,0 +1,252 @@
+// metagrad-train driven in-process (trainer::run_cli): presets and overrides, a tiny sinusoid
+// run's files, resume equal bit for bit to an uninterrupted run, Ctrl-C, evaluation of a
+// checkpoint with a confidence interval, usage errors (exit 2), and an Omniglot smoke run.
+#include <gtest/gtest.h>
+
+#include <metagrad/metagrad.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "tools/trainer/trainer.h"
+
+using namespace metagrad;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CliRun {
+  int rc;
+  std::string out, err;
+};
+
+CliRun run(const std::vector<std::string>& args) {
+  std::ostringstream out, err;
+  const int rc = trainer::run_cli(args, out, err);
+  return {rc, out.str(), err.str()};
+}
+
+fs::path temp_dir(const std::string& name) {
+  fs::path d =
+      fs::temp_directory_path() / ("metagrad_trainer_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  return d;
+}
+
+// A tiny sinusoid run: 3 tasks of 5 + 5 points per meta-batch.
+std::vector<std::string> tiny(const fs::path& out, int64_t iterations) {
+  return {"--preset",     "maml-sinusoid",
+          "--iterations", std::to_string(iterations),
+          "--meta-batch", "3",
+          "--shots",      "5",
+          "--query",      "5",
+          "--val-every",  "5",
+          "--val-tasks",  "4",
+          "--eval-tasks", "0",
+          "--log-every",  "2",
+          "--seed",       "7",
+          "--out",        out.string()};
+}
+
+}  // namespace
+
+TEST(Trainer, PresetsGiveThePapersSettings) {
+  auto s = trainer::preset("maml-sinusoid");
+  EXPECT_EQ(s.algo, "maml");
+  EXPECT_EQ(s.shots, 10);
+  EXPECT_EQ(s.meta_batch, 25);
+  EXPECT_EQ(s.iterations, 70000);
+  EXPECT_DOUBLE_EQ(s.inner_lr, 0.01);
+  auto o = trainer::preset("maml-omniglot-5w1s");
+  EXPECT_EQ(o.dataset, "omniglot");
+  EXPECT_EQ(o.ways, 5);
+  EXPECT_EQ(o.inner_steps, 1);
+  EXPECT_EQ(o.inner_steps_test, 3);
+  EXPECT_DOUBLE_EQ(o.inner_lr, 0.4);
+  EXPECT_EQ(o.meta_batch, 32);
+  auto t = trainer::preset("maml-omniglot-20w1s");
+  EXPECT_EQ(t.ways, 20);
+  EXPECT_EQ(t.inner_steps, 5);
+  EXPECT_EQ(t.meta_batch, 16);
+  EXPECT_EQ(trainer::preset("fomaml-omniglot-5w1s").algo, "fomaml");
+  EXPECT_EQ(trainer::preset("reptile-omniglot-5w1s").algo, "reptile");
+  for (const auto& n : trainer::preset_names())
+    EXPECT_NO_THROW(trainer::validate(trainer::preset(n)));
+  EXPECT_THROW(trainer::preset("nope"), trainer::UsageError);
+  // The config survives its JSON round trip (checkpoints store it).
+  auto back = trainer::config_from_json(trainer::to_json(o));
+  EXPECT_EQ(trainer::to_json(back), trainer::to_json(o));
+}
+
+TEST(Trainer, BadValuesExitWithCode2) {
+  const std::string out = temp_dir("bad").string();
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--preset", "nope", "--out", out},
+           {"--algo", "sgd", "--out", out},
+           {"--dataset", "mnist", "--out", out},
+           {"--no-such-flag"},
+           {"--ways", "many"},
+           {"--device", "cuda", "--out", out},
+           {"--iterations", "-3", "--out", out},
+           {"--dataset", "omniglot", "--data-path", "/nonexistent/omniglot", "--out", out},
+           {"--resume", "/nonexistent/run"},
+           {"eval"}}) {
+    CliRun r = run(args);
+    EXPECT_EQ(r.rc, 2) << args[0] << " " << (args.size() > 1 ? args[1] : "") << "\n" << r.err;
+    EXPECT_FALSE(r.err.empty());
+  }
+  EXPECT_NE(run({"--preset", "nope"}).err.find("unknown preset 'nope'"), std::string::npos);
+  EXPECT_NE(run({"--device", "cuda"}).err.find("--device cuda"), std::string::npos);
+  EXPECT_FALSE(fs::exists(out));  // nothing was trained
+}
+
+TEST(Trainer, TinySinusoidRunWritesConfigMetricsCheckpointAndPlot) {
+  const fs::path dir = temp_dir("tiny");
+  auto args = tiny(dir, 10000);
+  args.insert(args.end(), {"--iterations", "10"});  // a repeated flag: the last one wins
+  CliRun r = run(args);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  // Preset values stay where no flag overrides them; the flags win elsewhere.
+  std::ifstream cf(dir / "config.json");
+  nlohmann::json cfg = nlohmann::json::parse(cf);
+  EXPECT_EQ(cfg["preset"], "maml-sinusoid");
+  EXPECT_DOUBLE_EQ(cfg["inner_lr"].get<double>(), 0.01);
+  EXPECT_EQ(cfg["iterations"], 10);
+  EXPECT_EQ(cfg["meta_batch"], 3);
+  EXPECT_EQ(cfg["shots"], 5);
+  // A header and one row every 2 iterations; validation at 5 and 10.
+  std::ifstream mf(dir / "metrics.csv");
+  std::vector<std::string> lines;
+  for (std::string s; std::getline(mf, s);) lines.push_back(s);
+  ASSERT_EQ(lines.size(), 1u + 6u);
+  EXPECT_EQ(lines[0], "iteration,time,train_loss,train_acc,val_loss,val_acc");
+  EXPECT_EQ(lines.back().substr(0, 3), "10,");
+  EXPECT_NE(lines.back().find(",,"), std::string::npos);  // no accuracy for regression
+  nn::Checkpoint ck = nn::load_checkpoint((dir / "last.safetensors").string());
+  EXPECT_EQ(ck.metadata.at("iteration"), "10");
+  EXPECT_FALSE(ck.groups.at("model").empty());
+  EXPECT_FALSE(ck.groups.at("optim").empty());
+  EXPECT_TRUE(fs::exists(dir / "curve.gp"));
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, ResumeEqualsUninterruptedRunBitForBit) {
+  for (const std::string algo : {"maml", "metasgd", "reptile"}) {
+    const fs::path a = temp_dir("straight_" + algo), b = temp_dir("halves_" + algo);
+    auto args_a = tiny(a, 12), args_b = tiny(b, 6);
+    args_a.insert(args_a.end(), {"--algo", algo, "--format", "jsonl"});
+    args_b.insert(args_b.end(), {"--algo", algo, "--format", "jsonl"});
+    ASSERT_EQ(run(args_a).rc, 0);
+    ASSERT_EQ(run(args_b).rc, 0);
+    CliRun r = run({"--resume", b.string(), "--iterations", "12"});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    nn::Checkpoint ca = nn::load_checkpoint((a / "last.safetensors").string());
+    nn::Checkpoint cb = nn::load_checkpoint((b / "last.safetensors").string());
+    EXPECT_EQ(cb.metadata.at("iteration"), "12");
+    EXPECT_EQ(ca.metadata.at("train_generator"), cb.metadata.at("train_generator"));
+    EXPECT_EQ(ca.metadata.at("optim_scalars"), cb.metadata.at("optim_scalars"));
+    for (const char* g : {"model", "optim", "extra"}) {
+      ASSERT_EQ(ca.groups.at(g).size(), cb.groups.at(g).size()) << g;
+      for (const auto& [n, t] : ca.groups.at(g)) {
+        const Tensor u = cb.groups.at(g).at(n);
+        ASSERT_EQ(t.numel(), u.numel()) << g << "." << n;
+        EXPECT_EQ(std::memcmp(t.contiguous().data_ptr<float>(), u.contiguous().data_ptr<float>(),
+                              static_cast<size_t>(t.numel()) * sizeof(float)),
+                  0)
+            << algo << ": " << g << "." << n << " differs after resume";
+      }
+    }
+    // The metrics of both halves form one file with the straight run's rows (times differ).
+    auto iterations = [](const fs::path& f) {
+      std::ifstream in(f);
+      std::vector<int64_t> its;
+      for (std::string s; std::getline(in, s);)
+        its.push_back(nlohmann::json::parse(s).at("iteration").get<int64_t>());
+      return its;
+    };
+    EXPECT_EQ(iterations(b / "metrics.jsonl"), iterations(a / "metrics.jsonl"));
+    EXPECT_EQ(iterations(a / "metrics.jsonl"), (std::vector<int64_t>{2, 4, 5, 6, 8, 10, 12}));
+    fs::remove_all(a);
+    fs::remove_all(b);
+  }
+}
+
+TEST(Trainer, EvalOfACheckpointPrintsConfidenceIntervals) {
+  const fs::path dir = temp_dir("eval");
+  ASSERT_EQ(run(tiny(dir, 4)).rc, 0);
+  CliRun r =
+      run({"eval", "--checkpoint", (dir / "last.safetensors").string(), "--eval-tasks", "20"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  for (const char* want : {"test MSE before adaptation (0 steps): ", "after 1 step: ",
+                           "after 10 steps: ", "+- ", "(20 tasks)"})
+    EXPECT_NE(r.out.find(want), std::string::npos) << want << " not in\n" << r.out;
+  // Repeatable: the test tasks come from the run's seed.
+  const std::string again = run({"eval", "--checkpoint", dir.string(), "--eval-tasks", "20"}).out;
+  EXPECT_EQ(again.substr(again.find('\n')), r.out.substr(r.out.find('\n')));
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, SigintFinishesTheIterationSavesAndExits130) {
+  const fs::path dir = temp_dir("sigint");
+  auto args = tiny(dir, 1000000);
+  // Until the trainer's handler is in place SIGINT is ignored (not fatal to the test), so
+  // the signal is repeated until the run stops.
+  auto previous = std::signal(SIGINT, SIG_IGN);
+  std::atomic<bool> done{false};
+  std::thread killer([&] {
+    while (!done) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!done && fs::exists(dir / "config.json")) std::raise(SIGINT);
+    }
+  });
+  CliRun r = run(args);
+  done = true;
+  killer.join();
+  std::signal(SIGINT, previous);
+  EXPECT_EQ(r.rc, 130) << r.err;
+  nn::Checkpoint ck = nn::load_checkpoint((dir / "last.safetensors").string());
+  const int64_t it = std::stoll(ck.metadata.at("iteration"));
+  EXPECT_GT(it, 0);
+  EXPECT_LT(it, 1000000);
+  EXPECT_NE(r.err.find("--resume"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, OmniglotSmokeRun) {
+  const char* env = std::getenv("METAGRAD_OMNIGLOT");
+  const std::string root = env && *env ? env : MG_OMNIGLOT_DIR;
+  if (!fs::is_directory(fs::path(root) / "images_background"))
+    GTEST_SKIP() << "Omniglot not found at " << root << " (set METAGRAD_OMNIGLOT)";
+  const fs::path dir = temp_dir("omniglot");
+  CliRun r = run({"--preset",        "maml-omniglot-5w1s",
+                  "--data-path",     root,
+                  "--iterations",    "3",
+                  "--meta-batch",    "1",
+                  "--query",         "1",
+                  "--val-every",     "3",
+                  "--val-tasks",     "1",
+                  "--eval-tasks",    "3",
+                  "--max-alphabets", "2",
+                  "--out",           dir.string()});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("test accuracy after 3 steps: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(3 tasks)"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(dir / "last.safetensors"));
+  std::ifstream ef(dir / "eval.txt");
+  std::string first;
+  std::getline(ef, first);
+  EXPECT_EQ(first.rfind("test accuracy after 3 steps: ", 0), 0u) << first;
+  fs::remove_all(dir);
+  // More ways than the (trimmed) split has classes: a usage error, not a crash.
+  CliRun bad = run({"--dataset", "omniglot", "--data-path", root, "--ways", "5000",
+                    "--max-alphabets", "1", "--out", dir.string()});
+  EXPECT_EQ(bad.rc, 2) << bad.err;
+  EXPECT_NE(bad.err.find("[episodes]"), std::string::npos) << bad.err;
+  fs::remove_all(dir);
+}

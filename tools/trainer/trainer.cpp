@@ -1,0 +1,891 @@
+// metagrad-train: flags and presets, the training loop (validation, metrics, progress,
+// checkpoints, exact resume, SIGINT) and evaluation with 95% confidence intervals.
+#include "tools/trainer/trainer.h"
+
+#include <metagrad/metagrad.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+namespace metagrad::trainer {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// ---- presets ------------------------------------------------------------------------------
+
+namespace {
+
+Config sinusoid_preset(const std::string& name, const std::string& algo) {
+  // Finn et al. 2017, section 5.1: K = 10 support points (and 10 query), one inner step of
+  // lr 0.01, 25 tasks per meta-batch, Adam 1e-3, 70,000 iterations, a 1-40-40-1 ReLU MLP;
+  // evaluated after 1 and 10 steps.
+  Config c;
+  c.preset = name;
+  c.algo = algo;
+  c.dataset = "sinusoid";
+  c.shots = 10;
+  c.query = 10;
+  c.inner_steps = 1;
+  c.inner_steps_test = 10;
+  c.inner_lr = 0.01;
+  c.meta_batch = 25;
+  c.meta_lr = 1e-3;
+  c.iterations = 70000;
+  return c;
+}
+
+Config omniglot_preset(const std::string& name, const std::string& algo, int ways) {
+  Config c;
+  c.preset = name;
+  c.algo = algo;
+  c.dataset = "omniglot";
+  c.ways = ways;
+  c.shots = 1;
+  c.query = 15;
+  c.meta_lr = 1e-3;
+  c.iterations = 60000;
+  c.model = "strided";
+  c.bn = "batch";
+  c.val_every = 1000;
+  c.val_tasks = 100;
+  if (ways == 5) {
+    // MAML paper, Omniglot 5-way: 1 inner step of lr 0.4 in training, 3 at test, 32 tasks.
+    c.inner_steps = 1;
+    c.inner_steps_test = 3;
+    c.inner_lr = 0.4;
+    c.meta_batch = 32;
+  } else {
+    // 20-way: 5 inner steps of lr 0.1 (train and test), 16 tasks.
+    c.inner_steps = 5;
+    c.inner_steps_test = 5;
+    c.inner_lr = 0.1;
+    c.meta_batch = 16;
+  }
+  return c;
+}
+
+}  // namespace
+
+std::vector<std::string> preset_names() {
+  return {"maml-sinusoid",        "anil-sinusoid",        "metasgd-sinusoid",
+          "maml-omniglot-5w1s",   "fomaml-omniglot-5w1s", "maml-omniglot-20w1s",
+          "reptile-omniglot-5w1s"};
+}
+
+Config preset(const std::string& name) {
+  if (name.empty()) return Config{};
+  if (name == "maml-sinusoid") return sinusoid_preset(name, "maml");
+  if (name == "anil-sinusoid") return sinusoid_preset(name, "anil");
+  if (name == "metasgd-sinusoid") return sinusoid_preset(name, "metasgd");
+  if (name == "maml-omniglot-5w1s") return omniglot_preset(name, "maml", 5);
+  if (name == "fomaml-omniglot-5w1s") return omniglot_preset(name, "fomaml", 5);
+  if (name == "maml-omniglot-20w1s") return omniglot_preset(name, "maml", 20);
+  if (name == "reptile-omniglot-5w1s") {
+    // Reptile (Nichol et al. 2018), Omniglot 5-way 1-shot, as far as our Reptile matches it:
+    // 5 inner steps (paper: 5 with Adam lr 1e-3 on minibatches of 10; ours: plain SGD on the
+    // whole task, lr 0.1), meta-batch 5, outer step 1.0 (paper: annealed linearly to 0; ours
+    // constant), 100,000 iterations, 50 inner steps at test.
+    Config c = omniglot_preset(name, "reptile", 5);
+    c.inner_steps = 5;
+    c.inner_steps_test = 50;
+    c.inner_lr = 0.1;
+    c.meta_batch = 5;
+    c.meta_lr = 1.0;
+    c.iterations = 100000;
+    return c;
+  }
+  std::string all;
+  for (const auto& n : preset_names()) all += (all.empty() ? "" : ", ") + n;
+  throw UsageError("--preset: unknown preset '" + name + "' (known: " + all + ")");
+}
+
+namespace {
+void check_choice(const std::string& flag, const std::string& v,
+                  const std::vector<std::string>& ok) {
+  for (const auto& o : ok)
+    if (v == o) return;
+  std::string all;
+  for (const auto& o : ok) all += (all.empty() ? "" : "|") + o;
+  throw UsageError(flag + ": invalid value '" + v + "' (expected " + all + ")");
+}
+void check_positive(const std::string& flag, double v, bool allow_zero = false) {
+  if (!(allow_zero ? v >= 0 : v > 0))
+    throw UsageError(flag + ": must be " + (allow_zero ? "non-negative" : "positive") + ", got " +
+                     std::to_string(v));
+}
+}  // namespace
+
+void validate(const Config& c) {
+  check_choice("--algo", c.algo, {"maml", "fomaml", "reptile", "metasgd", "anil"});
+  check_choice("--dataset", c.dataset, {"sinusoid", "omniglot"});
+  check_choice("--model", c.model, {"strided", "maxpool"});
+  check_choice("--bn", c.bn, {"batch", "running"});
+  check_choice("--format", c.format, {"csv", "jsonl"});
+  check_choice("--dtype", c.dtype, {"float32", "float64"});
+  check_choice("--device", c.device, {"cpu", "cuda"});
+  if (c.device == "cuda")
+    throw UsageError(
+        "--device cuda: the trainer runs on the CPU only for now (the meta-learners are not "
+        "wired to the CUDA backend yet); use --device cpu");
+  check_positive("--ways", c.ways);
+  check_positive("--shots", c.shots);
+  check_positive("--query", c.query);
+  check_positive("--inner-steps", c.inner_steps, c.algo != "reptile");
+  check_positive("--inner-steps-test", c.inner_steps_test, true);
+  check_positive("--inner-lr", c.inner_lr, true);
+  check_positive("--meta-batch", c.meta_batch);
+  check_positive("--meta-lr", c.meta_lr);
+  check_positive("--iterations", static_cast<double>(c.iterations), true);
+  check_positive("--threads", c.threads, true);
+  check_positive("--val-every", static_cast<double>(c.val_every), true);
+  check_positive("--val-tasks", c.val_tasks);
+  check_positive("--eval-tasks", c.eval_tasks, true);
+  check_positive("--log-every", static_cast<double>(c.log_every));
+  check_positive("--checkpoint-every", static_cast<double>(c.checkpoint_every), true);
+  if (c.out.empty()) throw UsageError("--out: must not be empty");
+}
+
+std::string to_json(const Config& c) {
+  json j = {{"preset", c.preset},
+            {"algo", c.algo},
+            {"dataset", c.dataset},
+            {"data_path", c.data_path},
+            {"ways", c.ways},
+            {"shots", c.shots},
+            {"query", c.query},
+            {"inner_steps", c.inner_steps},
+            {"inner_steps_test", c.inner_steps_test},
+            {"inner_lr", c.inner_lr},
+            {"meta_batch", c.meta_batch},
+            {"meta_lr", c.meta_lr},
+            {"iterations", c.iterations},
+            {"device", c.device},
+            {"seed", c.seed},
+            {"threads", c.threads},
+            {"model", c.model},
+            {"bn", c.bn},
+            {"val_every", c.val_every},
+            {"val_tasks", c.val_tasks},
+            {"eval_tasks", c.eval_tasks},
+            {"out", c.out},
+            {"log_every", c.log_every},
+            {"checkpoint_every", c.checkpoint_every},
+            {"format", c.format},
+            {"dtype", c.dtype},
+            {"max_alphabets", c.max_alphabets}};
+  return j.dump();
+}
+
+Config config_from_json(const std::string& text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const std::exception& e) {
+    throw UsageError(std::string("checkpoint: its config is not valid JSON: ") + e.what());
+  }
+  Config c;
+  auto get = [&](const char* k, auto& field) {
+    if (j.contains(k)) j.at(k).get_to(field);
+  };
+  try {
+    get("preset", c.preset);
+    get("algo", c.algo);
+    get("dataset", c.dataset);
+    get("data_path", c.data_path);
+    get("ways", c.ways);
+    get("shots", c.shots);
+    get("query", c.query);
+    get("inner_steps", c.inner_steps);
+    get("inner_steps_test", c.inner_steps_test);
+    get("inner_lr", c.inner_lr);
+    get("meta_batch", c.meta_batch);
+    get("meta_lr", c.meta_lr);
+    get("iterations", c.iterations);
+    get("device", c.device);
+    get("seed", c.seed);
+    get("threads", c.threads);
+    get("model", c.model);
+    get("bn", c.bn);
+    get("val_every", c.val_every);
+    get("val_tasks", c.val_tasks);
+    get("eval_tasks", c.eval_tasks);
+    get("out", c.out);
+    get("log_every", c.log_every);
+    get("checkpoint_every", c.checkpoint_every);
+    get("format", c.format);
+    get("dtype", c.dtype);
+    get("max_alphabets", c.max_alphabets);
+  } catch (const std::exception& e) {
+    throw UsageError(std::string("checkpoint: bad config field: ") + e.what());
+  }
+  return c;
+}
+
+// ---- the problem: model, loss and task streams --------------------------------------------
+
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void on_sigint(int) {
+  g_interrupted = 1;
+}
+
+// Independent stream seeds from the one --seed (splitmix64).
+uint64_t derive_seed(uint64_t seed, uint64_t k) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (k + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+enum Stream : uint64_t { kInit = 0, kTrain = 1, kVal = 2, kTest = 3 };
+
+std::string omniglot_root(const Config& c) {
+  std::string root = c.data_path;
+  if (root.empty()) {
+    const char* env = std::getenv("METAGRAD_OMNIGLOT");
+    root = env && *env ? env : MG_DEFAULT_OMNIGLOT;
+  }
+  if (!fs::is_directory(fs::path(root) / "images_background") ||
+      !fs::is_directory(fs::path(root) / "splits"))
+    throw UsageError("--data-path: no Omniglot at '" + root +
+                     "' (expected images_background/, images_evaluation/ and splits/ there); "
+                     "pass --data-path or set METAGRAD_OMNIGLOT");
+  return root;
+}
+
+// Everything a run needs besides the learner: the model, the loss and where tasks come from.
+class Problem {
+ public:
+  Problem(const Config& c, bool need_train, bool need_val, bool need_test) : c_(c) {
+    dtype_ = c.dtype == "float64" ? DType::Float64 : DType::Float32;
+    Generator init(derive_seed(c.seed, kInit));
+    if (c.dataset == "sinusoid") {
+      model_ = meta::sinusoid_mlp(40, &init).ptr();
+      loss_ = [](const Tensor& o, const Tensor& y) { return nn::functional::mse_loss(o, y); };
+      train_gen_ = std::make_unique<Generator>(derive_seed(c.seed, kTrain));
+    } else {
+      const std::string root = omniglot_root(c);
+      meta::Conv4Options o;
+      o.n_way = c.ways;
+      o.strided = c.model == "strided";
+      o.bn_mode = c.bn == "batch" ? nn::BNMode::BatchStats : nn::BNMode::RunningStats;
+      model_ = meta::conv4(o, &init).ptr();
+      loss_ = [](const Tensor& o, const Tensor& y) { return nn::functional::cross_entropy(o, y); };
+      classification_ = true;
+      if (need_train) {
+        train_ds_ =
+            std::make_unique<meta::OmniglotDataset>(root, "train", 28, true, c.max_alphabets);
+        train_sampler_ = std::make_unique<meta::EpisodeSampler>(
+            *train_ds_, c.ways, c.shots, c.query, derive_seed(c.seed, kTrain));
+      }
+      if (need_val)
+        val_ds_ = std::make_unique<meta::OmniglotDataset>(root, "val", 28, true, c.max_alphabets);
+      if (need_test)
+        test_ds_ = std::make_unique<meta::OmniglotDataset>(root, "test", 28, true, c.max_alphabets);
+    }
+    model_->to(dtype_);
+  }
+
+  std::shared_ptr<nn::Module> model() const { return model_; }
+  const meta::LossFn& loss() const { return loss_; }
+  bool classification() const { return classification_; }
+
+  std::vector<meta::Task> train_batch() {
+    std::vector<meta::Task> tasks;
+    for (int i = 0; i < c_.meta_batch; ++i)
+      tasks.push_back(train_sampler_ ? episode(*train_sampler_) : sinusoid(*train_gen_));
+    return tasks;
+  }
+  GeneratorState train_state() const {
+    return train_sampler_ ? train_sampler_->state() : train_gen_->get_state();
+  }
+  void set_train_state(const GeneratorState& s) {
+    if (train_sampler_)
+      train_sampler_->set_state(s);
+    else
+      train_gen_->set_state(s);
+  }
+
+  // A fresh stream of validation (or test) tasks: every call replays the same tasks, so
+  // validation curves compare like with like and evaluations are repeatable.
+  std::function<meta::Task(int)> task_stream(bool test) {
+    const uint64_t seed = derive_seed(c_.seed, test ? kTest : kVal);
+    if (!classification_) {
+      auto gen = std::make_shared<Generator>(seed);
+      return [this, gen](int) { return sinusoid(*gen); };
+    }
+    const meta::ImageDataset& ds = test ? *test_ds_ : *val_ds_;
+    auto sampler = std::make_shared<meta::EpisodeSampler>(ds, c_.ways, c_.shots, c_.query, seed);
+    return [this, sampler](int) { return episode(*sampler); };
+  }
+
+ private:
+  meta::Task sinusoid(Generator& g) const {
+    auto task = dist_.sample_task(g);
+    auto [xs, ys] = task.sample(c_.shots, g, dtype_);
+    auto [xq, yq] = task.sample(c_.query, g, dtype_);
+    return {xs, ys, xq, yq};
+  }
+  meta::Task episode(meta::EpisodeSampler& s) const {
+    meta::Episode e = s.sample();
+    return {e.support_x.to(dtype_), e.support_y, e.query_x.to(dtype_), e.query_y};
+  }
+
+  Config c_;
+  DType dtype_;
+  std::shared_ptr<nn::Module> model_;
+  meta::LossFn loss_;
+  bool classification_ = false;
+  meta::SinusoidTasks dist_;
+  std::unique_ptr<Generator> train_gen_;
+  std::unique_ptr<meta::OmniglotDataset> train_ds_, val_ds_, test_ds_;
+  std::unique_ptr<meta::EpisodeSampler> train_sampler_;
+};
+
+std::unique_ptr<meta::MetaLearner> make_learner(const Config& c, const Problem& p) {
+  meta::MetaOptions o;
+  o.inner_steps = c.inner_steps;
+  o.inner_lr = c.inner_lr;
+  o.first_order = c.algo == "fomaml";
+  o.meta_lr = c.algo == "reptile" ? 1e-3 : c.meta_lr;  // Reptile uses meta_lr as its step
+  o.classification = p.classification();
+  if (c.algo == "maml" || c.algo == "fomaml")
+    return std::make_unique<meta::MAML>(p.model(), p.loss(), o);
+  if (c.algo == "anil") return std::make_unique<meta::ANIL>(p.model(), p.loss(), o, "head");
+  if (c.algo == "metasgd") return std::make_unique<meta::MetaSGD>(p.model(), p.loss(), o);
+  return std::make_unique<meta::Reptile>(p.model(), p.loss(), o, c.meta_lr);
+}
+
+// ---- checkpoints ----------------------------------------------------------------------------
+
+std::string resolve_checkpoint(const std::string& path) {
+  fs::path p(path);
+  if (fs::is_directory(p)) p /= "last.safetensors";
+  if (!fs::is_regular_file(p))
+    throw UsageError("no checkpoint at '" + p.string() +
+                     "' (give a .safetensors file or a run "
+                     "directory holding last.safetensors)");
+  return p.string();
+}
+
+struct Resumed {
+  int64_t iteration = 0;
+  double elapsed = 0;
+};
+
+json state_json(const GeneratorState& s) {
+  return {{"seed", s.seed}, {"offset", s.offset}};
+}
+GeneratorState state_from(const json& j) {
+  return {j.at("seed").get<uint64_t>(), j.at("offset").get<uint64_t>()};
+}
+
+void save(const std::string& path, const Config& c, meta::MetaLearner& learner,
+          const Problem& problem, int64_t iteration, double elapsed) {
+  // Reptile has no meta-optimizer: its update is a plain step toward the adapted weights.
+  optim::OptimizerState os;
+  if (learner.meta_optimizer()) os = learner.meta_optimizer()->state_dict();
+  json scalars = json::object();
+  for (const auto& [k, v] : os.scalars) scalars[k] = v;
+  nn::Metadata md{{"config", to_json(c)},
+                  {"iteration", std::to_string(iteration)},
+                  {"elapsed_s", json(elapsed).dump()},
+                  {"algo", learner.name()},
+                  {"train_generator", state_json(problem.train_state()).dump()},
+                  {"default_generator", state_json(default_generator().get_state()).dump()},
+                  {"optim_scalars", scalars.dump()},
+                  {"format", "metagrad-train 1"}};
+  nn::save_checkpoint(path,
+                      {{"model", learner.model().state_dict()},
+                       {"optim", os.tensors},
+                       {"extra", learner.extra_state()}},
+                      md);
+}
+
+// Loads the learner's state (and, when `problem` is given, the task stream's) from `ck`.
+Resumed restore(const nn::Checkpoint& ck, meta::MetaLearner& learner, Problem* problem) {
+  auto group = [&](const char* g) {
+    auto it = ck.groups.find(g);
+    return it == ck.groups.end() ? nn::ParamMap{} : it->second;
+  };
+  learner.model().load_state_dict(group("model"));
+  const nn::ParamMap extra = group("extra");
+  if (!extra.empty()) learner.load_extra_state(extra);
+  Resumed r;
+  try {
+    optim::OptimizerState os;
+    os.tensors = group("optim");
+    const json scalars = json::parse(ck.metadata.at("optim_scalars"));
+    for (auto kv = scalars.begin(); kv != scalars.end(); ++kv)
+      os.scalars[kv.key()] = kv.value().get<double>();
+    if (learner.meta_optimizer()) learner.meta_optimizer()->load_state_dict(os);
+    r.iteration = std::stoll(ck.metadata.at("iteration"));
+    r.elapsed = json::parse(ck.metadata.at("elapsed_s")).get<double>();
+    if (problem) {
+      problem->set_train_state(state_from(json::parse(ck.metadata.at("train_generator"))));
+      default_generator().set_state(state_from(json::parse(ck.metadata.at("default_generator"))));
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw UsageError(std::string("checkpoint: missing or bad metadata: ") + e.what());
+  }
+  return r;
+}
+
+// ---- metrics, progress, plot ----------------------------------------------------------------
+
+struct Row {
+  int64_t iteration = 0;
+  double time = 0, train_loss = NAN, train_acc = NAN, val_loss = NAN, val_acc = NAN;
+};
+
+std::string num(double v) {
+  if (std::isnan(v)) return "";
+  std::ostringstream s;
+  s << std::setprecision(8) << v;
+  return s.str();
+}
+
+class Metrics {
+ public:
+  Metrics(const fs::path& dir, const std::string& format, int64_t keep_until, bool resume)
+      : path_(dir / (format == "csv" ? "metrics.csv" : "metrics.jsonl")), csv_(format == "csv") {
+    if (resume) rows_ = read(keep_until);
+    // Rewrite what is kept: rows logged after the checkpoint we resume from are replayed.
+    std::ofstream f(path_, std::ios::trunc);
+    if (csv_) f << "iteration,time,train_loss,train_acc,val_loss,val_acc\n";
+    for (const Row& r : rows_) f << line(r);
+    if (!f) throw Error("[metagrad-train] cannot write " + path_.string());
+  }
+  void add(const Row& r) {
+    rows_.push_back(r);
+    std::ofstream f(path_, std::ios::app);
+    f << line(r);
+  }
+  const std::vector<Row>& rows() const { return rows_; }
+  const fs::path& path() const { return path_; }
+
+ private:
+  std::string line(const Row& r) const {
+    if (csv_)
+      return std::to_string(r.iteration) + "," + num(r.time) + "," + num(r.train_loss) + "," +
+             num(r.train_acc) + "," + num(r.val_loss) + "," + num(r.val_acc) + "\n";
+    auto v = [](double x) { return std::isnan(x) ? json(nullptr) : json(x); };
+    json j = {{"iteration", r.iteration},      {"time", r.time},
+              {"train_loss", v(r.train_loss)}, {"train_acc", v(r.train_acc)},
+              {"val_loss", v(r.val_loss)},     {"val_acc", v(r.val_acc)}};
+    return j.dump() + "\n";
+  }
+  std::vector<Row> read(int64_t keep_until) const {
+    std::vector<Row> rows;
+    std::ifstream f(path_);
+    std::string s;
+    auto d = [](const std::string& t) { return t.empty() ? NAN : std::stod(t); };
+    while (std::getline(f, s)) {
+      if (s.empty() || s[0] == 'i') continue;
+      Row r;
+      try {
+        if (csv_) {
+          std::vector<std::string> cells;
+          std::stringstream ss(s);
+          std::string cell;
+          while (std::getline(ss, cell, ',')) cells.push_back(cell);
+          cells.resize(6);
+          r = {std::stoll(cells[0]), d(cells[1]), d(cells[2]),
+               d(cells[3]),          d(cells[4]), d(cells[5])};
+        } else {
+          json j = json::parse(s);
+          auto g = [&](const char* k) { return j.at(k).is_null() ? NAN : j.at(k).get<double>(); };
+          r = {j.at("iteration").get<int64_t>(),
+               g("time"),
+               g("train_loss"),
+               g("train_acc"),
+               g("val_loss"),
+               g("val_acc")};
+        }
+      } catch (const std::exception&) {
+        continue;  // a torn last line from a killed run
+      }
+      if (r.iteration <= keep_until) rows.push_back(r);
+    }
+    return rows;
+  }
+
+  fs::path path_;
+  bool csv_;
+  std::vector<Row> rows_;
+};
+
+std::string hms(double s) {
+  if (!std::isfinite(s) || s < 0) return "--:--";
+  const auto t = static_cast<int64_t>(s + 0.5);
+  char buf[32];
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(t / 3600),
+                  static_cast<long long>(t / 60 % 60), static_cast<long long>(t % 60));
+  else
+    std::snprintf(buf, sizeof buf, "%02lld:%02lld", static_cast<long long>(t / 60),
+                  static_cast<long long>(t % 60));
+  return buf;
+}
+
+bool on_path(const std::string& prog) {
+  const char* path = std::getenv("PATH");
+  if (!path) return false;
+  std::stringstream ss(path);
+  std::string dir;
+  while (std::getline(ss, dir, ':'))
+    if (!dir.empty() && access((fs::path(dir) / prog).c_str(), X_OK) == 0) return true;
+  return false;
+}
+
+// Writes curve.dat and curve.gp into the run directory and renders curve.png with gnuplot.
+void plot(const fs::path& dir, const std::vector<Row>& rows, bool classification,
+          int inner_steps_test, std::ostream& err) {
+  {
+    // Two blocks (gnuplot's "index"): training rows, then validation rows, so that the
+    // validation points join into a line although most rows have none.
+    std::ofstream d(dir / "curve.dat");
+    auto v = [](double x) { return std::isnan(x) ? std::string("NaN") : num(x); };
+    d << "# iteration train_loss train_acc\n";
+    for (const Row& r : rows)
+      if (!std::isnan(r.train_loss))
+        d << r.iteration << " " << v(r.train_loss) << " " << v(r.train_acc) << "\n";
+    d << "\n\n# iteration val_loss val_acc\n";
+    bool any_val = false;
+    for (const Row& r : rows)
+      if (!std::isnan(r.val_loss)) {
+        d << r.iteration << " " << v(r.val_loss) << " " << v(r.val_acc) << "\n";
+        any_val = true;
+      }
+    if (!any_val) d << "NaN NaN NaN\n";  // keeps index 1 present for the script
+  }
+  {
+    std::ofstream g(dir / "curve.gp");
+    const std::string val = "'validation (" + std::to_string(inner_steps_test) + " test steps)'";
+    g << "# Learning curve of a metagrad-train run: gnuplot curve.gp -> curve.png\n"
+      << "set terminal png size 1000," << (classification ? 800 : 500) << "\n"
+      << "set output 'curve.png'\nset grid\nset key top right\nset xlabel 'iteration'\n";
+    if (classification) g << "set multiplot layout 2,1\n";
+    g << "set ylabel 'query loss (after adaptation)'\nset logscale y\n"
+      << "plot 'curve.dat' index 0 using 1:2 with lines title 'train', "
+      << "'curve.dat' index 1 using 1:2 with linespoints title " << val << "\n";
+    if (classification)
+      g << "unset logscale y\nset ylabel 'query accuracy'\n"
+        << "plot 'curve.dat' index 0 using 1:3 with lines title 'train', "
+        << "'curve.dat' index 1 using 1:3 with linespoints title " << val << "\nunset multiplot\n";
+  }
+  if (!on_path("gnuplot")) {
+    err << "plot: gnuplot is not on PATH; skipped rendering (curve.gp and curve.dat are in "
+        << dir.string() << ")\n";
+    return;
+  }
+  const std::string cmd = "cd '" + dir.string() + "' && gnuplot curve.gp 2>/dev/null";
+  if (std::system(cmd.c_str()) == 0)
+    err << "plot: " << (dir / "curve.png").string() << "\n";
+  else
+    err << "plot: gnuplot failed; curve.gp and curve.dat are in " << dir.string() << "\n";
+}
+
+// ---- evaluation -----------------------------------------------------------------------------
+
+void evaluate_and_print(const Config& c, meta::MetaLearner& learner, Problem& problem,
+                        std::ostream& out, std::ostream* also = nullptr) {
+  if (c.eval_tasks <= 0) return;
+  std::vector<int> steps;
+  if (!problem.classification()) steps = {0, 1, 10};
+  if (std::find(steps.begin(), steps.end(), c.inner_steps_test) == steps.end())
+    steps.push_back(c.inner_steps_test);
+  for (int k : steps) {
+    auto stream = problem.task_stream(/*test=*/true);  // the same tasks for every k
+    meta::EvalResult r = meta::evaluate(learner, stream, c.eval_tasks, k);
+    std::ostringstream s;
+    s << std::fixed;
+    const std::string when = k == 0 ? "before adaptation (0 steps)"
+                                    : "after " + std::to_string(k) + (k == 1 ? " step" : " steps");
+    if (problem.classification())
+      s << "test accuracy " << when << ": " << std::setprecision(1) << 100 * r.accuracy.mean
+        << "% +- " << 100 * r.accuracy.ci95 << "% (" << r.accuracy.n << " tasks)";
+    else
+      s << "test MSE " << when << ": " << std::setprecision(4) << r.loss.mean << " +- "
+        << r.loss.ci95 << " (" << r.loss.n << " tasks)";
+    out << s.str() << std::endl;
+    if (also) *also << s.str() << std::endl;
+  }
+}
+
+double validate_now(const Config& c, meta::MetaLearner& learner, Problem& problem, double* acc) {
+  meta::EvalResult r =
+      meta::evaluate(learner, problem.task_stream(false), c.val_tasks, c.inner_steps_test);
+  *acc = r.accuracy.n ? r.accuracy.mean : NAN;
+  return r.loss.mean;
+}
+
+// ---- train ----------------------------------------------------------------------------------
+
+int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, std::ostream& err) {
+  if (c.threads > 0) omp_set_num_threads(c.threads);
+  const bool classification = c.dataset == "omniglot";
+  // Errors while setting up (too many ways for the split, a checkpoint that does not fit the
+  // model) are the caller's to fix: usage errors, exit code 2.
+  std::unique_ptr<Problem> holder;
+  std::unique_ptr<meta::MetaLearner> learner;
+  Resumed start;
+  try {
+    holder = std::make_unique<Problem>(c, true, classification && c.val_every > 0,
+                                       classification && c.eval_tasks > 0);
+    learner = make_learner(c, *holder);
+    if (ck) start = restore(*ck, *learner, holder.get());
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+  Problem& problem = *holder;
+  const fs::path dir(c.out);
+  fs::create_directories(dir);
+  Metrics metrics(dir, c.format, start.iteration, ck.has_value());
+  const std::string ckpt = (dir / "last.safetensors").string();
+  {
+    std::ofstream f(dir / "config.json");
+    f << json::parse(to_json(c)).dump(2) << "\n";
+  }
+  err << "metagrad-train: " << learner->name() << " on " << c.dataset
+      << (classification
+              ? " " + std::to_string(c.ways) + "-way " + std::to_string(c.shots) + "-shot"
+              : "")
+      << ", " << c.iterations << " iterations, meta-batch " << c.meta_batch << ", "
+      << omp_get_max_threads() << " threads -> " << dir.string()
+      << (ck ? " (resumed at iteration " + std::to_string(start.iteration) + ")" : "") << "\n";
+
+  g_interrupted = 0;
+  auto previous = std::signal(SIGINT, on_sigint);
+  const bool tty = &err == &std::cerr && isatty(2);
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  auto since = [&](clock::time_point t) {
+    return std::chrono::duration<double>(clock::now() - t).count();
+  };
+  auto last_draw = t0 - std::chrono::seconds(1);
+  double win_loss = 0, win_acc = 0, run_loss = NAN, run_acc = NAN;
+  int64_t win_n = 0;
+  int64_t it = start.iteration;
+  bool interrupted = false;
+  while (it < c.iterations) {
+    meta::StepResult r = learner->meta_step(problem.train_batch());
+    ++it;
+    win_loss += r.loss;
+    win_acc += r.accuracy;
+    ++win_n;
+    const double elapsed = start.elapsed + since(t0);
+    const bool log = it % c.log_every == 0 || it == c.iterations;
+    const bool val = c.val_every > 0 && (it % c.val_every == 0 || it == c.iterations);
+    if (log || val) {
+      Row row{it, elapsed, win_loss / static_cast<double>(win_n),
+              win_acc / static_cast<double>(win_n)};
+      run_loss = row.train_loss;
+      run_acc = row.train_acc;
+      win_loss = win_acc = 0;
+      win_n = 0;
+      if (val) row.val_loss = validate_now(c, *learner, problem, &row.val_acc);
+      metrics.add(row);
+      if (!tty || val) {
+        if (tty) err << "\r\033[K";
+        err << "iter " << it << "/" << c.iterations << "  loss " << num(row.train_loss)
+            << (classification ? "  acc " + num(row.train_acc) : "")
+            << (val ? "  val loss " + num(row.val_loss) +
+                          (classification ? "  val acc " + num(row.val_acc) : "")
+                    : "")
+            << "  " << hms(elapsed) << "\n";
+      }
+    }
+    if (tty && (since(last_draw) > 0.1 || it == c.iterations)) {
+      last_draw = clock::now();
+      const double done = static_cast<double>(it - start.iteration), secs = since(t0);
+      const double rate = secs > 0 ? done / secs : 0;
+      const double frac = static_cast<double>(it) / static_cast<double>(c.iterations);
+      const int width = 24, filled = static_cast<int>(frac * width);
+      err << "\r\033[K[" << std::string(static_cast<size_t>(filled), '#')
+          << std::string(static_cast<size_t>(width - filled), '.') << "] " << it << "/"
+          << c.iterations << "  " << std::fixed << std::setprecision(1) << rate << " it/s  ETA "
+          << hms(rate > 0 ? static_cast<double>(c.iterations - it) / rate : NAN) << "  loss "
+          << num(std::isnan(run_loss) ? r.loss : run_loss)
+          << (classification ? "  acc " + num(std::isnan(run_acc) ? r.accuracy : run_acc) : "")
+          << std::defaultfloat << std::flush;
+    }
+    if (c.checkpoint_every > 0 && it % c.checkpoint_every == 0)
+      save(ckpt, c, *learner, problem, it, elapsed);
+    if (g_interrupted) {
+      interrupted = true;
+      break;
+    }
+  }
+  std::signal(SIGINT, previous);
+  if (tty) err << "\n";
+  save(ckpt, c, *learner, problem, it, start.elapsed + since(t0));
+  if (interrupted) {
+    err << "interrupted at iteration " << it << "; checkpoint " << ckpt
+        << " (continue with --resume " << c.out << ")\n";
+    return 130;
+  }
+  err << "checkpoint: " << ckpt << "\n";
+  plot(dir, metrics.rows(), classification, c.inner_steps_test, err);
+  if (c.eval_tasks > 0) {
+    std::ofstream ef(dir / "eval.txt");
+    evaluate_and_print(c, *learner, problem, out, &ef);
+  }
+  return 0;
+}
+
+int eval_checkpoint(const std::string& path, std::optional<int> tasks, std::optional<int> steps,
+                    const std::string& data_path, int threads, std::ostream& out) {
+  nn::Checkpoint ck = nn::load_checkpoint(resolve_checkpoint(path));
+  if (!ck.metadata.count("config"))
+    throw UsageError("checkpoint '" + path + "' was not written by metagrad-train (no config)");
+  Config c = config_from_json(ck.metadata.at("config"));
+  if (tasks) c.eval_tasks = *tasks;
+  if (steps) c.inner_steps_test = *steps;
+  if (!data_path.empty()) c.data_path = data_path;
+  if (threads > 0) c.threads = threads;
+  validate(c);
+  if (c.eval_tasks <= 0) throw UsageError("--eval-tasks: must be positive");
+  if (c.threads > 0) omp_set_num_threads(c.threads);
+  Problem problem(c, false, false, c.dataset == "omniglot");
+  auto learner = make_learner(c, problem);
+  Resumed r = restore(ck, *learner, nullptr);
+  out << "checkpoint " << path << ": " << learner->name() << " on " << c.dataset << ", iteration "
+      << r.iteration << std::endl;
+  evaluate_and_print(c, *learner, problem, out);
+  return 0;
+}
+
+// Registers `--name` for a Config field and remembers how to copy it when given explicitly.
+struct Flags {
+  CLI::App& app;
+  Config& parsed;
+  std::vector<std::pair<CLI::Option*, std::function<void(Config&, const Config&)>>> list;
+  template <typename T>
+  void add(const std::string& name, T Config::*m, const std::string& help) {
+    // The last occurrence wins, so a script's defaults can be overridden by appending flags.
+    CLI::Option* o = app.add_option(name, parsed.*m, help)
+                         ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    list.emplace_back(o, [m](Config& dst, const Config& src) { dst.*m = src.*m; });
+  }
+  void apply(Config& dst) const {
+    for (const auto& [o, copy] : list)
+      if (o->count() > 0) copy(dst, parsed);
+  }
+};
+
+}  // namespace
+
+int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CLI::App app{
+      "metagrad-train: meta-learning on sinusoids and Omniglot (MAML, FOMAML, "
+      "Reptile, Meta-SGD, ANIL)",
+      "metagrad-train"};
+  app.set_help_all_flag("--help-all", "every flag, subcommands included");
+  Config parsed;
+  Flags f{app, parsed, {}};
+  f.add("--preset", &Config::preset, "a named setup of the papers (explicit flags override it)");
+  f.add("--algo", &Config::algo, "maml|fomaml|reptile|metasgd|anil");
+  f.add("--dataset", &Config::dataset, "sinusoid|omniglot");
+  f.add("--data-path", &Config::data_path,
+        "Omniglot root (default: $METAGRAD_OMNIGLOT, else ../shared/data/omniglot of the repo)");
+  f.add("--ways", &Config::ways, "classes per task (N-way)");
+  f.add("--shots", &Config::shots, "support examples per class (sinusoid: support points)");
+  f.add("--query", &Config::query, "query examples per class (sinusoid: query points)");
+  f.add("--inner-steps", &Config::inner_steps, "inner gradient steps in meta-training");
+  f.add("--inner-steps-test", &Config::inner_steps_test, "inner steps at validation and test time");
+  f.add("--inner-lr", &Config::inner_lr, "inner-loop learning rate (Meta-SGD: initial value)");
+  f.add("--meta-batch", &Config::meta_batch, "tasks per meta-update");
+  f.add("--meta-lr", &Config::meta_lr,
+        "Adam learning rate of the meta-update (Reptile: outer step)");
+  f.add("--iterations", &Config::iterations,
+        "meta-updates in total (a resumed run continues to it)");
+  f.add("--device", &Config::device, "cpu (cuda is not supported by the trainer yet)");
+  f.add("--seed", &Config::seed, "seeds the model's initialisation and every task stream");
+  f.add("--threads", &Config::threads, "OpenMP threads (0: the default)");
+  f.add("--model", &Config::model, "conv-4 variant: strided (MAML's) | maxpool");
+  f.add("--bn", &Config::bn, "batch norm: batch (batch statistics, as MAML) | running");
+  f.add("--val-every", &Config::val_every, "validate every N iterations (0: never)");
+  f.add("--val-tasks", &Config::val_tasks, "tasks per validation");
+  f.add("--eval-tasks", &Config::eval_tasks, "test tasks of the final evaluation (0: none)");
+  f.add("--out", &Config::out, "run directory: metrics, config, checkpoint, plot");
+  f.add("--log-every", &Config::log_every, "metrics row every N iterations");
+  f.add("--checkpoint-every", &Config::checkpoint_every,
+        "checkpoint every N iterations (always at the end; 0: only then)");
+  f.add("--resume", &Config::resume,
+        "continue from a checkpoint file or a run directory (its last.safetensors)");
+  f.add("--format", &Config::format, "metrics file: csv | jsonl");
+  f.add("--dtype", &Config::dtype, "float32 | float64");
+  f.add("--max-alphabets", &Config::max_alphabets,
+        "Omniglot: keep only the first N alphabets of each split (quick runs; -1: all)");
+
+  CLI::App* ev = app.add_subcommand("eval", "evaluate a checkpoint on test tasks (95% CI)");
+  std::string ev_ckpt, ev_data;
+  int ev_tasks = 0, ev_steps = 0, ev_threads = 0;
+  ev->add_option("--checkpoint", ev_ckpt, "checkpoint file or run directory")->required();
+  auto* ev_tasks_opt = ev->add_option("--eval-tasks", ev_tasks, "test tasks (default: 600)");
+  auto* ev_steps_opt =
+      ev->add_option("--inner-steps-test", ev_steps, "inner steps (default: the run's)");
+  ev->add_option("--data-path", ev_data, "Omniglot root (default: the run's)");
+  ev->add_option("--threads", ev_threads, "OpenMP threads");
+
+  std::vector<std::string> rev(args.rbegin(), args.rend());
+  try {
+    app.parse(rev);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e, out, err);
+    return rc == 0 ? 0 : 2;
+  }
+  try {
+    if (ev->parsed()) {
+      std::optional<int> t, s;
+      if (ev_tasks_opt->count()) t = ev_tasks;
+      if (ev_steps_opt->count()) s = ev_steps;
+      if (t && *t <= 0) throw UsageError("--eval-tasks: must be positive");
+      if (s && *s < 0) throw UsageError("--inner-steps-test: must be non-negative");
+      return eval_checkpoint(ev_ckpt, t, s, ev_data, ev_threads, out);
+    }
+    Config c;
+    std::optional<nn::Checkpoint> ck;
+    if (!parsed.resume.empty()) {
+      const std::string path = resolve_checkpoint(parsed.resume);
+      ck = nn::load_checkpoint(path);
+      if (!ck->metadata.count("config"))
+        throw UsageError("--resume: '" + path + "' was not written by metagrad-train");
+      c = config_from_json(ck->metadata.at("config"));
+    } else {
+      c = preset(parsed.preset);
+    }
+    if (!parsed.resume.empty() && !parsed.preset.empty() && parsed.preset != c.preset)
+      throw UsageError("--preset: cannot change the preset of a resumed run");
+    f.apply(c);
+    c.resume.clear();  // not part of the run's identity
+    validate(c);
+    return train(c, ck, out, err);
+  } catch (const UsageError& e) {
+    err << "metagrad-train: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    err << "metagrad-train: error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace metagrad::trainer
