@@ -102,6 +102,28 @@ int blas_get_num_threads() {
 #endif
 }
 
+BlasSingleThreadScope::BlasSingleThreadScope(bool active) {
+#ifdef MG_OPENBLAS
+  if (!active || omp_in_parallel()) return;
+  blas_sync_num_threads();
+  const int n = openblas_get_num_threads();
+  if (n <= 1) return;
+  std::lock_guard<std::mutex> lock(g_threads_mu);
+  openblas_set_num_threads(1);
+  saved_ = n;
+#else
+  (void)active;
+#endif
+}
+
+BlasSingleThreadScope::~BlasSingleThreadScope() {
+#ifdef MG_OPENBLAS
+  if (saved_ == 0) return;
+  std::lock_guard<std::mutex> lock(g_threads_mu);
+  openblas_set_num_threads(saved_);
+#endif
+}
+
 void blas_sync_num_threads() {
 #ifdef MG_OPENBLAS
   // Inside a parallel region omp_get_max_threads() describes nested regions, and resizing

@@ -53,6 +53,22 @@ int blas_get_num_threads();
 // Applies the policy above: called by the matmul kernels before BLAS runs, outside any
 // parallel region. Cheap when nothing changed.
 void blas_sync_num_threads();
+// Note [BLAS inside OpenMP loops]: kernels that call gemm from every thread of an OpenMP loop
+// (convolution: one gemm per image and group) must keep BLAS to one thread meanwhile, or the
+// two thread pools oversubscribe the cores and spin against each other (measured: a conv-4
+// meta-step 10x slower on 2 busy cores). Construct this outside the parallel region; it
+// restores the previous count when it goes out of scope. A no-op with a 1-thread BLAS.
+class BlasSingleThreadScope {
+ public:
+  explicit BlasSingleThreadScope(bool active = true);
+  ~BlasSingleThreadScope();
+  BlasSingleThreadScope(const BlasSingleThreadScope&) = delete;
+  BlasSingleThreadScope& operator=(const BlasSingleThreadScope&) = delete;
+
+ private:
+  int saved_ = 0;  // the count to restore; 0 when nothing was changed
+};
+
 // "OpenBLAS 0.3.21 ..." (its config string) or "reference BLAS".
 const char* blas_vendor();
 

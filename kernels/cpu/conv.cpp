@@ -128,8 +128,10 @@ void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y) 
   const Dims d = dims_of(g);
   const bool direct = pointwise(g);
   const int64_t items = g.n * g.groups, work = d.og * d.k * d.l;
+  const bool parallel = items > 1 && items * work >= kParallelWork;
   blas_sync_num_threads();
-#pragma omp parallel if (items > 1 && items * work >= kParallelWork)
+  BlasSingleThreadScope one_blas_thread(parallel && omp_get_max_threads() > 1);
+#pragma omp parallel if (parallel)
   {
     std::vector<T> col(direct ? 0 : static_cast<size_t>(d.k * d.l));
 #pragma omp for schedule(static)
@@ -151,8 +153,10 @@ void input_backward(const Conv2dGeometry& g, const T* gy, const T* w, T* gx) {
   const Dims d = dims_of(g);
   const bool direct = pointwise(g);
   const int64_t items = g.n * g.groups, work = d.og * d.k * d.l;
+  const bool parallel = items > 1 && items * work >= kParallelWork;
   blas_sync_num_threads();
-#pragma omp parallel if (items > 1 && items * work >= kParallelWork)
+  BlasSingleThreadScope one_blas_thread(parallel && omp_get_max_threads() > 1);
+#pragma omp parallel if (parallel)
   {
     std::vector<T> col(direct ? 0 : static_cast<size_t>(d.k * d.l));
 #pragma omp for schedule(static)
@@ -181,6 +185,7 @@ void weight_backward(const Conv2dGeometry& g, const T* gy, const T* x, T* gw) {
   // thread order (deterministic for a given thread count).
   const bool parallel = items > 1 && items * work >= kParallelWork;
   const int threads = parallel ? omp_get_max_threads() : 1;
+  BlasSingleThreadScope one_blas_thread(parallel && threads > 1);  // Note [BLAS inside OpenMP loops]
   std::vector<T> partial(static_cast<size_t>(threads * wsize), T(0));
   int used = 1;
 #pragma omp parallel if (parallel)
