@@ -86,7 +86,10 @@ Workload omniglot(bool strided, bool first_order) {
     for (int64_t q = 0; q < k_query; ++q) yq_v.push_back(c);
   }
   const Tensor ys = tensor(ys_v), yq = tensor(yq_v);
-  for (int t = 0; t < 32; ++t) {
+  // MG_BENCH_OMNIGLOT_TASKS shortens the meta-batch for profiling runs.
+  const char* nt = std::getenv("MG_BENCH_OMNIGLOT_TASKS");
+  const int n_tasks = nt && *nt ? std::atoi(nt) : 32;
+  for (int t = 0; t < n_tasks; ++t) {
     Tensor xs = randn({n_way, 1, 28, 28}, {}, &gen);
     Tensor xq = randn({n_way * k_query, 1, 28, 28}, {}, &gen);
     w.tasks.push_back({xs, ys, xq, yq});
