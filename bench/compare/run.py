@@ -66,6 +66,9 @@ def main():
                     help="seconds per PyTorch (workload, variant), at least 3 steps")
     ap.add_argument("--omniglot-tasks", type=int, default=32,
                     help="Omniglot meta-batch on both sides (32 is the issue's; fewer for quick runs)")
+    ap.add_argument("--omp-wait-policy", choices=["passive", "active"], default=None,
+                    help="OMP_WAIT_POLICY for both sides (passive: idle OpenMP threads sleep "
+                         "instead of spinning against OpenBLAS's threads; see docs/performance.md)")
     ap.add_argument("--markdown", help="also write the table to this file")
     args = ap.parse_args()
     exe = os.path.join(args.build, "bench", "bench_meta_step")
@@ -73,6 +76,8 @@ def main():
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                MG_BENCH_OMNIGLOT_TASKS=str(args.omniglot_tasks))
+    if args.omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     wanted = args.workloads.split(",")
     filt = "BM_(Sinusoid|OmniglotConv4)MetaStep"
 
@@ -125,7 +130,7 @@ def main():
     print(table)
     if args.markdown:
         with open(args.markdown, "w") as fh:
-            fh.write(f"Threads: {args.threads}; Omniglot meta-batch {args.omniglot_tasks}; rounds: {args.rounds} (medians of the rounds' "
+            fh.write(f"Threads: {args.threads}; OMP_WAIT_POLICY {env.get('OMP_WAIT_POLICY', 'unset')}; Omniglot meta-batch {args.omniglot_tasks}; rounds: {args.rounds} (medians of the rounds' "
                      "medians)\n\n" + table + "\n\nSame-computation check:\n\n" +
                      "\n".join(check_lines) + "\n")
 
