@@ -2,6 +2,9 @@
 // validate-everything-first read of Note [Checkpoint safety].
 #include "nn/checkpoint.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -798,6 +801,32 @@ void save_module(const std::string& path, const Module& module, const Metadata& 
 
 void load_module(const std::string& path, Module& module, bool strict) {
   module.load_state_dict(load_safetensors(path), strict);
+}
+
+void save_optimizer(const std::string& path, const optim::Optimizer& opt) {
+  const optim::OptimizerState st = opt.state_dict();
+  Metadata meta;
+  for (const auto& [k, v] : st.scalars) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", v);  // round-trips every double exactly
+    meta["scalar." + k] = buf;
+  }
+  save_safetensors(path, st.tensors, meta);
+}
+
+void load_optimizer(const std::string& path, optim::Optimizer& opt) {
+  Metadata meta;
+  optim::OptimizerState st;
+  st.tensors = load_safetensors(path, &meta);
+  for (const auto& [k, v] : meta) {
+    if (k.rfind("scalar.", 0) != 0) continue;
+    char* end = nullptr;
+    const double d = std::strtod(v.c_str(), &end);
+    MG_CHECK(end != v.c_str() && *end == '\0', "load_optimizer", path, ": metadata '", k,
+             "' is not a number: '", v, "'");
+    st.scalars[k.substr(7)] = d;
+  }
+  opt.load_state_dict(st);
 }
 
 }  // namespace metagrad::nn

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "nn/module.h"
+#include "nn/optim/optimizer.h"
 #include "nn/param_map.h"
 #include "tensor/tensor.h"
 
@@ -71,6 +72,12 @@ void validate_against(const ParamMap& loaded, const ParamMap& expected, bool str
 // load_module checks every key, shape and dtype before changing anything (load_state_dict).
 void save_module(const std::string& path, const Module& module, const Metadata& metadata = {});
 void load_module(const std::string& path, Module& module, bool strict = true);
+
+// An optimizer's state (its moment tensors, step counts and hyper-parameters) as one
+// safetensors file: tensors as tensors, scalars in the metadata at full precision.
+// load_optimizer validates before changing anything (Optimizer::load_state_dict).
+void save_optimizer(const std::string& path, const optim::Optimizer& opt);
+void load_optimizer(const std::string& path, optim::Optimizer& opt);
 
 void save_npy(const std::string& path, const Tensor& t);
 // Reads .npy versions 1.0-3.0 of the dtypes above (also Fortran order), validating the

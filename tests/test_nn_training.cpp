@@ -93,3 +93,33 @@ TEST(NnTraining, CheckpointRoundTripRestoresBitIdenticalOutputs) {
   EXPECT_EQ(wrong->state_dict().begin()->second.to_vector<float>(), before);
   std::filesystem::remove(path);
 }
+
+TEST(NnTraining, OptimizerCheckpointGivesIdenticalNextSteps) {
+  Generator gen(5);
+  auto [x, y] = synthetic_images(2, gen);
+  auto run_steps = [&](nn::Sequential& net, optim::Adam& opt, int n) {
+    for (int s = 0; s < n; ++s) {
+      opt.zero_grad();
+      F::cross_entropy(net->forward(x), y).backward();
+      opt.step();
+    }
+  };
+  Generator g1(7), g2(7);
+  auto a = small_cnn(g1);
+  auto b = small_cnn(g2);
+  optim::Adam oa(a->parameters(), optim::AdamOptions(1e-2));
+  optim::Adam ob(b->parameters(), optim::AdamOptions(5e-2));  // other hyper-parameters
+  run_steps(a, oa, 2);
+  const auto dir = std::filesystem::temp_directory_path();
+  nn::save_module((dir / "mg_opt_model.safetensors").string(), *a);
+  nn::save_optimizer((dir / "mg_opt_state.safetensors").string(), oa);
+  nn::load_module((dir / "mg_opt_model.safetensors").string(), *b);
+  nn::load_optimizer((dir / "mg_opt_state.safetensors").string(), ob);
+  EXPECT_DOUBLE_EQ(ob.lr(), 1e-2);
+  run_steps(a, oa, 2);
+  run_steps(b, ob, 2);
+  for (const auto& [k, v] : a->state_dict())
+    EXPECT_EQ(v.to_vector<float>(), b->state_dict().at(k).to_vector<float>()) << k;
+  std::filesystem::remove(dir / "mg_opt_model.safetensors");
+  std::filesystem::remove(dir / "mg_opt_state.safetensors");
+}
