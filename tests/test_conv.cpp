@@ -25,14 +25,6 @@ namespace {
 
 using Vec = std::vector<double>;
 
-Vec random_values(int64_t n, unsigned seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<double> dist(-1, 1);
-  Vec v(static_cast<size_t>(n));
-  for (double& x : v) x = dist(gen);
-  return v;
-}
-
 // ---- the reference: the convolution's definition, loop by loop -------------------------
 
 struct Case {

@@ -2,7 +2,10 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "tensor/error.h"
 
@@ -31,3 +34,12 @@
       EXPECT_NE(msg_.find(part), std::string::npos) << "message: " << msg_;         \
     }                                                                               \
   } while (0)
+
+// n values uniform in [-1, 1) from a fixed seed: reference inputs computed outside metagrad.
+inline std::vector<double> random_values(int64_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  std::vector<double> v(static_cast<size_t>(n));
+  for (double& x : v) x = dist(gen);
+  return v;
+}
