@@ -53,10 +53,11 @@ Tensor ce(const Tensor& a, const Tensor& y) {
   return nn::functional::cross_entropy(a, y);
 }
 
-Workload sinusoid(bool first_order) {
+// batched: the task-batched step (MetaOptions::batch_tasks), same tasks and weights.
+Workload sinusoid(bool first_order, bool batched) {
   Generator gen(7);
   Workload w;
-  w.name = std::string("sinusoid_") + (first_order ? "fo" : "so");
+  w.name = std::string("sinusoid_") + (first_order ? "fo" : "so") + (batched ? "_batched" : "");
   w.net = meta::sinusoid_mlp(40, &gen).ptr();
   meta::SinusoidTasks dist;
   for (int t = 0; t < 25; ++t) {
@@ -68,6 +69,7 @@ Workload sinusoid(bool first_order) {
   w.loss = mse;
   w.opts.inner_lr = 0.01;
   w.opts.first_order = first_order;
+  w.opts.batch_tasks = batched;
   return w;
 }
 
@@ -164,7 +166,7 @@ void run_meta_step(benchmark::State& state, Workload w) {
 }
 
 void BM_SinusoidMetaStep(benchmark::State& state) {
-  run_meta_step(state, sinusoid(state.range(0) == 0));
+  run_meta_step(state, sinusoid(state.range(0) == 0, state.range(1) == 1));
 }
 void BM_OmniglotConv4MetaStep(benchmark::State& state) {
   run_meta_step(state, omniglot(state.range(0) == 1, state.range(1) == 0));
@@ -232,11 +234,14 @@ BENCHMARK(BM_OmniglotConv4Phases)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-// range(0) = 1: second order. Omniglot: range(0) = 1: strided, range(1) = 1: second order.
+// Sinusoid: range(0) = 1: second order, range(1) = 1: task-batched. Omniglot: range(0) = 1:
+// strided, range(1) = 1: second order.
 BENCHMARK(BM_SinusoidMetaStep)
-    ->ArgName("second_order")
-    ->Arg(1)
-    ->Arg(0)
+    ->ArgNames({"second_order", "batched"})
+    ->Args({1, 0})
+    ->Args({0, 0})
+    ->Args({1, 1})
+    ->Args({0, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_OmniglotConv4MetaStep)

@@ -78,21 +78,22 @@ MAML::MAML(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts, Par
                                             optim::AdamOptions(opts_.meta_lr));
 }
 
-nn::ParamMap MAML::adapt(const nn::ParamMap& params, const Task& task, int steps,
-                         bool create_graph) {
-  return inner_loop(*model_, params, task.support_x, task.support_y, loss_,
-                    {steps, opts_.inner_lr, create_graph}, filter_);
+nn::ParamMap MAML::adapt(const nn::ParamMap& params, const Tensor& x, const Tensor& y,
+                         const LossFn& loss, int steps, bool create_graph) {
+  return inner_loop(*model_, params, x, y, loss, {steps, opts_.inner_lr, create_graph}, filter_);
 }
 
 StepResult MAML::meta_step(const std::vector<Task>& tasks) {
   MG_CHECK(!tasks.empty(), "maml", "empty task batch");
+  if (opts_.batch_tasks) return meta_step_batched(tasks);
   meta_opt_->zero_grad();
   StepResult mean_r{0, opts_.classification ? 0.0 : std::nan("")};
   const double w = 1.0 / static_cast<double>(tasks.size());
   for (const Task& t : tasks) {
     // The meta-objective: the query loss of the adapted weights, as a function of the
     // model's own parameters through every inner step.
-    nn::ParamMap fast = adapt(nn::params_of(*model_), t, opts_.inner_steps, !opts_.first_order);
+    nn::ParamMap fast = adapt(nn::params_of(*model_), t.support_x, t.support_y, loss_,
+                              opts_.inner_steps, !opts_.first_order);
     Tensor out = model_->forward(t.query_x, fast);
     Tensor l = loss_(out, t.query_y);
     (l * w).backward();  // accumulates the task's meta-gradient; frees its graph
@@ -104,8 +105,63 @@ StepResult MAML::meta_step(const std::vector<Task>& tasks) {
   return mean_r;
 }
 
+// Note [Task-batched meta-step]
+// With the B tasks stacked ([B, n, ...]) and theta_b = expand(theta) one copy of the weights
+// per task, the batched inner loss is the *sum* of the task losses,
+//   L_in(theta_1..theta_B) = sum_b L_b(theta_b) = B * loss(all rows)   (loss = mean over rows),
+// so dL_in/dtheta_b = dL_b/dtheta_b: each copy takes exactly its own task's inner step. The
+// meta-objective is the mean of the query losses, loss(all query rows) = (1/B) sum_b L_b(phi_b),
+// and its backward through expand sums the B per-task meta-gradients: the per-task loop's
+// result, with the op count of one task instead of B (the sinusoid step is per-op bound).
+StepResult MAML::meta_step_batched(const std::vector<Task>& tasks) {
+  const auto& t0 = tasks.front();
+  std::vector<Tensor> sx, sy, qx, qy;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const Task& t = tasks[i];
+    MG_CHECK(t.support_x.shape() == t0.support_x.shape() &&
+                 t.support_y.shape() == t0.support_y.shape() &&
+                 t.query_x.shape() == t0.query_x.shape() && t.query_y.shape() == t0.query_y.shape(),
+             name().c_str(), "batch_tasks needs tasks of equal shapes: task ", i, " has support ",
+             shape_str(t.support_x.shape()), " / ", shape_str(t.support_y.shape()), ", query ",
+             shape_str(t.query_x.shape()), " / ", shape_str(t.query_y.shape()), "; task 0 has ",
+             shape_str(t0.support_x.shape()), " / ", shape_str(t0.support_y.shape()), ", ",
+             shape_str(t0.query_x.shape()), " / ", shape_str(t0.query_y.shape()));
+    sx.push_back(t.support_x);
+    sy.push_back(t.support_y);
+    qx.push_back(t.query_x);
+    qy.push_back(t.query_y);
+  }
+  const int64_t b = static_cast<int64_t>(tasks.size());
+  meta_opt_->zero_grad();
+  nn::ParamMap stacked;
+  for (const auto& [n, p] : nn::params_of(*model_)) {
+    if (filter_ && !filter_(n)) {
+      stacked[n] = p;  // not adapted: one copy serves every task (broadcasting)
+      continue;
+    }
+    Shape s = p.shape();
+    s.insert(s.begin(), b);
+    stacked[n] = p.unsqueeze(0).expand(s);
+  }
+  const double scale = static_cast<double>(b);
+  const LossFn& loss = loss_;
+  LossFn task_sum = [&loss, scale](const Tensor& out, const Tensor& y) {
+    return loss(out.flatten(0, 1), y.flatten(0, 1)) * scale;
+  };
+  nn::ParamMap fast =
+      adapt(stacked, stack(sx), stack(sy), task_sum, opts_.inner_steps, !opts_.first_order);
+  const Tensor query_y = stack(qy).flatten(0, 1);
+  Tensor out = model_->forward(stack(qx), fast).flatten(0, 1);
+  Tensor l = loss_(out, query_y);
+  l.backward();
+  StepResult r = measure(out.detach(), query_y, l.detach());
+  meta_opt_->step();
+  return r;
+}
+
 StepResult MAML::adapt_and_evaluate(const Task& task, int steps) {
-  nn::ParamMap fast = adapt(nn::params_of(*model_), task, steps, /*create_graph=*/false);
+  nn::ParamMap fast = adapt(nn::params_of(*model_), task.support_x, task.support_y, loss_, steps,
+                            /*create_graph=*/false);
   NoGradGuard ng;
   Tensor out = model_->forward(task.query_x, fast);
   return measure(out, task.query_y, loss_(out, task.query_y));
@@ -133,10 +189,10 @@ MetaSGD::MetaSGD(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opt
   meta_opt_ = std::make_unique<optim::Adam>(meta_params, optim::AdamOptions(opts_.meta_lr));
 }
 
-nn::ParamMap MetaSGD::adapt(const nn::ParamMap& params, const Task& task, int steps,
-                            bool create_graph) {
-  return inner_loop(*model_, params, task.support_x, task.support_y, loss_,
-                    {steps, opts_.inner_lr, create_graph}, filter_, &lrs_);
+nn::ParamMap MetaSGD::adapt(const nn::ParamMap& params, const Tensor& x, const Tensor& y,
+                            const LossFn& loss, int steps, bool create_graph) {
+  return inner_loop(*model_, params, x, y, loss, {steps, opts_.inner_lr, create_graph}, filter_,
+                    &lrs_);
 }
 
 nn::ParamMap MetaSGD::extra_state() const {
@@ -162,6 +218,8 @@ Reptile::Reptile(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opt
                  double outer_step)
     : MetaLearner(std::move(model), std::move(loss), opts), outer_step_(outer_step) {
   MG_CHECK(outer_step > 0, "reptile", "outer step size must be positive, got ", outer_step);
+  MG_CHECK(!opts_.batch_tasks, "reptile",
+           "batch_tasks is for the MAML family; Reptile adapts its tasks one by one");
 }
 
 StepResult Reptile::meta_step(const std::vector<Task>& tasks) {

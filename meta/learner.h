@@ -54,6 +54,15 @@ struct MetaOptions {
   bool first_order = false;  // first-order MAML (and first-order Meta-SGD / ANIL)
   double meta_lr = 1e-3;     // Adam, as in the MAML paper
   bool classification = false;
+  // MAML family only (MAML, FOMAML, ANIL, Meta-SGD): run the task batch as one batched
+  // computation, as torch.func.vmap would. The tasks are stacked along a new leading dim and
+  // each adapted parameter gets one copy per task (an expand of the shared parameter, whose
+  // backward sums the copies' gradients). Same meta-gradient as the per-task loop, with the
+  // op count of one task (Note [Task-batched meta-step]). Needs tasks of equal shapes, a loss
+  // that is the mean over examples (MSE, cross-entropy), and a model whose layers accept
+  // [B, n, ...] inputs with stacked parameters: Linear and elementwise activations (the
+  // sinusoid MLP), not Conv2d or BatchNorm.
+  bool batch_tasks = false;
 };
 
 class MetaLearner {
@@ -94,8 +103,10 @@ class MAML : public MetaLearner {
   std::string name() const override { return opts_.first_order ? "fomaml" : "maml"; }
 
  protected:
-  virtual nn::ParamMap adapt(const nn::ParamMap& params, const Task& task, int steps,
-                             bool create_graph);
+  // `steps` inner steps on loss(model(x; params), y) (inner_loop with this learner's rule).
+  virtual nn::ParamMap adapt(const nn::ParamMap& params, const Tensor& x, const Tensor& y,
+                             const LossFn& loss, int steps, bool create_graph);
+  StepResult meta_step_batched(const std::vector<Task>& tasks);
   ParamFilter filter_;
 };
 
@@ -118,8 +129,8 @@ class MetaSGD : public MAML {
   void load_extra_state(const nn::ParamMap& state) override;
 
  protected:
-  nn::ParamMap adapt(const nn::ParamMap& params, const Task& task, int steps,
-                     bool create_graph) override;
+  nn::ParamMap adapt(const nn::ParamMap& params, const Tensor& x, const Tensor& y,
+                     const LossFn& loss, int steps, bool create_graph) override;
 
  private:
   nn::ParamMap lrs_;

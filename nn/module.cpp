@@ -2,6 +2,7 @@
 // helpers of the functional form (Note [Functional form of a Module] in nn/module.h).
 #include "nn/module.h"
 
+#include <algorithm>
 #include <cxxabi.h>
 
 #include <cstdlib>
@@ -332,14 +333,19 @@ std::ostream& operator<<(std::ostream& os, const Module& m) {
 
 // ---- functional form ---------------------------------------------------------------------
 
-Tensor Module::param(const ParamMap& params, const std::string& pname, const Tensor& own) const {
+Tensor Module::param(const ParamMap& params, const std::string& pname, const Tensor& own,
+                     bool stackable) const {
   auto it = params.find(pname);
   if (it == params.end()) return own;
   const Tensor& t = it->second;
   MG_CHECK(t.defined(), name().c_str(), "forward(x, params): '", pname, "' is an undefined tensor");
-  MG_CHECK(!own.defined() || t.shape() == own.shape(), name().c_str(), "forward(x, params): '",
-           pname, "' has shape ", shape_str(t.shape()), ", the module's parameter has shape ",
-           shape_str(own.shape()));
+  if (!own.defined() || t.shape() == own.shape()) return t;
+  const Shape& s = t.shape();
+  const Shape& o = own.shape();
+  const bool stack = stackable && s.size() > o.size() && std::equal(o.begin(), o.end(), s.end() - static_cast<std::ptrdiff_t>(o.size()));
+  MG_CHECK(stack, name().c_str(), "forward(x, params): '", pname, "' has shape ", shape_str(s),
+           ", the module's parameter has shape ", shape_str(o),
+           stackable ? " (or a stack of them, [B..., that shape])" : "");
   return t;
 }
 

@@ -130,8 +130,11 @@ class Module : public std::enable_shared_from_this<Module> {
   std::string repr() const;
 
   // ---- functional-form helpers (Note [Functional form of a Module]) ----------------------
-  // params[name] when present (its shape checked against `own`), else `own`.
-  Tensor param(const ParamMap& params, const std::string& name, const Tensor& own) const;
+  // params[name] when present (its shape checked against `own`), else `own`. With `stackable`
+  // (layers whose functional form takes a stack of weights, as Linear) the given tensor may
+  // also be `own`'s shape with leading dims: one weight per task of a task-batched meta-step.
+  Tensor param(const ParamMap& params, const std::string& name, const Tensor& own,
+               bool stackable = false) const;
   // The entries of `params` under "child." with that prefix stripped.
   static ParamMap child_params(const ParamMap& params, const std::string& child);
   // Throws unless each key names one of this module's parameters or starts with a child's

@@ -217,6 +217,69 @@ TEST(MetaLearners, MetaSgdLearnsItsLearningRates) {
     EXPECT_EQ(lr.to_vector<double>(), other.learning_rates().at(n).to_vector<double>());
 }
 
+// The task-batched meta-step (MetaOptions::batch_tasks) computes the per-task loop's
+// meta-gradient: MAML (2 inner steps, second order), FOMAML, ANIL and Meta-SGD.
+TEST(MetaLearners, TaskBatchedStepEqualsPerTaskLoop) {
+  struct Case {
+    std::string algo;
+    bool first_order;
+  };
+  for (const Case& c : std::vector<Case>{{"maml", false}, {"fomaml", true}, {"anil", false},
+                                         {"metasgd", false}}) {
+    Generator gen(17);
+    auto a = tanh_mlp(gen);
+    auto b = tanh_mlp(gen);
+    b->load_state_dict(a->state_dict());
+    std::vector<Task> tasks = {sinusoid_task(gen), sinusoid_task(gen), sinusoid_task(gen)};
+    meta::MetaOptions o;
+    o.inner_steps = 2;
+    o.inner_lr = 0.05;
+    o.first_order = c.first_order;
+    meta::MetaOptions ob = o;
+    ob.batch_tasks = true;
+    auto make = [&](nn::Sequential& net, const meta::MetaOptions& opts)
+        -> std::unique_ptr<meta::MetaLearner> {
+      if (c.algo == "anil") return std::make_unique<meta::ANIL>(net.ptr(), mse, opts, "head");
+      if (c.algo == "metasgd") return std::make_unique<meta::MetaSGD>(net.ptr(), mse, opts);
+      return std::make_unique<meta::MAML>(net.ptr(), mse, opts);
+    };
+    auto loop = make(a, o);
+    auto batched = make(b, ob);
+    const meta::StepResult ra = loop->meta_step(tasks), rb = batched->meta_step(tasks);
+    EXPECT_NEAR(ra.loss, rb.loss, 1e-12 * (1 + std::fabs(ra.loss))) << c.algo;
+    auto pa = a->named_parameters(), pb = b->named_parameters();
+    for (size_t i = 0; i < pa.size(); ++i) {
+      ASSERT_TRUE(pa[i].second.grad().defined()) << c.algo << " " << pa[i].first;
+      auto ga = pa[i].second.grad().to_vector<double>(), gb = pb[i].second.grad().to_vector<double>();
+      for (size_t k = 0; k < ga.size(); ++k)
+        EXPECT_NEAR(gb[k], ga[k], 1e-12 * (1 + std::fabs(ga[k]))) << c.algo << " " << pa[i].first;
+    }
+    if (c.algo == "metasgd") {
+      auto& la = static_cast<meta::MetaSGD&>(*loop).learning_rates();
+      auto& lb = static_cast<meta::MetaSGD&>(*batched).learning_rates();
+      for (const auto& [n, lr] : la) {
+        auto ga = lr.grad().to_vector<double>(), gb = lb.at(n).grad().to_vector<double>();
+        for (size_t k = 0; k < ga.size(); ++k)
+          EXPECT_NEAR(gb[k], ga[k], 1e-12 * (1 + std::fabs(ga[k]))) << "lr of " << n;
+      }
+    }
+  }
+}
+
+TEST(MetaLearners, TaskBatchedStepRejectsUnequalTasksAndReptile) {
+  Generator gen(18);
+  auto net = tanh_mlp(gen);
+  meta::MetaOptions o;
+  o.batch_tasks = true;
+  meta::MAML maml(net.ptr(), mse, o);
+  Task small = sinusoid_task(gen);
+  Task other = small;
+  other.query_x = cat({small.query_x, small.query_x});
+  other.query_y = cat({small.query_y, small.query_y});
+  EXPECT_MG_ERROR_HAS(maml.meta_step({small, other}), "[maml]", "tasks of equal shapes: task 1");
+  EXPECT_MG_ERROR_HAS(meta::Reptile(net.ptr(), mse, o), "[reptile]", "batch_tasks");
+}
+
 TEST(MetaLearners, SummaryIsMeanWithNormalConfidenceInterval) {
   auto s = meta::summarize({1.0, 2.0, 3.0, 4.0});
   EXPECT_DOUBLE_EQ(s.mean, 2.5);

@@ -6,6 +6,9 @@
 // every function in float64 (they are compositions of differentiable ops, so every order must
 // be exact), and each error.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
+
 #include <metagrad/metagrad.h>
 
 #include <algorithm>
@@ -927,4 +930,43 @@ TEST(Functional, SecondOrderThroughAnInnerStep) {
   };
   GradcheckResult r = gradcheck(f, {leaf(uniform(12, -1, 1, 91), {4, 3})}, {.raise = false});
   EXPECT_TRUE(r.ok) << r.message;
+}
+
+// ========================================= linear =========================================
+
+// A stack of weights [B, out, in] applies weight b to row block b of x [B, n, in]: the same
+// numbers as B separate calls, and differentiable to second order (task-batched meta-steps).
+TEST(Linear, StackedWeightsMatchPerSliceCalls) {
+  const Tensor x = t64(uniform(3 * 4 * 5, -1, 1, 92), {3, 4, 5});
+  const Tensor w = t64(uniform(3 * 2 * 5, -1, 1, 93), {3, 2, 5});
+  const Tensor b = t64(uniform(3 * 2, -1, 1, 94), {3, 2});
+  const Tensor y = F::linear(x, w, b);
+  ASSERT_EQ(y.shape(), (Shape{3, 4, 2}));
+  for (int64_t i = 0; i < 3; ++i) {
+    const Vec want = F::linear(x.select(0, i), w.select(0, i), b.select(0, i)).to_vector<double>();
+    const Vec got = y.select(0, i).contiguous().to_vector<double>();
+    for (size_t k = 0; k < want.size(); ++k) EXPECT_NEAR(got[k], want[k], 1e-14) << i;
+  }
+  check_grads("linear stacked", [](const Tensors& a) { return F::linear(a[0], a[1], a[2]); },
+              {leaf(uniform(3 * 4 * 5, -1, 1, 92), {3, 4, 5}),
+               leaf(uniform(3 * 2 * 5, -1, 1, 93), {3, 2, 5}), leaf(uniform(6, -1, 1, 94), {3, 2})});
+  // Non-contiguous stacked weight (stored [B, in, out], viewed as [B, out, in]).
+  const Tensor wt = noncontig(uniform(3 * 2 * 5, -1, 1, 93), {3, 2, 5});
+  const Vec a = F::linear(x, wt, b).to_vector<double>(), c = y.to_vector<double>();
+  for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], c[k], 1e-14);
+}
+
+TEST(Linear, RejectsMismatchedShapes) {
+  const Tensor x = t64(uniform(3 * 4 * 5, -1, 1, 95), {3, 4, 5});
+  EXPECT_MG_ERROR_HAS(F::linear(x, t64(uniform(10, -1, 1, 96), {2, 5}),
+                                t64(uniform(3, -1, 1, 97), {3})),
+                      "[linear]", "does not match the weight");
+  EXPECT_MG_ERROR_HAS(F::linear(x, t64(uniform(30, -1, 1, 96), {3, 2, 5}),
+                                t64(uniform(2, -1, 1, 97), {2})),
+                      "[linear]", "expected [3, 2]");
+  EXPECT_MG_ERROR_HAS(F::linear(x, t64(uniform(12, -1, 1, 96), {3, 4})), "[linear]",
+                      "does not end in in_features");
+  EXPECT_MG_ERROR_HAS(F::linear(t64(uniform(5, -1, 1, 95), {5}), t64(uniform(30, -1, 1, 96), {3, 2, 5})),
+                      "[linear]", "needs an input [B..., n, in]");
+  EXPECT_MG_ERROR(F::linear(x, t64({1.0}, {1})), "[linear]");
 }

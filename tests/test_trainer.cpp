@@ -63,6 +63,7 @@ TEST(Trainer, PresetsGiveThePapersSettings) {
   EXPECT_EQ(s.meta_batch, 25);
   EXPECT_EQ(s.iterations, 70000);
   EXPECT_DOUBLE_EQ(s.inner_lr, 0.01);
+  EXPECT_TRUE(s.batch_tasks);  // the task-batched step: same meta-gradient, fewer ops
   auto o = trainer::preset("maml-omniglot-5w1s");
   EXPECT_EQ(o.dataset, "omniglot");
   EXPECT_EQ(o.ways, 5);

@@ -7,7 +7,7 @@ First, a check that both sides compute the same thing: bench_meta_step exports i
 weights and tasks (MG_BENCH_EXPORT), PyTorch loads them and compares the first meta-step's
 mean query loss and the weights after the Adam step.
 
-Usage (repository root, after building build/h):
+Usage (repository root, after building build/default (cmake --workflow --preset default)):
   python3 bench/compare/run.py [--threads 2] [--rounds 3] [--markdown out.md]
 Needs only the standard library itself; the PyTorch side runs under --python (default: the
 first of /usr/bin/python3, python3 that can import torch).
@@ -23,8 +23,15 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-ORDER = ["sinusoid_so", "sinusoid_fo", "omniglot_maxpool_so", "omniglot_maxpool_fo",
-         "omniglot_strided_so", "omniglot_strided_fo"]
+ORDER = ["sinusoid_so", "sinusoid_fo", "sinusoid_so_batched", "sinusoid_fo_batched",
+         "omniglot_maxpool_so", "omniglot_maxpool_fo", "omniglot_strided_so", "omniglot_strided_fo"]
+# metagrad's task-batched sinusoid step (MetaOptions::batch_tasks) against the same PyTorch
+# workload: PyTorch's rows are keyed by the base name.
+BATCHED = "_batched"
+
+
+def base(name):
+    return name[:-len(BATCHED)] if name.endswith(BATCHED) else name
 
 
 def torch_python():
@@ -45,8 +52,9 @@ def run_metagrad(exe, env, min_time, filt):
 
 
 def run_torch(py, env, args, extra=()):
+    torch_workloads = ",".join(dict.fromkeys(base(w) for w in args.workloads.split(",")))
     cmd = [py, os.path.join(HERE, "torch_meta_step.py"), "--threads", str(args.threads),
-           "--workloads", args.workloads, "--omniglot-tasks", str(args.omniglot_tasks), *extra]
+           "--workloads", torch_workloads, "--omniglot-tasks", str(args.omniglot_tasks), *extra]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     if out.stderr.strip():
         print(out.stderr.strip(), file=sys.stderr)
@@ -57,7 +65,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--build", default=os.path.join(ROOT, "build", "h"))
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "default"))
     ap.add_argument("--python", default=None)
     ap.add_argument("--workloads", default=",".join(ORDER))
     ap.add_argument("--mg-min-time", type=float, default=1.0,
@@ -87,7 +95,12 @@ def main():
                         "--benchmark_format=json"], env=dict(env, MG_BENCH_EXPORT=d),
                        capture_output=True, check=True)
         checks = run_torch(py, env, args, ["--data", d, "--check-only"])
-    check_lines = []
+        check_lines = []
+        for w in wanted:
+            if w.endswith(BATCHED) and os.path.isdir(os.path.join(d, w)):
+                lb, ll = (float(open(os.path.join(d, n, "loss.txt")).read()) for n in (w, base(w)))
+                check_lines.append(f"- {w}: first-step loss {lb:.6f} vs the per-task loop's "
+                                   f"{ll:.6f} (rel. diff {abs(lb - ll) / abs(ll):.1e})")
     for c in checks:
         if "error" in c and "first_loss" not in c:
             check_lines.append(f"- {c['workload']} {c['variant']}: {c['error']}")
@@ -122,7 +135,7 @@ def main():
     for k in ORDER:
         if k not in wanted:
             continue
-        a, b, c = med(mg, k), med(tl, k), med(tv, k)
+        a, b, c = med(mg, k), med(tl, base(k)), med(tv, base(k))
         rows.append(f"| {k} | {f(a)} | {f(b)} | {f(c)} | "
                     f"{f(b / a if a and b else None)}x | {f(c / a if a and c else None)}x | "
                     f"{f(med(peak, k), '{:.0f}')} |")

@@ -8,16 +8,27 @@ namespace metagrad::nn::functional {
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   MG_CHECK(x.defined() && weight.defined(), "linear", "input and weight must be defined");
-  MG_CHECK(weight.dim() == 2, "linear", "weight must be 2-d [out, in], got shape ",
+  MG_CHECK(weight.dim() >= 2, "linear", "weight must be [out, in] or a stack [B..., out, in], got shape ",
            shape_str(weight.shape()));
-  MG_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear", "input of shape ",
-           shape_str(x.shape()), " does not end in in_features = ", weight.size(1),
+  MG_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(-1), "linear", "input of shape ",
+           shape_str(x.shape()), " does not end in in_features = ", weight.size(-1),
            " (weight of shape ", shape_str(weight.shape()), ")");
-  MG_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)), "linear",
-           "bias of shape ", shape_str(bias.shape()),
-           " does not match out_features = ", weight.size(0));
-  Tensor y = matmul(x, weight.t());
-  return bias.defined() ? y + bias : y;
+  if (bias.defined()) {
+    // The bias has the weight's shape without its `in` dim: [out] or [B..., out].
+    Shape want(weight.shape().begin(), weight.shape().end() - 1);
+    MG_CHECK(bias.shape() == want, "linear", "bias of shape ", shape_str(bias.shape()),
+             " does not match the weight of shape ", shape_str(weight.shape()), " (expected ",
+             shape_str(want), ")");
+  }
+  if (weight.dim() == 2) {
+    Tensor y = matmul(x, weight.t());
+    return bias.defined() ? y + bias : y;
+  }
+  MG_CHECK(x.dim() >= 2, "linear", "a stacked weight of shape ", shape_str(weight.shape()),
+           " needs an input [B..., n, in], got shape ", shape_str(x.shape()));
+  // [B..., n, in] @ [B..., in, out]; the bias row of each stack entry broadcasts over its n rows.
+  Tensor y = matmul(x, weight.transpose(-2, -1));
+  return bias.defined() ? y + bias.unsqueeze(-2) : y;
 }
 
 }  // namespace metagrad::nn::functional

@@ -40,7 +40,9 @@ Tensor LinearImpl::forward(const Tensor& x, const ParamMap& params) {
   MG_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == options.in_features_, "Linear",
            "expected an input whose last dim is in_features = ", options.in_features_,
            ", got shape ", x.defined() ? shape_str(x.shape()) : std::string("(undefined)"));
-  return functional::linear(x, param(params, "weight", weight), param(params, "bias", bias));
+  // Stacks of weights are allowed (functional::linear): a task-batched meta-step's fast weights.
+  return functional::linear(x, param(params, "weight", weight, /*stackable=*/true),
+                            param(params, "bias", bias, /*stackable=*/true));
 }
 
 std::string LinearImpl::extra_repr() const {

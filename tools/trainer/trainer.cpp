@@ -46,6 +46,7 @@ Config sinusoid_preset(const std::string& name, const std::string& algo) {
   c.meta_batch = 25;
   c.meta_lr = 1e-3;
   c.iterations = 70000;
+  c.batch_tasks = true;  // the same meta-gradient as the per-task loop, several times faster
   return c;
 }
 
@@ -187,7 +188,8 @@ std::string to_json(const Config& c) {
             {"checkpoint_every", c.checkpoint_every},
             {"format", c.format},
             {"dtype", c.dtype},
-            {"max_alphabets", c.max_alphabets}};
+            {"max_alphabets", c.max_alphabets},
+            {"batch_tasks", c.batch_tasks}};
   return j.dump();
 }
 
@@ -230,6 +232,7 @@ Config config_from_json(const std::string& text) {
     get("format", c.format);
     get("dtype", c.dtype);
     get("max_alphabets", c.max_alphabets);
+    get("batch_tasks", c.batch_tasks);
   } catch (const std::exception& e) {
     throw UsageError(std::string("checkpoint: bad config field: ") + e.what());
   }
@@ -364,6 +367,8 @@ std::unique_ptr<meta::MetaLearner> make_learner(const Config& c, const Problem& 
   o.first_order = c.algo == "fomaml";
   o.meta_lr = c.algo == "reptile" ? 1e-3 : c.meta_lr;  // Reptile uses meta_lr as its step
   o.classification = p.classification();
+  // Only the MAML family batches tasks, and only the sinusoid MLP takes stacked weights.
+  o.batch_tasks = c.batch_tasks && c.algo != "reptile" && c.dataset == "sinusoid";
   if (c.algo == "maml" || c.algo == "fomaml")
     return std::make_unique<meta::MAML>(p.model(), p.loss(), o);
   if (c.algo == "anil") return std::make_unique<meta::ANIL>(p.model(), p.loss(), o, "head");
@@ -833,6 +838,10 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         "continue from a checkpoint file or a run directory (its last.safetensors)");
   f.add("--format", &Config::format, "metrics file: csv | jsonl");
   f.add("--dtype", &Config::dtype, "float32 | float64");
+  f.add("--batch-tasks", &Config::batch_tasks,
+        "true: one task-batched step for the whole meta-batch where it applies (MAML family on "
+        "sinusoids; same meta-gradient as the per-task loop, ignored otherwise); false: the "
+        "per-task loop");
   f.add("--max-alphabets", &Config::max_alphabets,
         "Omniglot: keep only the first N alphabets of each split (quick runs; -1: all)");
 

@@ -42,6 +42,7 @@ struct Config {
   std::string format = "csv";       // csv | jsonl
   std::string dtype = "float32";    // float32 | float64
   int max_alphabets = -1;           // Omniglot: keep only the first alphabets (quick runs)
+  bool batch_tasks = false;         // MAML family on sinusoids: one batched step for all tasks
 };
 
 // The presets, by name, and the configuration each one gives (library defaults + preset).
