@@ -1,9 +1,9 @@
 // The CPU convolution kernels (kernels/cpu/conv.h): im2col / col2im and the GEMMs around them.
 //
-// Note [Convolution threading]: OpenMP spreads the (image, group) pairs over threads, each
-// thread with one column buffer of its own (allocated once per call, never in an inner loop),
-// and each pair is one GEMM that reads and writes the tensors in place. A single pair (one
-// image, one group) runs outside any parallel region, so BLAS may thread its GEMM.
+// Note [Convolution threading]: OpenMP spreads chunks of images (Note [Convolution GEMM
+// width]) over threads, each thread with buffers of its own (grown once per call, never in
+// an inner loop), and each (chunk, group) pair is one GEMM. A single chunk runs outside any
+// parallel region, so BLAS may thread its GEMM.
 // Why not one large GEMM over a chunk of images, threaded by BLAS, with OpenMP loops for
 // im2col in between? With Debian's pthread OpenBLAS the two thread pools then alternate, and
 // each pool's idle threads spin while the other works: on the shared 2-core machine the
@@ -114,36 +114,113 @@ void im2col_image(const Conv2dGeometry& g, const Dims& d, const T* xg, T* col, i
     im2col_channel(g, xg + c * d.hw, col + c * g.kh * g.kw * ld, ld);
 }
 
-// y[r, :] = b[r] for `rows` rows of l values (stride ld): the GEMM then adds into it.
+// y[r, :] += b[r] for `rows` rows of l values.
 template <typename T>
-void fill_bias(T* y, const T* b, int64_t rows, int64_t l, int64_t ld) {
-  for (int64_t r = 0; r < rows; ++r) std::fill(y + r * ld, y + r * ld + l, b[r]);
+void add_bias(T* y, const T* b, int64_t rows, int64_t l) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < l; ++j) y[r * l + j] += b[r];
+}
+
+// ---- chunks of images ------------------------------------------------------------------------
+// Note [Convolution GEMM width]: one GEMM per image is narrow where the output is small (the
+// conv-4 net's inner layers: l = 49, 16 or 4 columns, against k = 576 rows), and BLAS runs
+// far below its peak there. So images are taken in chunks: the column matrices of a chunk's
+// images sit side by side ([k, nb * l]) and one GEMM covers the chunk, at the price of a
+// transposing copy of the output (or of gy) between [og, nb * l] and the NCHW layout. A chunk
+// aims at kTargetCols columns, and chunks are never fewer than the threads when the images
+// allow, so that every thread has one.
+
+constexpr int64_t kTargetCols = 1024;
+
+struct Chunks {
+  int64_t per;    // images per chunk
+  int64_t count;  // chunks
+};
+Chunks chunks_of(const Conv2dGeometry& g, const Dims& d, int threads) {
+  int64_t per = std::max<int64_t>(1, (kTargetCols + d.l - 1) / d.l);
+  per = std::min(per, std::max<int64_t>(1, (g.n + threads - 1) / threads));
+  per = std::min(per, g.n);
+  return {per, (g.n + per - 1) / per};
+}
+
+// The [rows, nb * l] matrix `m` (image i's block at columns i * l) to and from the NCHW rows
+// of nb images: t[i][r][j] (image stride `img`) <-> m[r][i * l + j].
+template <typename T>
+void gather_rows(const T* t, int64_t img, int64_t rows, int64_t l, int64_t nb, T* m) {
+  for (int64_t i = 0; i < nb; ++i)
+    for (int64_t r = 0; r < rows; ++r)
+      std::copy(t + i * img + r * l, t + i * img + (r + 1) * l, m + r * nb * l + i * l);
+}
+template <typename T>
+void scatter_rows(const T* m, const T* bias, int64_t rows, int64_t l, int64_t nb, int64_t img,
+                  T* t) {
+  for (int64_t i = 0; i < nb; ++i)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* src = m + r * nb * l + i * l;
+      T* dst = t + i * img + r * l;
+      if (bias) {
+        for (int64_t j = 0; j < l; ++j) dst[j] = src[j] + bias[r];
+      } else {
+        std::copy(src, src + l, dst);
+      }
+    }
+}
+
+// The threading of every op (Note [Convolution threading]): OpenMP over chunks when there
+// are several and the work pays, each thread with buffers of its own.
+struct Plan {
+  Chunks ch;
+  bool parallel;
+};
+Plan plan_of(const Conv2dGeometry& g, const Dims& d) {
+  const int threads = omp_get_max_threads();
+  const Chunks ch = chunks_of(g, d, threads);
+  const int64_t work = g.n * g.groups * d.og * d.k * d.l;
+  return {ch, ch.count > 1 && threads > 1 && work >= kParallelWork};
 }
 
 // ---- the three ops ----------------------------------------------------------------------------
-// Each runs one GEMM per (image, group) pair (Note [Convolution threading]).
 
 template <typename T>
 void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y) {
   const Dims d = dims_of(g);
-  const bool direct = pointwise(g);
-  const int64_t items = g.n * g.groups, work = d.og * d.k * d.l;
-  const bool parallel = items > 1 && items * work >= kParallelWork;
+  const Plan p = plan_of(g, d);
   blas_sync_num_threads();
-  BlasSingleThreadScope one_blas_thread(parallel && omp_get_max_threads() > 1);
-#pragma omp parallel if (parallel)
+  BlasSingleThreadScope one_blas_thread(p.parallel);
+#pragma omp parallel if (p.parallel)
   {
-    std::vector<T> col(direct ? 0 : static_cast<size_t>(d.k * d.l));
+    const size_t cols = static_cast<size_t>(p.ch.per * d.l);
+    std::vector<T> col, out;
 #pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; ++it) {
-      const int64_t n = it / g.groups, gr = it % g.groups;
-      const T* xg = x + (n * g.c + gr * d.cg) * d.hw;
-      if (!direct) im2col_image(g, d, xg, col.data(), d.l);
-      T* yg = y + (n * g.o + gr * d.og) * d.l;
-      if (b) fill_bias(yg, b + gr * d.og, d.og, d.l, d.l);
-      // y[n][g] = W[g] col: [og, k] x [k, l], added to the bias
-      gemm<T>(false, false, d.og, d.l, d.k, T(1), w + gr * d.og * d.k, d.k,
-              direct ? xg : col.data(), d.l, b ? T(1) : T(0), yg, d.l);
+    for (int64_t c = 0; c < p.ch.count; ++c) {
+      const int64_t n0 = c * p.ch.per, nb = std::min(p.ch.per, g.n - n0), ld = nb * d.l;
+      for (int64_t gr = 0; gr < g.groups; ++gr) {
+        const T* xg = x + (n0 * g.c + gr * d.cg) * d.hw;
+        T* yg = y + (n0 * g.o + gr * d.og) * d.l;
+        const T* bg = b ? b + gr * d.og : nullptr;
+        const T* wg = w + gr * d.og * d.k;
+        if (nb == 1) {
+          // One image: the GEMM writes y in place (a 1x1 convolution reads x in place).
+          const bool direct = pointwise(g);
+          if (!direct) {
+            col.resize(static_cast<size_t>(d.k) * cols);
+            im2col_image(g, d, xg, col.data(), d.l);
+          }
+          // The bias is added after the product, as in the chunked path, so an image's
+          // output does not depend on how the batch was chunked.
+          gemm<T>(false, false, d.og, d.l, d.k, T(1), wg, d.k, direct ? xg : col.data(), d.l,
+                  T(0), yg, d.l);
+          if (bg) add_bias(yg, bg, d.og, d.l);
+          continue;
+        }
+        col.resize(static_cast<size_t>(d.k) * cols);
+        out.resize(static_cast<size_t>(d.og) * cols);
+        for (int64_t i = 0; i < nb; ++i)
+          im2col_image(g, d, xg + i * g.c * d.hw, col.data() + i * d.l, ld);
+        // out = W[g] col: [og, k] x [k, nb * l], then out + b into the images' NCHW rows
+        gemm<T>(false, false, d.og, ld, d.k, T(1), wg, d.k, col.data(), ld, T(0), out.data(), ld);
+        scatter_rows(out.data(), bg, d.og, d.l, nb, g.o * d.l, yg);
+      }
     }
   }
 }
@@ -151,26 +228,41 @@ void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y) 
 template <typename T>
 void input_backward(const Conv2dGeometry& g, const T* gy, const T* w, T* gx) {
   const Dims d = dims_of(g);
-  const bool direct = pointwise(g);
-  const int64_t items = g.n * g.groups, work = d.og * d.k * d.l;
-  const bool parallel = items > 1 && items * work >= kParallelWork;
+  const Plan p = plan_of(g, d);
   blas_sync_num_threads();
-  BlasSingleThreadScope one_blas_thread(parallel && omp_get_max_threads() > 1);
-#pragma omp parallel if (parallel)
+  BlasSingleThreadScope one_blas_thread(p.parallel);
+#pragma omp parallel if (p.parallel)
   {
-    std::vector<T> col(direct ? 0 : static_cast<size_t>(d.k * d.l));
+    const size_t cols = static_cast<size_t>(p.ch.per * d.l);
+    std::vector<T> col, gyc;
 #pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; ++it) {
-      const int64_t n = it / g.groups, gr = it % g.groups;
-      T* gxg = gx + (n * g.c + gr * d.cg) * d.hw;
-      T* cp = direct ? gxg : col.data();
-      // col = W[g]^T gy[n][g]: [k, og] x [og, l]; a 1x1 convolution's col is gx itself
-      gemm<T>(true, false, d.k, d.l, d.og, T(1), w + gr * d.og * d.k, d.k,
-              gy + (n * g.o + gr * d.og) * d.l, d.l, T(0), cp, d.l);
-      if (direct) continue;
-      std::fill(gxg, gxg + d.cg * d.hw, T(0));
-      for (int64_t c = 0; c < d.cg; ++c)
-        col2im_channel(g, cp + c * g.kh * g.kw * d.l, d.l, gxg + c * d.hw);
+    for (int64_t c = 0; c < p.ch.count; ++c) {
+      const int64_t n0 = c * p.ch.per, nb = std::min(p.ch.per, g.n - n0), ld = nb * d.l;
+      for (int64_t gr = 0; gr < g.groups; ++gr) {
+        T* gxg = gx + (n0 * g.c + gr * d.cg) * d.hw;
+        const T* gyg = gy + (n0 * g.o + gr * d.og) * d.l;
+        const T* wg = w + gr * d.og * d.k;
+        if (nb == 1 && pointwise(g)) {
+          // A 1x1 convolution's column matrix is gx itself.
+          gemm<T>(true, false, d.k, d.l, d.og, T(1), wg, d.k, gyg, d.l, T(0), gxg, d.l);
+          continue;
+        }
+        col.resize(static_cast<size_t>(d.k) * cols);
+        const T* gm = gyg;  // gy of the chunk as [og, nb * l]
+        if (nb > 1) {
+          gyc.resize(static_cast<size_t>(d.og) * cols);
+          gather_rows(gyg, g.o * d.l, d.og, d.l, nb, gyc.data());
+          gm = gyc.data();
+        }
+        // col = W[g]^T gy: [k, og] x [og, nb * l]; col2im adds it back to the pixels
+        gemm<T>(true, false, d.k, ld, d.og, T(1), wg, d.k, gm, ld, T(0), col.data(), ld);
+        for (int64_t i = 0; i < nb; ++i) {
+          T* gxi = gxg + i * g.c * d.hw;
+          std::fill(gxi, gxi + d.cg * d.hw, T(0));
+          for (int64_t ci = 0; ci < d.cg; ++ci)
+            col2im_channel(g, col.data() + ci * g.kh * g.kw * ld + i * d.l, ld, gxi + ci * d.hw);
+        }
+      }
     }
   }
 }
@@ -178,30 +270,45 @@ void input_backward(const Conv2dGeometry& g, const T* gy, const T* w, T* gx) {
 template <typename T>
 void weight_backward(const Conv2dGeometry& g, const T* gy, const T* x, T* gw) {
   const Dims d = dims_of(g);
-  const bool direct = pointwise(g);
-  const int64_t items = g.n * g.groups, work = d.og * d.k * d.l, wsize = g.o * d.k;
+  const Plan p = plan_of(g, d);
+  const int64_t wsize = g.o * d.k;
   blas_sync_num_threads();
-  // Each thread sums its images into a private copy of gw; the copies are added after, in
+  // Each thread sums its chunks into a private copy of gw; the copies are added after, in
   // thread order (deterministic for a given thread count).
-  const bool parallel = items > 1 && items * work >= kParallelWork;
-  const int threads = parallel ? omp_get_max_threads() : 1;
-  BlasSingleThreadScope one_blas_thread(parallel && threads > 1);  // Note [BLAS inside OpenMP loops]
+  const int threads = p.parallel ? omp_get_max_threads() : 1;
+  BlasSingleThreadScope one_blas_thread(p.parallel);  // Note [BLAS inside OpenMP loops]
   std::vector<T> partial(static_cast<size_t>(threads * wsize), T(0));
   int used = 1;
-#pragma omp parallel if (parallel)
+#pragma omp parallel if (p.parallel)
   {
-    std::vector<T> col(direct ? 0 : static_cast<size_t>(d.k * d.l));
+    const size_t cols = static_cast<size_t>(p.ch.per * d.l);
+    std::vector<T> col, gyc;
     T* mine = partial.data() + omp_get_thread_num() * wsize;
 #pragma omp single
     used = omp_get_num_threads();
 #pragma omp for schedule(static)
-    for (int64_t it = 0; it < items; ++it) {
-      const int64_t n = it / g.groups, gr = it % g.groups;
-      const T* xg = x + (n * g.c + gr * d.cg) * d.hw;
-      if (!direct) im2col_image(g, d, xg, col.data(), d.l);
-      // gW[g] += gy[n][g] col^T: [og, l] x [l, k]
-      gemm<T>(false, true, d.og, d.k, d.l, T(1), gy + (n * g.o + gr * d.og) * d.l, d.l,
-              direct ? xg : col.data(), d.l, T(1), mine + gr * d.og * d.k, d.k);
+    for (int64_t c = 0; c < p.ch.count; ++c) {
+      const int64_t n0 = c * p.ch.per, nb = std::min(p.ch.per, g.n - n0), ld = nb * d.l;
+      for (int64_t gr = 0; gr < g.groups; ++gr) {
+        const T* xg = x + (n0 * g.c + gr * d.cg) * d.hw;
+        const T* gyg = gy + (n0 * g.o + gr * d.og) * d.l;
+        const T* cm = xg;  // the chunk's column matrix [k, nb * l]
+        if (nb > 1 || !pointwise(g)) {
+          col.resize(static_cast<size_t>(d.k) * cols);
+          for (int64_t i = 0; i < nb; ++i)
+            im2col_image(g, d, xg + i * g.c * d.hw, col.data() + i * d.l, ld);
+          cm = col.data();
+        }
+        const T* gm = gyg;
+        if (nb > 1) {
+          gyc.resize(static_cast<size_t>(d.og) * cols);
+          gather_rows(gyg, g.o * d.l, d.og, d.l, nb, gyc.data());
+          gm = gyc.data();
+        }
+        // gW[g] += gy col^T: [og, nb * l] x [nb * l, k]
+        gemm<T>(false, true, d.og, d.k, ld, T(1), gm, ld, cm, ld, T(1), mine + gr * d.og * d.k,
+                d.k);
+      }
     }
   }
 #pragma omp parallel for schedule(static) if (used > 1 && wsize * used >= kParallelWork)
