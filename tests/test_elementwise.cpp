@@ -164,6 +164,30 @@ TEST(Elementwise, BinaryBroadcastingMatchesLoops) {
   EXPECT_MG_ERROR(zeros({2, 3}) + zeros({4}), "[add] shapes [2, 3] and [4] cannot be broadcast");
 }
 
+// Pieces whose inputs are constant along the inner dim (stride 0) run blocked on unit
+// strides (Note [Broadcast pieces] in kernels/cpu/loops.h): rows longer than a block, a
+// scalar operand, and the three-input where, against plain loops.
+TEST(Elementwise, InnerBroadcastPiecesMatchLoops) {
+  const int64_t rows = 3, cols = 1000;  // 1000 > the 256-element block
+  Generator gen(3);
+  Tensor x = randn({rows, cols}, DType::Float64, &gen), c = randn({rows, 1}, DType::Float64, &gen);
+  const auto xv = x.to_vector<double>(), cv = c.to_vector<double>();
+  const auto sum = (x * c + 2.5).to_vector<double>();
+  const auto sel = where(x > 0, c, 0.0).to_vector<double>();
+  const auto low = where(x > 0, 1.5, x).to_vector<double>();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      const size_t i = static_cast<size_t>(r * cols + j), ri = static_cast<size_t>(r);
+      ASSERT_EQ(sum[i], xv[i] * cv[ri] + 2.5) << r << "," << j;
+      ASSERT_EQ(sel[i], xv[i] > 0 ? cv[ri] : 0.0) << r << "," << j;
+      ASSERT_EQ(low[i], xv[i] > 0 ? 1.5 : xv[i]) << r << "," << j;
+    }
+  // A float32 row broadcast of [N, C, H, W] against [1, C, 1, 1] (batch norm's pattern).
+  Tensor a = randn({2, 3, 17, 19}, DType::Float32, &gen), w = randn({1, 3, 1, 1}, DType::Float32, &gen);
+  const auto av = a.to_vector<float>(), wv = w.to_vector<float>(), yv = (a - w).to_vector<float>();
+  for (size_t i = 0; i < av.size(); ++i) ASSERT_EQ(yv[i], av[i] - wv[(i / (17 * 19)) % 3]) << i;
+}
+
 TEST(Elementwise, BinaryOnNonContiguousOperands) {
   auto d = spread(20, -1, 1);
   Tensor m = tensor(d, {4, 5});

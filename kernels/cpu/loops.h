@@ -3,6 +3,7 @@
 // compiler vectorises when every operand has unit stride.
 #pragma once
 #include <algorithm>
+#include <array>
 #include <tuple>
 #include <utility>
 #include <cstdint>
@@ -44,6 +45,13 @@ void for_each_piece(const StridedLayout<N>& L, Piece piece) {
   }
 }
 
+// Note [Broadcast pieces]: within a piece an input's stride is usually 1 or 0 (a scalar, or
+// a row broadcast such as batch norm's [1, C, 1, 1] against [N, C, H, W], whose coalesced
+// inner dim has stride 0). A stride-0 input is constant over the whole piece, so it is copied
+// once into a small block buffer and the loop runs on unit strides in blocks of kBlock
+// elements, which the compiler vectorises; only truly strided pieces take the generic loop.
+inline constexpr int64_t kBlock = 256;
+
 // out[i] = f(in[i]...) over typed operands; `base` holds the N base pointers (output first).
 template <typename Out, typename... In, typename F>
 void elementwise(const StridedLayout<1 + sizeof...(In)>& L, void* out_base,
@@ -51,12 +59,29 @@ void elementwise(const StridedLayout<1 + sizeof...(In)>& L, void* out_base,
   constexpr int N = 1 + sizeof...(In);
   for_each_piece<N>(L, [&](const int64_t* off, const int64_t* st, int64_t n) {
     Out* o = static_cast<Out*>(out_base) + off[0];
-    bool unit = st[0] == 1;
-    for (int k = 1; k < N; ++k) unit = unit && st[k] == 1;
+    bool unit = st[0] == 1, unit_or_const = st[0] == 1;
+    for (int k = 1; k < N; ++k) {
+      unit = unit && st[k] == 1;
+      unit_or_const = unit_or_const && (st[k] == 1 || st[k] == 0);
+    }
     [&]<size_t... I>(std::index_sequence<I...>) {
       const std::tuple<const In*...> ins{static_cast<const In*>(in_base[I]) + off[I + 1]...};
       if (unit) {
         for (int64_t i = 0; i < n; ++i) o[i] = static_cast<Out>(f(std::get<I>(ins)[i]...));
+      } else if (unit_or_const) {
+        // Note [Broadcast pieces]
+        const int64_t fill = std::min(n, kBlock);
+        std::tuple<std::array<In, kBlock>...> consts;
+        ((st[I + 1] == 0 ? (void)std::fill_n(std::get<I>(consts).data(), fill, std::get<I>(ins)[0])
+                         : (void)0),
+         ...);
+        for (int64_t b = 0; b < n; b += kBlock) {
+          const int64_t m = std::min(kBlock, n - b);
+          const std::tuple<const In*...> p{
+              (st[I + 1] == 0 ? std::get<I>(consts).data() : std::get<I>(ins) + b)...};
+          Out* ob = o + b;
+          for (int64_t i = 0; i < m; ++i) ob[i] = static_cast<Out>(f(std::get<I>(p)[i]...));
+        }
       } else {
         for (int64_t i = 0; i < n; ++i)
           o[i * st[0]] = static_cast<Out>(f(std::get<I>(ins)[i * st[I + 1]]...));
