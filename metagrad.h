@@ -3,6 +3,7 @@
 #include "autograd/autograd.h"
 #include "meta/meta.h"
 #include "nn/nn.h"
+#include "tensor/allocator.h"
 #include "tensor/conv.h"
 #include "tensor/creation.h"
 #include "tensor/elementwise.h"

@@ -14,10 +14,11 @@ class Storage {
  public:
   // Allocates `nbytes` on `device` (64-byte aligned on the CPU); contents are uninitialised.
   Storage(size_t nbytes, Device device);
+  ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
-  void* data() const { return data_.get(); }
+  void* data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
 
@@ -25,7 +26,8 @@ class Storage {
   void bump_version() { ++version_; }
 
  private:
-  std::unique_ptr<void, void (*)(void*)> data_;
+  void* data_ = nullptr;  // from memory::cpu_alloc (tensor/allocator.h)
+  size_t capacity_ = 0;   // the block's real size, handed back on free
   size_t nbytes_;
   Device device_;
   uint64_t version_ = 0;

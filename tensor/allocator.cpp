@@ -1,0 +1,150 @@
+// The CPU caching allocator (Note [CPU caching allocator] in tensor/allocator.h).
+#include "tensor/allocator.h"
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "tensor/error.h"
+
+namespace metagrad::memory {
+
+namespace {
+
+// The bin of a request: sizes below kMinCachedBytes are 64-byte multiples (not cached);
+// above, the size rounded up to a quarter step of its power of two (waste below 25%).
+size_t bin_size(size_t n) {
+  if (n < kMinCachedBytes) return (n + 63) / 64 * 64;
+  const size_t top = std::bit_floor(n);
+  const size_t step = top / 4;
+  return (n + step - 1) / step * step;
+}
+
+// Set once the cache itself is destroyed (static destruction): tensors that outlive it, held
+// by other statics, then go straight to the system. An atomic is trivially destructible, so
+// it stays readable to the end.
+std::atomic<bool> g_destroyed{false};
+
+class Cache {
+ public:
+  ~Cache() {
+    std::lock_guard<std::mutex> lock(mu_);
+    release_all_locked();
+    g_destroyed.store(true);
+  }
+
+  void* alloc(size_t nbytes, size_t* capacity) {
+    const size_t size = bin_size(nbytes);
+    *capacity = size;
+    if (size >= kMinCachedBytes) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        stats_.cached -= size;
+        ++stats_.hits;
+        note_alloc_locked(size);
+        return p;
+      }
+      ++stats_.misses;
+    }
+    void* p = std::aligned_alloc(64, size);
+    if (!p) {
+      empty();  // what the cache holds may be what the system lacks
+      p = std::aligned_alloc(64, size);
+    }
+    if (!p) {
+      const CpuStats s = stats();
+      detail::fail("alloc", "out of memory allocating ", nbytes, " bytes on the CPU (",
+                   s.allocated, " bytes allocated by metagrad)");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    note_alloc_locked(size);
+    return p;
+  }
+
+  void free(void* p, size_t size) {
+    if (!p) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.allocated -= std::min(stats_.allocated, size);
+    if (size >= kMinCachedBytes && stats_.cached + size <= limit_) {
+      free_[size].push_back(p);
+      stats_.cached += size;
+      return;
+    }
+    std::free(p);
+  }
+
+  CpuStats stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.peak_allocated = stats_.allocated;
+  }
+  void empty() {
+    std::lock_guard<std::mutex> lock(mu_);
+    release_all_locked();
+  }
+  void set_limit(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    limit_ = bytes;
+    if (stats_.cached > limit_) release_all_locked();
+  }
+
+ private:
+  void note_alloc_locked(size_t size) {
+    stats_.allocated += size;
+    stats_.peak_allocated = std::max(stats_.peak_allocated, stats_.allocated);
+  }
+  void release_all_locked() {
+    for (auto& [size, blocks] : free_)
+      for (void* p : blocks) std::free(p);
+    free_.clear();
+    stats_.cached = 0;
+  }
+
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  CpuStats stats_;
+  size_t limit_ = size_t{1} << 30;
+};
+
+Cache& cache() {
+  static Cache c;
+  return c;
+}
+
+}  // namespace
+
+void* cpu_alloc(size_t nbytes, size_t* capacity) {
+  *capacity = 0;
+  if (nbytes == 0) return nullptr;
+  if (g_destroyed.load()) {
+    *capacity = bin_size(nbytes);
+    void* p = std::aligned_alloc(64, *capacity);
+    if (!p) detail::fail("alloc", "out of memory allocating ", nbytes, " bytes on the CPU");
+    return p;
+  }
+  return cache().alloc(nbytes, capacity);
+}
+void cpu_free(void* p, size_t capacity) {
+  if (!p) return;
+  if (g_destroyed.load()) {
+    std::free(p);
+    return;
+  }
+  cache().free(p, capacity);
+}
+CpuStats cpu_stats() { return cache().stats(); }
+void reset_peak_stats() { cache().reset_peak(); }
+void empty_cache() { cache().empty(); }
+void set_cache_limit(size_t bytes) { cache().set_limit(bytes); }
+
+}  // namespace metagrad::memory

@@ -1,0 +1,61 @@
+// The CPU caching allocator (Note [CPU caching allocator]): large blocks are reused after
+// free, statistics add up, the cache limit and empty_cache hold, small blocks bypass it.
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+#include <metagrad/metagrad.h>
+
+using namespace metagrad;
+
+TEST(CpuAllocator, ReusesFreedLargeBlocks) {
+  memory::empty_cache();
+  const memory::CpuStats s0 = memory::cpu_stats();
+  const void* first = nullptr;
+  {
+    Tensor a = empty({1000, 1000});  // 4 MB
+    first = a.data_ptr<float>();
+    EXPECT_GE(memory::cpu_stats().allocated, s0.allocated + 4000000);
+  }
+  const memory::CpuStats s1 = memory::cpu_stats();
+  EXPECT_EQ(s1.allocated, s0.allocated);
+  EXPECT_GE(s1.cached, 4000000u);
+  // A request of the same bin (a little smaller) gets the same block back.
+  Tensor b = empty({999, 1000});
+  EXPECT_EQ(static_cast<const void*>(b.data_ptr<float>()), first);
+  const memory::CpuStats s2 = memory::cpu_stats();
+  EXPECT_EQ(s2.hits, s1.hits + 1);
+  EXPECT_EQ(s2.cached, s1.cached - (s2.allocated - s1.allocated));
+  EXPECT_GE(s2.peak_allocated, s2.allocated);
+}
+
+TEST(CpuAllocator, LimitEmptyCacheAndPeak) {
+  memory::empty_cache();
+  EXPECT_EQ(memory::cpu_stats().cached, 0u);
+  memory::set_cache_limit(0);  // nothing is kept
+  { Tensor a = zeros({500, 500}); }
+  EXPECT_EQ(memory::cpu_stats().cached, 0u);
+  memory::set_cache_limit(size_t{1} << 30);
+  { Tensor a = zeros({500, 500}); }
+  EXPECT_GT(memory::cpu_stats().cached, 0u);
+  memory::empty_cache();
+  EXPECT_EQ(memory::cpu_stats().cached, 0u);
+  memory::reset_peak_stats();
+  const size_t base = memory::cpu_stats().allocated;
+  { Tensor a = zeros({2000, 1000}); }
+  EXPECT_GE(memory::cpu_stats().peak_allocated, base + 8000000);
+  memory::reset_peak_stats();
+  EXPECT_EQ(memory::cpu_stats().peak_allocated, memory::cpu_stats().allocated);
+}
+
+TEST(CpuAllocator, SmallBlocksBypassTheCache) {
+  const memory::CpuStats s0 = memory::cpu_stats();
+  { Tensor a = ones({100}); }
+  const memory::CpuStats s1 = memory::cpu_stats();
+  EXPECT_EQ(s1.cached, s0.cached);
+  EXPECT_EQ(s1.hits + s1.misses, s0.hits + s0.misses);
+  // A reused block holds whatever was there: creation ops still write every element.
+  { Tensor a = full({300, 300}, 7.0); }
+  Tensor z = zeros({300, 300});
+  EXPECT_EQ(sum(z).item<double>(), 0.0);
+}
