@@ -61,6 +61,25 @@ static void BM_Where(benchmark::State& state) {
 }
 BENCHMARK(BM_Where)->Arg(1 << 20);
 
+// Batch norm's pattern: [N, C, H, W] against a per-channel [1, C, 1, 1] (the coalesced inner
+// dim of the second operand has stride 0: Note [Broadcast pieces]), and ReLU's backward
+// where(x > 0, g, 0) with a scalar. Shapes of the max-pool conv-4's first block, 75 images.
+static void BM_MulPerChannel(benchmark::State& state) {
+  const int64_t hw = state.range(0);
+  Tensor a = ones({75, 64, hw, hw}), b = ones({1, 64, 1, 1});
+  for (auto _ : state) benchmark::DoNotOptimize(mul(a, b).raw_data());
+  state.SetBytesProcessed(state.iterations() * a.numel() * 2 * 4);
+}
+BENCHMARK(BM_MulPerChannel)->Arg(28)->Arg(7)->Arg(2);
+
+static void BM_WhereScalar(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  Tensor c = ones({n}) > 0.5, g = ones({n});
+  for (auto _ : state) benchmark::DoNotOptimize(where(c, g, 0.0).raw_data());
+  state.SetBytesProcessed(state.iterations() * n * (1 + 4 + 4));
+}
+BENCHMARK(BM_WhereScalar)->Arg(1 << 20);
+
 static void BM_ContiguousCopyOfTranspose(benchmark::State& state) {
   const int64_t n = state.range(0);
   Tensor a = ones({n, n}).t();
