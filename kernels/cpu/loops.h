@@ -8,6 +8,8 @@
 #include <utility>
 #include <cstdint>
 
+#include <omp.h>
+
 #include "kernels/strided.h"
 
 namespace metagrad::kernels::cpu {
@@ -33,7 +35,36 @@ void for_each_piece(const StridedLayout<N>& L, Piece piece) {
   for (int k = 0; k < N; ++k) inner_strides[k] = L.strides[k][last];
   const int64_t chunks_per_row = (inner + kChunk - 1) / kChunk;
   const int64_t items = outer * chunks_per_row;
-#pragma omp parallel for schedule(static) if (L.numel >= kParallelGrain && items > 1)
+  const bool parallel = L.numel >= kParallelGrain && items > 1;
+  if (chunks_per_row == 1) {
+    // Whole rows: each thread takes a contiguous range of rows and steps the operands'
+    // offsets from row to row like an odometer, instead of dividing a linear index per row
+    // (which dominated for short rows, e.g. a 2 x 2 feature map: 4 elements a row).
+#pragma omp parallel if (parallel)
+    {
+      const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t r0 = outer * t / nt, r1 = outer * (t + 1) / nt;
+      if (r0 < r1) {
+        int64_t off[N], idx[kMaxDims] = {};
+        L.offsets(r0 * inner, off);
+        for (int64_t d = last - 1, rem = r0; d >= 0; --d) {
+          idx[d] = rem % L.shape[d];
+          rem /= L.shape[d];
+        }
+        for (int64_t r = r0; r < r1; ++r) {
+          piece(off, inner_strides, inner);
+          for (int d = last - 1; d >= 0; --d) {  // next row
+            for (int k = 0; k < N; ++k) off[k] += L.strides[k][d];
+            if (++idx[d] < L.shape[d]) break;
+            for (int k = 0; k < N; ++k) off[k] -= L.strides[k][d] * L.shape[d];
+            idx[d] = 0;
+          }
+        }
+      }
+    }
+    return;
+  }
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t it = 0; it < items; ++it) {
     const int64_t r = it / chunks_per_row, c = it % chunks_per_row;
     int64_t off[N];
