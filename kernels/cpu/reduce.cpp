@@ -256,12 +256,25 @@ typename Op::acc_t reduce_range(const Op& op, const typename Op::in_t* base,
   const int last = red.ndim - 1;
   const int64_t inner = red.shape[last], s = red.strides[0][last];
   auto total = op.identity();
-  for (int64_t row = begin / inner; row * inner < end; ++row) {
+  // The first row's offset by division, the next ones by stepping an odometer over the outer
+  // reduced dims (short rows, as batch norm's statistics of small feature maps, made the
+  // divisions the cost).
+  int64_t row = begin / inner, off = 0, idx[kMaxDims] = {};
+  red.offsets(row * inner, &off);
+  for (int64_t d = last - 1, rem = row; d >= 0; --d) {
+    idx[d] = rem % red.shape[d];
+    rem /= red.shape[d];
+  }
+  for (; row * inner < end; ++row) {
     const int64_t lo = std::max(begin, row * inner), hi = std::min(end, (row + 1) * inner);
-    int64_t off;
-    red.offsets(row * inner, &off);
     total =
         op.combine(total, reduce_run(op, base + off + (lo - row * inner) * s, hi - lo, s, lo, o));
+    for (int64_t d = last - 1; d >= 0; --d) {  // next row
+      off += red.strides[0][d];
+      if (++idx[d] < red.shape[d]) break;
+      off -= red.strides[0][d] * red.shape[d];
+      idx[d] = 0;
+    }
   }
   return total;
 }
