@@ -950,6 +950,14 @@ TEST(Linear, StackedWeightsMatchPerSliceCalls) {
   check_grads("linear stacked", [](const Tensors& a) { return F::linear(a[0], a[1], a[2]); },
               {leaf(uniform(3 * 4 * 5, -1, 1, 92), {3, 4, 5}),
                leaf(uniform(3 * 2 * 5, -1, 1, 93), {3, 2, 5}), leaf(uniform(6, -1, 1, 94), {3, 2})});
+  // A bias [out] is shared by the whole stack.
+  const Tensor shared = t64(uniform(2, -1, 1, 98), {2});
+  const Tensor ys = F::linear(x, w, shared);
+  for (int64_t i = 0; i < 3; ++i) {
+    const Vec want = F::linear(x.select(0, i), w.select(0, i), shared).to_vector<double>();
+    const Vec got = ys.select(0, i).contiguous().to_vector<double>();
+    for (size_t k = 0; k < want.size(); ++k) EXPECT_NEAR(got[k], want[k], 1e-14) << i;
+  }
   // Non-contiguous stacked weight (stored [B, in, out], viewed as [B, out, in]).
   const Tensor wt = noncontig(uniform(3 * 2 * 5, -1, 1, 93), {3, 2, 5});
   const Vec a = F::linear(x, wt, b).to_vector<double>(), c = y.to_vector<double>();
@@ -962,8 +970,11 @@ TEST(Linear, RejectsMismatchedShapes) {
                                 t64(uniform(3, -1, 1, 97), {3})),
                       "[linear]", "does not match the weight");
   EXPECT_MG_ERROR_HAS(F::linear(x, t64(uniform(30, -1, 1, 96), {3, 2, 5}),
-                                t64(uniform(2, -1, 1, 97), {2})),
-                      "[linear]", "expected [3, 2]");
+                                t64(uniform(3, -1, 1, 97), {3})),
+                      "[linear]", "(expected [2] or [3, 2])");
+  EXPECT_MG_ERROR_HAS(F::linear(x, t64(uniform(30, -1, 1, 96), {3, 2, 5}),
+                                t64(uniform(4, -1, 1, 97), {2, 2})),
+                      "[linear]", "(expected [2] or [3, 2])");
   EXPECT_MG_ERROR_HAS(F::linear(x, t64(uniform(12, -1, 1, 96), {3, 4})), "[linear]",
                       "does not end in in_features");
   EXPECT_MG_ERROR_HAS(F::linear(t64(uniform(5, -1, 1, 95), {5}), t64(uniform(30, -1, 1, 96), {3, 2, 5})),

@@ -373,6 +373,11 @@ TEST(NnModule, FunctionalFormMatchesForward) {
   EXPECT_MG_ERROR_HAS(model->forward(x, {{"1.weight", other["0.weight"]}}), "[Tanh]", "'weight'");
   EXPECT_MG_ERROR_HAS(model->forward(x, {{"0.weight", zeros({3, 6})}}), "[Linear]",
                       "has shape [3, 6], the module's parameter has shape [6, 3]");
+  // Linear takes a stack of weights ([B, out, in], a task-batched meta-step), not any shape.
+  EXPECT_EQ(model->forward(ones({4, 5, 3}), {{"0.weight", zeros({4, 6, 3})}}).shape(),
+            (Shape{4, 5, 2}));
+  EXPECT_MG_ERROR_HAS(model->forward(x, {{"0.weight", zeros({4, 3, 6})}}), "[Linear]",
+                      "(or a stack of them, [B..., that shape])");
   Net net;
   EXPECT_MG_ERROR_HAS(net->forward(ones({1, 3}), {{"stat", zeros({5})}}), "[Net]",
                       "'stat' is a buffer");

@@ -13,11 +13,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   MG_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(-1), "linear", "input of shape ",
            shape_str(x.shape()), " does not end in in_features = ", weight.size(-1),
            " (weight of shape ", shape_str(weight.shape()), ")");
+  // The bias is [out] (shared by every weight of a stack) or has the weight's shape without
+  // its `in` dim, [B..., out].
+  const bool shared_bias = bias.defined() && bias.dim() == 1;
   if (bias.defined()) {
-    // The bias has the weight's shape without its `in` dim: [out] or [B..., out].
     Shape want(weight.shape().begin(), weight.shape().end() - 1);
-    MG_CHECK(bias.shape() == want, "linear", "bias of shape ", shape_str(bias.shape()),
-             " does not match the weight of shape ", shape_str(weight.shape()), " (expected ",
+    MG_CHECK(bias.shape() == want || (shared_bias && bias.size(0) == weight.size(-2)), "linear",
+             "bias of shape ", shape_str(bias.shape()), " does not match the weight of shape ",
+             shape_str(weight.shape()), " (expected [", weight.size(-2), "] or ",
              shape_str(want), ")");
   }
   if (weight.dim() == 2) {
@@ -28,7 +31,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
            " needs an input [B..., n, in], got shape ", shape_str(x.shape()));
   // [B..., n, in] @ [B..., in, out]; the bias row of each stack entry broadcasts over its n rows.
   Tensor y = matmul(x, weight.transpose(-2, -1));
-  return bias.defined() ? y + bias.unsqueeze(-2) : y;
+  if (!bias.defined()) return y;
+  return shared_bias ? y + bias : y + bias.unsqueeze(-2);
 }
 
 }  // namespace metagrad::nn::functional
