@@ -2,8 +2,8 @@
 // helpers of the functional form (Note [Functional form of a Module] in nn/module.h).
 #include "nn/module.h"
 
-#include <algorithm>
 #include <cxxabi.h>
+#include <algorithm>
 
 #include <cstdlib>
 #include <set>
@@ -342,7 +342,9 @@ Tensor Module::param(const ParamMap& params, const std::string& pname, const Ten
   if (!own.defined() || t.shape() == own.shape()) return t;
   const Shape& s = t.shape();
   const Shape& o = own.shape();
-  const bool stack = stackable && s.size() > o.size() && std::equal(o.begin(), o.end(), s.end() - static_cast<std::ptrdiff_t>(o.size()));
+  const bool stack =
+      stackable && s.size() > o.size() &&
+      std::equal(o.begin(), o.end(), s.end() - static_cast<std::ptrdiff_t>(o.size()));
   MG_CHECK(stack, name().c_str(), "forward(x, params): '", pname, "' has shape ", shape_str(s),
            ", the module's parameter has shape ", shape_str(o),
            stackable ? " (or a stack of them, [B..., that shape])" : "");

@@ -60,8 +60,8 @@ class Cache {
     }
     if (!p) {
       const CpuStats s = stats();
-      detail::fail("alloc", "out of memory allocating ", nbytes, " bytes on the CPU (",
-                   s.allocated, " bytes allocated by metagrad)");
+      detail::fail("alloc", "out of memory allocating ", nbytes, " bytes on the CPU (", s.allocated,
+                   " bytes allocated by metagrad)");
     }
     std::lock_guard<std::mutex> lock(mu_);
     note_alloc_locked(size);
@@ -142,9 +142,17 @@ void cpu_free(void* p, size_t capacity) {
   }
   cache().free(p, capacity);
 }
-CpuStats cpu_stats() { return cache().stats(); }
-void reset_peak_stats() { cache().reset_peak(); }
-void empty_cache() { cache().empty(); }
-void set_cache_limit(size_t bytes) { cache().set_limit(bytes); }
+CpuStats cpu_stats() {
+  return cache().stats();
+}
+void reset_peak_stats() {
+  cache().reset_peak();
+}
+void empty_cache() {
+  cache().empty();
+}
+void set_cache_limit(size_t bytes) {
+  cache().set_limit(bytes);
+}
 
 }  // namespace metagrad::memory

@@ -12,6 +12,8 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   data_ = memory::cpu_alloc(nbytes, &capacity_);  // Note [CPU caching allocator]
 }
 
-Storage::~Storage() { memory::cpu_free(data_, capacity_); }
+Storage::~Storage() {
+  memory::cpu_free(data_, capacity_);
+}
 
 }  // namespace metagrad

@@ -947,9 +947,10 @@ TEST(Linear, StackedWeightsMatchPerSliceCalls) {
     const Vec got = y.select(0, i).contiguous().to_vector<double>();
     for (size_t k = 0; k < want.size(); ++k) EXPECT_NEAR(got[k], want[k], 1e-14) << i;
   }
-  check_grads("linear stacked", [](const Tensors& a) { return F::linear(a[0], a[1], a[2]); },
-              {leaf(uniform(3 * 4 * 5, -1, 1, 92), {3, 4, 5}),
-               leaf(uniform(3 * 2 * 5, -1, 1, 93), {3, 2, 5}), leaf(uniform(6, -1, 1, 94), {3, 2})});
+  check_grads(
+      "linear stacked", [](const Tensors& a) { return F::linear(a[0], a[1], a[2]); },
+      {leaf(uniform(3 * 4 * 5, -1, 1, 92), {3, 4, 5}),
+       leaf(uniform(3 * 2 * 5, -1, 1, 93), {3, 2, 5}), leaf(uniform(6, -1, 1, 94), {3, 2})});
   // A bias [out] is shared by the whole stack.
   const Tensor shared = t64(uniform(2, -1, 1, 98), {2});
   const Tensor ys = F::linear(x, w, shared);
@@ -966,18 +967,19 @@ TEST(Linear, StackedWeightsMatchPerSliceCalls) {
 
 TEST(Linear, RejectsMismatchedShapes) {
   const Tensor x = t64(uniform(3 * 4 * 5, -1, 1, 95), {3, 4, 5});
-  EXPECT_MG_ERROR_HAS(F::linear(x, t64(uniform(10, -1, 1, 96), {2, 5}),
-                                t64(uniform(3, -1, 1, 97), {3})),
-                      "[linear]", "does not match the weight");
-  EXPECT_MG_ERROR_HAS(F::linear(x, t64(uniform(30, -1, 1, 96), {3, 2, 5}),
-                                t64(uniform(3, -1, 1, 97), {3})),
-                      "[linear]", "(expected [2] or [3, 2])");
-  EXPECT_MG_ERROR_HAS(F::linear(x, t64(uniform(30, -1, 1, 96), {3, 2, 5}),
-                                t64(uniform(4, -1, 1, 97), {2, 2})),
-                      "[linear]", "(expected [2] or [3, 2])");
+  EXPECT_MG_ERROR_HAS(
+      F::linear(x, t64(uniform(10, -1, 1, 96), {2, 5}), t64(uniform(3, -1, 1, 97), {3})),
+      "[linear]", "does not match the weight");
+  EXPECT_MG_ERROR_HAS(
+      F::linear(x, t64(uniform(30, -1, 1, 96), {3, 2, 5}), t64(uniform(3, -1, 1, 97), {3})),
+      "[linear]", "(expected [2] or [3, 2])");
+  EXPECT_MG_ERROR_HAS(
+      F::linear(x, t64(uniform(30, -1, 1, 96), {3, 2, 5}), t64(uniform(4, -1, 1, 97), {2, 2})),
+      "[linear]", "(expected [2] or [3, 2])");
   EXPECT_MG_ERROR_HAS(F::linear(x, t64(uniform(12, -1, 1, 96), {3, 4})), "[linear]",
                       "does not end in in_features");
-  EXPECT_MG_ERROR_HAS(F::linear(t64(uniform(5, -1, 1, 95), {5}), t64(uniform(30, -1, 1, 96), {3, 2, 5})),
-                      "[linear]", "needs an input [B..., n, in]");
+  EXPECT_MG_ERROR_HAS(
+      F::linear(t64(uniform(5, -1, 1, 95), {5}), t64(uniform(30, -1, 1, 96), {3, 2, 5})),
+      "[linear]", "needs an input [B..., n, in]");
   EXPECT_MG_ERROR(F::linear(x, t64({1.0}, {1})), "[linear]");
 }

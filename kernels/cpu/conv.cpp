@@ -207,8 +207,8 @@ void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y) 
           }
           // The bias is added after the product, as in the chunked path, so an image's
           // output does not depend on how the batch was chunked.
-          gemm<T>(false, false, d.og, d.l, d.k, T(1), wg, d.k, direct ? xg : col.data(), d.l,
-                  T(0), yg, d.l);
+          gemm<T>(false, false, d.og, d.l, d.k, T(1), wg, d.k, direct ? xg : col.data(), d.l, T(0),
+                  yg, d.l);
           if (bg) add_bias(yg, bg, d.og, d.l);
           continue;
         }

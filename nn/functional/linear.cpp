@@ -8,7 +8,8 @@ namespace metagrad::nn::functional {
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   MG_CHECK(x.defined() && weight.defined(), "linear", "input and weight must be defined");
-  MG_CHECK(weight.dim() >= 2, "linear", "weight must be [out, in] or a stack [B..., out, in], got shape ",
+  MG_CHECK(weight.dim() >= 2, "linear",
+           "weight must be [out, in] or a stack [B..., out, in], got shape ",
            shape_str(weight.shape()));
   MG_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(-1), "linear", "input of shape ",
            shape_str(x.shape()), " does not end in in_features = ", weight.size(-1),
@@ -20,8 +21,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     Shape want(weight.shape().begin(), weight.shape().end() - 1);
     MG_CHECK(bias.shape() == want || (shared_bias && bias.size(0) == weight.size(-2)), "linear",
              "bias of shape ", shape_str(bias.shape()), " does not match the weight of shape ",
-             shape_str(weight.shape()), " (expected [", weight.size(-2), "] or ",
-             shape_str(want), ")");
+             shape_str(weight.shape()), " (expected [", weight.size(-2), "] or ", shape_str(want),
+             ")");
   }
   if (weight.dim() == 2) {
     Tensor y = matmul(x, weight.t());

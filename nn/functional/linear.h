@@ -8,9 +8,9 @@ namespace metagrad::nn::functional {
 // x [..., in], weight [out, in], bias [out] (optional) -> [..., out].
 //
 // Beyond torch.nn.functional.linear, the weight may also be a stack of weights
-// [B..., out, in] (bias [B..., out], or [out] shared by the stack): then x is [B..., n, in] (batch dims broadcasting as in
-// matmul) and row block b of x meets weight b. This is what a task-batched meta-step needs
-// (one copy of the fast weights per task, meta::MetaOptions::batch_tasks).
+// [B..., out, in] (bias [B..., out], or [out] shared by the stack): then x is [B..., n, in] (batch
+// dims broadcasting as in matmul) and row block b of x meets weight b. This is what a task-batched
+// meta-step needs (one copy of the fast weights per task, meta::MetaOptions::batch_tasks).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
 
 }  // namespace metagrad::nn::functional
