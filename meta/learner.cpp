@@ -144,9 +144,8 @@ StepResult MAML::meta_step_batched(const std::vector<Task>& tasks) {
     stacked[n] = p.unsqueeze(0).expand(s);
   }
   const double scale = static_cast<double>(b);
-  const LossFn& loss = loss_;
-  LossFn task_sum = [&loss, scale](const Tensor& out, const Tensor& y) {
-    return loss(out.flatten(0, 1), y.flatten(0, 1)) * scale;
+  LossFn task_sum = [this, scale](const Tensor& out, const Tensor& y) {
+    return loss_(out.flatten(0, 1), y.flatten(0, 1)) * scale;
   };
   nn::ParamMap fast =
       adapt(stacked, stack(sx), stack(sy), task_sum, opts_.inner_steps, !opts_.first_order);

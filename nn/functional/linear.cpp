@@ -24,13 +24,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              shape_str(weight.shape()), " (expected [", weight.size(-2), "] or ", shape_str(want),
              ")");
   }
-  if (weight.dim() == 2) {
-    Tensor y = matmul(x, weight.t());
-    return bias.defined() ? y + bias : y;
-  }
-  MG_CHECK(x.dim() >= 2, "linear", "a stacked weight of shape ", shape_str(weight.shape()),
-           " needs an input [B..., n, in], got shape ", shape_str(x.shape()));
-  // [B..., n, in] @ [B..., in, out]; the bias row of each stack entry broadcasts over its n rows.
+  MG_CHECK(weight.dim() == 2 || x.dim() >= 2, "linear", "a stacked weight of shape ",
+           shape_str(weight.shape()), " needs an input [B..., n, in], got shape ",
+           shape_str(x.shape()));
+  // [..., n, in] @ [B..., in, out] (for a 2-d weight, x W^T); a stacked bias row broadcasts
+  // over its stack entry's n rows.
   Tensor y = matmul(x, weight.transpose(-2, -1));
   if (!bias.defined()) return y;
   return shared_bias ? y + bias : y + bias.unsqueeze(-2);
