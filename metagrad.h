@@ -1,6 +1,7 @@
 // metagrad: everything a user needs, in one include.
 #pragma once
 #include "autograd/autograd.h"
+#include "kernels/cuda/runtime.h"
 #include "meta/meta.h"
 #include "nn/nn.h"
 #include "tensor/allocator.h"

@@ -82,7 +82,7 @@ Tensor prod_backward(const Tensor& g, const Tensor& x, const Tensor& out,
   rep.push_back(n);
   rep.push_back(n);
   Tensor xr = xf.unsqueeze(-2).expand(rep);                  // [..., n(i), n(j)] = x_j
-  Tensor diag = eye(n, n, TensorOptions(DType::Bool));
+  Tensor diag = eye(n, n, TensorOptions(DType::Bool).device(g.device()));
   Tensor others = prod(where(diag, 1.0, xr), {-1});          // prod_{j != i} x_j
   Tensor back = others.reshape(xp.shape()).permute(inv);
   return ge * back;
@@ -231,6 +231,8 @@ const Table& table() {
       // clone, dtype conversion: identity (the engine casts back to the input's dtype).
       {"clone", {[](const GradCtx& c) -> Grads { return {c.g()}; }, kSaveNothing}},
       {"to_dtype", {[](const GradCtx& c) -> Grads { return {c.g().to(c.in_meta[0].dtype)}; }, kSaveNothing}},
+      // to(device): a copy across devices; the gradient goes back the same way.
+      {"to_device", {[](const GradCtx& c) -> Grads { return {c.g().to(c.in_meta[0].device)}; }, kSaveNothing}},
       // copy_(self, src): self's old value is overwritten (no gradient); src arrives broadcast.
       {"copy_", {[](const GradCtx& c) -> Grads { return {Tensor(), c.g()}; }, kSaveNothing}},
       // fill_: the result is a constant.

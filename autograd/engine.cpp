@@ -64,6 +64,8 @@ Tensor conform(const Tensor& g, const TensorMeta& m, const Node& node, size_t i)
     r = autograd::sum_to(r, m.shape);
   }
   if (r.dtype() != m.dtype && is_floating(m.dtype)) r = r.to(m.dtype);
+  // A CPU scalar that joined an op on the GPU (detail::common_device) gets its gradient home.
+  if (r.device() != m.device) r = r.to(m.device);
   return r;
 }
 
@@ -228,7 +230,8 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
       if (grads.size() > 1)
         for (size_t s = 0; s < grads.size(); ++s)
           if (!grads[s].defined() && is_floating(n->output_meta()[s].dtype))
-            grads[s] = zeros(n->output_meta()[s].shape, n->output_meta()[s].dtype);
+            grads[s] = zeros(n->output_meta()[s].shape, TensorOptions(n->output_meta()[s].dtype)
+                                                             .device(n->output_meta()[s].device));
       in_grads = n->apply(std::move(grads));
       if (!retain_graph) n->release_saved();
       for (size_t i = 0; i < in_grads.size(); ++i)

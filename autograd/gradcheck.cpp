@@ -41,6 +41,11 @@ GradcheckResult gradcheck(const TensorsFn& f, const std::vector<Tensor>& inputs,
     MG_CHECK(!inputs[i].requires_grad() || inputs[i].dtype() == DType::Float64, "gradcheck",
              "input ", i, " has dtype ", dtype_name(inputs[i].dtype()),
              "; finite differences need float64 inputs");
+  // The finite differences poke elements through host pointers; CUDA ops are checked against
+  // their CPU twins instead (tests/test_cuda_ops.cpp).
+  for (size_t i = 0; i < inputs.size(); ++i)
+    MG_CHECK(!inputs[i].defined() || inputs[i].device().is_cpu(), "gradcheck", "input ", i,
+             " is on ", inputs[i].device().str(), "; gradcheck runs on CPU tensors");
 
   // Analytical Jacobian rows: one vjp per output element.
   std::vector<Tensor> outs;

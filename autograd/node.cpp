@@ -80,11 +80,11 @@ void attach(const std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs
   node->next_edges_.clear();
   for (const Tensor& in : inputs) {
     node->next_edges_.push_back(gradient_edge(in));
-    node->input_meta_.push_back(in.defined() ? TensorMeta{in.shape(), in.dtype()} : TensorMeta{});
+    node->input_meta_.push_back(in.defined() ? TensorMeta{in.shape(), in.dtype(), in.device()} : TensorMeta{});
   }
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& out = outputs[i];
-    node->output_meta_.push_back({out.shape(), out.dtype()});
+    node->output_meta_.push_back({out.shape(), out.dtype(), out.device()});
     node->outputs_.push_back(out.impl_ptr());
   }
   // Edges were read above, before any output's grad_fn changes: an in-place op's output is

@@ -33,6 +33,7 @@ struct Edge {
 struct TensorMeta {
   Shape shape;
   DType dtype = DType::Float32;
+  Device device = Device::cpu();
 };
 
 class Node : public std::enable_shared_from_this<Node> {

@@ -11,6 +11,13 @@
 // MG_BENCH_EXPORT=<dir>: before timing, each workload writes its initial weights and tasks
 // (.npy), then the first step's mean query loss (loss.txt) and the weights after it
 // (after.<name>.npy), so bench/compare/torch_meta_step.py can check it computes the same.
+//
+// MG_BENCH_DEVICE=cuda: the same weights and tasks (made on the CPU from the same seeds) are
+// moved to the GPU and every step runs there. Each timed iteration ends with
+// cuda::synchronize(), so the time is the step's, not its launches'; the counter
+// peak_device_MB is the caching allocator's peak of live device memory during the timed loop
+// (weights, Adam state and tasks included, as torch.cuda.max_memory_allocated). Unset or
+// "cpu": the CPU, unchanged.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
@@ -23,6 +30,7 @@
 #include <vector>
 
 #include "autograd/engine.h"
+#include "kernels/cuda/runtime.h"
 #include "meta/learner.h"
 #include "meta/models.h"
 #include "meta/tasks.h"
@@ -119,6 +127,41 @@ double maxrss_mb() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
+// The device MG_BENCH_DEVICE asks for; false, with the benchmark skipped, when it names
+// neither "cpu" nor "cuda", or names "cuda" in a build or on a machine without a GPU.
+bool bench_device(benchmark::State& state, Device* d) {
+  const char* env = std::getenv("MG_BENCH_DEVICE");
+  const std::string s = env ? env : "";
+  if (s.empty() || s == "cpu") {
+    *d = Device::cpu();
+    return true;
+  }
+  if (s != "cuda") {
+    state.SkipWithError(("MG_BENCH_DEVICE=" + s + ": expected cpu or cuda").c_str());
+    return false;
+  }
+  if (!cuda_is_available()) {
+    state.SkipWithError(
+        "MG_BENCH_DEVICE=cuda, but CUDA is not available (a build without CUDA, or no GPU "
+        "visible)");
+    return false;
+  }
+  *d = Device::cuda();
+  return true;
+}
+
+// Moves the model (its parameters, in place) and the tasks to `d`.
+void to_device(Workload& w, Device d) {
+  if (d.is_cpu()) return;
+  w.net->to(d);
+  for (Task& t : w.tasks) {
+    t.support_x = t.support_x.to(d);
+    t.support_y = t.support_y.to(d);
+    t.query_x = t.query_x.to(d);
+    t.query_y = t.query_y.to(d);
+  }
+}
+
 void export_workload(const Workload& w, const fs::path& dir) {
   fs::create_directories(dir);
   for (const auto& [n, p] : nn::params_of(*w.net))
@@ -133,7 +176,23 @@ void export_workload(const Workload& w, const fs::path& dir) {
   }
 }
 
-void run_meta_step(benchmark::State& state, Workload w) {
+// Runs body(device) on the device MG_BENCH_DEVICE names. An exception (an op the GPU lacks,
+// say) skips this benchmark with its message instead of aborting the whole program.
+template <class Body>
+void on_bench_device(benchmark::State& state, Body body) {
+  Device dev;
+  if (!bench_device(state, &dev)) return;
+  try {
+    body(dev);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+// One untimed step, then the timed loop, on `dev` (counters: the file comment).
+void time_meta_step(benchmark::State& state, Workload& w, Device dev) {
+  to_device(w, dev);
+  const bool gpu = dev.is_cuda();
   meta::MAML maml(w.net, w.loss, w.opts);
   const char* exp = std::getenv("MG_BENCH_EXPORT");
   // One untimed step first: it warms the allocator and, when asked, is the step exported.
@@ -151,6 +210,10 @@ void run_meta_step(benchmark::State& state, Workload w) {
   } else {
     maml.meta_step(w.tasks);
   }
+  if (gpu) {
+    cuda::synchronize();
+    cuda::reset_peak_memory_stats();
+  }
   const double rss0 = proc_status_mb("VmRSS"), maxrss0 = maxrss_mb();
   // "5" resets VmHWM to the current RSS (Linux >= 4.0), so the peak is this loop's own.
   { std::ofstream("/proc/self/clear_refs") << "5"; }
@@ -158,11 +221,19 @@ void run_meta_step(benchmark::State& state, Workload w) {
   for (auto _ : state) {
     const meta::StepResult r = maml.meta_step(w.tasks);
     loss = r.loss;
+    if (gpu) cuda::synchronize();  // the step's queued kernels (Adam's last) are its time
   }
   state.counters["peak_MB"] = proc_status_mb("VmHWM") - rss0;
   state.counters["maxrss_delta_MB"] = maxrss_mb() - maxrss0;
+  if (gpu)
+    state.counters["peak_device_MB"] =
+        static_cast<double>(cuda::memory_stats().peak_allocated) / (1024.0 * 1024.0);
   state.counters["loss"] = loss;
-  state.SetLabel(w.name);
+}
+
+void run_meta_step(benchmark::State& state, Workload w) {
+  state.SetLabel(w.name);  // before any SkipWithError: run.py keys results by label
+  on_bench_device(state, [&](Device dev) { time_meta_step(state, w, dev); });
 }
 
 void BM_SinusoidMetaStep(benchmark::State& state) {
@@ -176,11 +247,18 @@ void BM_OmniglotConv4MetaStep(benchmark::State& state) {
 // apart with timers: support forward + loss, inner gradient (create_graph), fast weights,
 // query forward + loss, meta-backward, Adam. Counters are ms per meta-step. Not part of the
 // comparison (run.py filters it out); it says where the time goes.
-void BM_OmniglotConv4Phases(benchmark::State& state) {
+void time_phases(benchmark::State& state, Device dev) {
   Workload w = omniglot(false, state.range(0) == 0);
+  to_device(w, dev);
   meta::MAML maml(w.net, w.loss, w.opts);
   maml.meta_step(w.tasks);  // warm-up
   using clk = std::chrono::steady_clock;
+  // On the GPU every phase boundary waits for the queued work, so each phase gets its own
+  // time (the waits add a little to the total).
+  auto now = [gpu = dev.is_cuda()] {
+    if (gpu) cuda::synchronize();
+    return clk::now();
+  };
   double t_fwd = 0, t_grad = 0, t_fast = 0, t_qfwd = 0, t_back = 0, t_opt = 0;
   auto ms = [](clk::time_point a, clk::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -197,27 +275,27 @@ void BM_OmniglotConv4Phases(benchmark::State& state) {
         names.push_back(n);
         ws.push_back(p);
       }
-      auto t0 = clk::now();
+      auto t0 = now();
       Tensor l = w.loss(w.net->forward(t.support_x, params), t.support_y);
-      auto t1 = clk::now();
+      auto t1 = now();
       std::vector<Tensor> gs = grad({l}, ws, {}, std::nullopt, create_graph, true);
-      auto t2 = clk::now();
+      auto t2 = now();
       nn::ParamMap fast = params;
       for (size_t i = 0; i < names.size(); ++i) fast[names[i]] = ws[i] - gs[i] * w.opts.inner_lr;
-      auto t3 = clk::now();
+      auto t3 = now();
       Tensor lq = w.loss(w.net->forward(t.query_x, fast), t.query_y);
-      auto t4 = clk::now();
+      auto t4 = now();
       (lq * wt).backward();
-      auto t5 = clk::now();
+      auto t5 = now();
       t_fwd += ms(t0, t1);
       t_grad += ms(t1, t2);
       t_fast += ms(t2, t3);
       t_qfwd += ms(t3, t4);
       t_back += ms(t4, t5);
     }
-    auto t6 = clk::now();
+    auto t6 = now();
     maml.meta_optimizer()->step();
-    t_opt += ms(t6, clk::now());
+    t_opt += ms(t6, now());
   }
   const double n = static_cast<double>(state.iterations());
   state.counters["support_fwd_ms"] = t_fwd / n;
@@ -227,6 +305,11 @@ void BM_OmniglotConv4Phases(benchmark::State& state) {
   state.counters["meta_backward_ms"] = t_back / n;
   state.counters["adam_ms"] = t_opt / n;
 }
+
+void BM_OmniglotConv4Phases(benchmark::State& state) {
+  on_bench_device(state, [&](Device dev) { time_phases(state, dev); });
+}
+
 BENCHMARK(BM_OmniglotConv4Phases)
     ->ArgName("second_order")
     ->Arg(1)

@@ -36,7 +36,11 @@ constexpr bool unary_needs_float(UnaryOp op) {
 
 namespace fn {
 
-template <typename T> MG_HD inline T sign(T x) { return T((T(0) < x) - (x < T(0))); }
+// The unsigned branch gives the same values; it spares nvcc's "pointless comparison" warning.
+template <typename T> MG_HD inline T sign(T x) {
+  if constexpr (std::is_unsigned_v<T>) return T(x != T(0));
+  else return T((T(0) < x) - (x < T(0)));
+}
 
 // `T` is the compute type. For floating types the C math library does the work.
 template <UnaryOp Op>

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/conv.h"
+#include "tensor/dispatch.h"
 #include "tensor/creation.h"
 #include "tensor/grad_mode.h"
 
@@ -12,12 +13,10 @@ namespace metagrad {
 
 namespace {
 
-using kernels::cpu::Conv2dGeometry;
+using kernels::Conv2dGeometry;
 
 void check_operand(const char* op, const Tensor& t, const char* what) {
   MG_CHECK(t.defined(), op, "got an undefined ", what);
-  MG_CHECK(t.device().is_cpu(), op, "tensors on ", t.device().str(),
-           " are not supported by this build");
   MG_CHECK(is_floating(t.dtype()), op, "expected a float32 or float64 ", what, ", got ",
            dtype_name(t.dtype()));
 }
@@ -116,6 +115,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
   check_operand(op, weight, "weight");
   const Conv2dGeometry g = geometry(op, input.shape(), weight.shape(), params);
   check_same_dtype(op, input, "input", weight, "weight");
+  detail::check_same_device(op, {&input, &weight, &bias});
   if (bias.defined()) {
     check_operand(op, bias, "bias");
     check_same_dtype(op, input, "input", bias, "bias");
@@ -132,8 +132,8 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias,
         out.zero_();
     } else {
       Tensor x = dense(input), w = dense(weight), b = bias.defined() ? dense(bias) : Tensor();
-      kernels::cpu::conv2d_forward(out.dtype(), g, x.raw_data(), w.raw_data(),
-                                   b.defined() ? b.raw_data() : nullptr, out.raw_data());
+      MG_KERNEL(out.device(), conv2d_forward, out.dtype(), g, x.raw_data(), w.raw_data(),
+                b.defined() ? b.raw_data() : nullptr, out.raw_data());
     }
   }
   // autograd args: dims = {sh, sw, ph, pw, dh, dw, groups}; inputs {input, weight[, bias]}
@@ -152,6 +152,7 @@ Tensor conv2d_input_backward(const Tensor& grad_out, const Tensor& weight, const
   const Conv2dGeometry g = geometry(op, input_shape, weight.shape(), params);
   check_grad_out(op, grad_out, g, input_shape, weight.shape());
   check_same_dtype(op, grad_out, "grad_out", weight, "weight");
+  detail::check_same_device(op, {&grad_out, &weight});
   Tensor gx = Tensor::empty(input_shape, grad_out.options());
   if (gx.numel() > 0) {
     if (grad_out.numel() == 0) {  // no filter: nothing flows back
@@ -159,8 +160,8 @@ Tensor conv2d_input_backward(const Tensor& grad_out, const Tensor& weight, const
       gx.zero_();
     } else {
       Tensor gy = dense(grad_out), w = dense(weight);
-      kernels::cpu::conv2d_input_backward(gx.dtype(), g, gy.raw_data(), w.raw_data(),
-                                          gx.raw_data());
+      MG_KERNEL(gx.device(), conv2d_input_backward, gx.dtype(), g, gy.raw_data(), w.raw_data(),
+                gx.raw_data());
     }
   }
   // autograd args: dims = {sh, sw, ph, pw, dh, dw, groups}, shape = input_shape
@@ -176,6 +177,7 @@ Tensor conv2d_weight_backward(const Tensor& grad_out, const Tensor& input,
   const Conv2dGeometry g = geometry(op, input.shape(), weight_shape, params);
   check_grad_out(op, grad_out, g, input.shape(), weight_shape);
   check_same_dtype(op, grad_out, "grad_out", input, "input");
+  detail::check_same_device(op, {&grad_out, &input});
   Tensor gw = Tensor::empty(weight_shape, grad_out.options());
   if (gw.numel() > 0) {
     if (grad_out.numel() == 0) {  // no image
@@ -183,8 +185,8 @@ Tensor conv2d_weight_backward(const Tensor& grad_out, const Tensor& input,
       gw.zero_();
     } else {
       Tensor gy = dense(grad_out), x = dense(input);
-      kernels::cpu::conv2d_weight_backward(gw.dtype(), g, gy.raw_data(), x.raw_data(),
-                                           gw.raw_data());
+      MG_KERNEL(gw.device(), conv2d_weight_backward, gw.dtype(), g, gy.raw_data(), x.raw_data(),
+                gw.raw_data());
     }
   }
   // autograd args: dims = {sh, sw, ph, pw, dh, dw, groups}, shape = weight_shape

@@ -22,6 +22,17 @@ Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.options()); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.options()); }
 Tensor full_like(const Tensor& t, const Scalar& v) { return full(t.shape(), v, t.options()); }
 
+namespace {
+// Factories that compute their values in a host loop (arange, linspace, eye) build on the CPU
+// and copy the result over once.
+TensorOptions host_options(const TensorOptions& opts) {
+  return opts.requires_grad(false).device(Device::cpu());
+}
+Tensor to_target(const Tensor& t, const TensorOptions& opts) {
+  return opts.device_.is_cuda() ? detail::transfer(t, opts.device_) : t;
+}
+}  // namespace
+
 Tensor arange(const Scalar& end) { return arange(0, end, 1); }
 
 Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step) {
@@ -37,19 +48,20 @@ Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, Tensor
   MG_CHECK((d > 0 && e >= s) || (d < 0 && e <= s), "arange", "upper bound and step sign are",
            " inconsistent: start ", s, ", end ", e, ", step ", d);
   const int64_t n = static_cast<int64_t>(std::ceil((e - s) / d));
-  Tensor t = Tensor::empty({n}, opts.requires_grad(false));
+  Tensor t = Tensor::empty({n}, host_options(opts));
   MG_DISPATCH_ALL(t.dtype(), [&] {
     MG_CHECK((!std::is_same_v<scalar_t, bool>), "arange", "bool is not a valid dtype");
     scalar_t* p = t.data_ptr<scalar_t>();
     for (int64_t i = 0; i < n; ++i) p[i] = static_cast<scalar_t>(s + static_cast<double>(i) * d);
   });
+  t = to_target(t, opts);
   if (opts.requires_grad_) t.requires_grad_(true);
   return t;
 }
 
 Tensor linspace(double start, double end, int64_t steps, TensorOptions opts) {
   MG_CHECK(steps >= 0, "linspace", "number of steps must be non-negative, got ", steps);
-  Tensor t = Tensor::empty({steps}, opts.requires_grad(false));
+  Tensor t = Tensor::empty({steps}, host_options(opts));
   const double step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0.0;
   MG_DISPATCH_ALL(t.dtype(), [&] {
     scalar_t* p = t.data_ptr<scalar_t>();
@@ -60,6 +72,7 @@ Tensor linspace(double start, double end, int64_t steps, TensorOptions opts) {
       p[i] = static_cast<scalar_t>(i < half ? start + step * static_cast<double>(i)
                                             : end - step * static_cast<double>(steps - 1 - i));
   });
+  t = to_target(t, opts);
   if (opts.requires_grad_) t.requires_grad_(true);
   return t;
 }
@@ -67,11 +80,12 @@ Tensor linspace(double start, double end, int64_t steps, TensorOptions opts) {
 Tensor eye(int64_t n, int64_t m, TensorOptions opts) {
   if (m < 0) m = n;
   MG_CHECK(n >= 0, "eye", "n must be non-negative, got ", n);
-  Tensor t = zeros({n, m}, opts.requires_grad(false));
+  Tensor t = zeros({n, m}, host_options(opts));
   MG_DISPATCH_ALL(t.dtype(), [&] {
     scalar_t* p = t.data_ptr<scalar_t>();
     for (int64_t i = 0; i < std::min(n, m); ++i) p[i * m + i] = scalar_t(1);
   });
+  t = to_target(t, opts);
   if (opts.requires_grad_) t.requires_grad_(true);
   return t;
 }

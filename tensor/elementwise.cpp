@@ -4,7 +4,7 @@
 
 #include <limits>
 
-#include "kernels/cpu/cpu_kernels.h"
+#include "tensor/dispatch.h"
 #include "tensor/grad_mode.h"
 #include "tensor/tensor_iter.h"
 #include "tensor/type_promotion.h"
@@ -18,8 +18,6 @@ namespace {
 
 void check_operand(const char* op, const Tensor& t) {
   MG_CHECK(t.defined(), op, "got an undefined tensor");
-  MG_CHECK(t.device().is_cpu(), op, "tensors on ", t.device().str(),
-           " are not supported by this build");
 }
 
 // Casts without recording: the caller reports the whole op, whose derivative accounts for it.
@@ -38,9 +36,8 @@ Tensor unary_op(const char* name, UnaryOp op, const Tensor& x, double p0 = 0, do
            shape_str(x.shape()), ")");
   Tensor xin = cast(x, t);
   Tensor out = Tensor::empty(x.shape(), x.options().dtype(t));
-  kernels::cpu::unary(op, p0, p1, t, detail::extent(x.shape()),
-                      {out.raw_data(), out.strides().data()},
-                      {xin.raw_data(), xin.strides().data()});
+  MG_KERNEL(x.device(), unary, op, p0, p1, t, detail::extent(x.shape()),
+            {out.raw_data(), out.strides().data()}, {xin.raw_data(), xin.strides().data()});
   detail::record_op(name, {x}, {out}, args);
   return out;
 }
@@ -69,14 +66,15 @@ Tensor binary_op(const char* name, BinaryOp op, const Tensor& a, const Tensor& b
   check_operand(name, a);
   check_operand(name, b);
   const Shape shape = broadcast_shapes(name, a.shape(), b.shape());
+  const Device dev = detail::common_device(name, {&a, &b});
   const DType t = compute_type(name, op, a, b);
-  Tensor ac = cast(a, t), bc = cast(b, t);
+  Tensor ac = detail::adopt_device(cast(a, t), dev), bc = detail::adopt_device(cast(b, t), dev);
   const DType out_t = kernels::binary_returns_bool(op) ? DType::Bool : t;
-  Tensor out = Tensor::empty(shape, a.options().dtype(out_t));
+  Tensor out = Tensor::empty(shape, a.options().dtype(out_t).device(dev));
   const Shape sa = detail::broadcast_strides(ac, shape), sb = detail::broadcast_strides(bc, shape);
-  kernels::cpu::binary(bool_op(op, t), t, detail::extent(shape),
-                       {out.raw_data(), out.strides().data()}, {ac.raw_data(), sa.data()},
-                       {bc.raw_data(), sb.data()});
+  MG_KERNEL(dev, binary, bool_op(op, t), t, detail::extent(shape),
+            {out.raw_data(), out.strides().data()}, {ac.raw_data(), sa.data()},
+            {bc.raw_data(), sb.data()});
   if (out_t != DType::Bool) detail::record_op(name, {a, b}, {out});
   return out;
 }
@@ -100,12 +98,15 @@ Tensor& inplace_op(const char* name, BinaryOp op, Tensor& self, const Tensor& ot
   // and the old value the rule may need (mul_, div_) is kept safe in the clone.
   Tensor old;
   if (detail::should_record({&self, &other})) old = self.clone();
-  Tensor oc = cast(other, self.dtype());
+  const Device dev = detail::common_device(name, {&self, &other});
+  MG_CHECK(dev == self.device(), name, "cannot write a result on ", dev.str(),
+           " into a tensor on ", self.device().str());
+  Tensor oc = detail::adopt_device(cast(other, self.dtype()), dev);
   if (oc.storage() == self.storage() && !oc.is_same(self)) oc = oc.clone();  // aliasing
   const Shape so = detail::broadcast_strides(oc, shape);
-  kernels::cpu::binary(bool_op(op, self.dtype()), self.dtype(), detail::extent(shape),
-                       {self.raw_data(), self.strides().data()},
-                       {self.raw_data(), self.strides().data()}, {oc.raw_data(), so.data()});
+  MG_KERNEL(dev, binary, bool_op(op, self.dtype()), self.dtype(), detail::extent(shape),
+            {self.raw_data(), self.strides().data()}, {self.raw_data(), self.strides().data()},
+            {oc.raw_data(), so.data()});
   self.bump_version();
   if (old.defined()) {
     std::string out_of_place(name);
@@ -145,7 +146,7 @@ MG_UNARY(erf, Erf)
 
 Tensor logical_not(const Tensor& x) {
   check_operand("logical_not", x);
-  return eq(x, scalar_tensor(0, x.dtype()));
+  return eq(x, scalar_like(x, 0).to(x.dtype()));
 }
 
 Tensor pow(const Tensor& x, const Scalar& e) {
@@ -216,7 +217,12 @@ Tensor scalar_tensor(const Scalar& s, DType dtype) {
 
 Tensor scalar_like(const Tensor& t, const Scalar& s) {
   MG_CHECK(t.defined(), "scalar", "got an undefined tensor");
-  return scalar_tensor(s, result_type(t, s));
+  if (t.device().is_cpu()) return scalar_tensor(s, result_type(t, s));
+  // On the GPU the scalar is filled in place by a kernel: no host-to-device copy, no wait.
+  Tensor out = Tensor::empty({}, TensorOptions().dtype(result_type(t, s)).device(t.device()));
+  NoGradGuard g;
+  out.fill_(s.to_double());
+  return out;
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
@@ -227,14 +233,15 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
            dtype_name(cond.dtype()));
   const Shape shape =
       broadcast_shapes("where", broadcast_shapes("where", cond.shape(), a.shape()), b.shape());
+  const Device dev = detail::common_device("where", {&cond, &a, &b});
   const DType t = result_type(a, b);
-  Tensor ac = cast(a, t), bc = cast(b, t);
-  Tensor out = Tensor::empty(shape, a.options().dtype(t));
-  const Shape sc = detail::broadcast_strides(cond, shape), sa = detail::broadcast_strides(ac, shape),
+  Tensor ac = detail::adopt_device(cast(a, t), dev), bc = detail::adopt_device(cast(b, t), dev);
+  const Tensor cc = detail::adopt_device(cond, dev);
+  Tensor out = Tensor::empty(shape, a.options().dtype(t).device(dev));
+  const Shape sc = detail::broadcast_strides(cc, shape), sa = detail::broadcast_strides(ac, shape),
               sb = detail::broadcast_strides(bc, shape);
-  kernels::cpu::where(t, detail::extent(shape), {out.raw_data(), out.strides().data()},
-                      {cond.raw_data(), sc.data()}, {ac.raw_data(), sa.data()},
-                      {bc.raw_data(), sb.data()});
+  MG_KERNEL(dev, where, t, detail::extent(shape), {out.raw_data(), out.strides().data()},
+            {cc.raw_data(), sc.data()}, {ac.raw_data(), sa.data()}, {bc.raw_data(), sb.data()});
   detail::record_op("where", {cond, a, b}, {out});
   return out;
 }

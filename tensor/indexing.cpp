@@ -5,10 +5,10 @@
 
 #include <algorithm>
 
-#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/index.h"
 #include "tensor/creation.h"
 #include "tensor/grad_mode.h"
+#include "tensor/dispatch.h"
 #include "tensor/tensor_iter.h"
 #include "tensor/type_promotion.h"
 
@@ -18,9 +18,8 @@ namespace {
 
 void check_operand(const char* op, const Tensor& t, const char* what) {
   MG_CHECK(t.defined(), op, "got an undefined ", what);
-  MG_CHECK(t.device().is_cpu(), op, "tensors on ", t.device().str(),
-           " are not supported by this build");
 }
+
 
 // Shape and strides with a 0-d tensor seen as 1-d of size 1, so that dim 0 always exists.
 struct Geom {
@@ -31,7 +30,7 @@ Geom geom(const Tensor& t) {
   return {t.shape(), t.strides()};
 }
 
-kernels::cpu::Extent extent_of(const Shape& s) {
+kernels::Extent extent_of(const Shape& s) {
   return detail::extent(s);
 }
 
@@ -42,8 +41,8 @@ kernels::cpu::Extent extent_of(const Shape& s) {
 // Throws for the first index (row-major) outside [0, size), if there is one.
 void check_indices(const char* op, const Tensor& index, const Geom& g, int64_t dim, int64_t size) {
   int64_t bad = 0;
-  if (kernels::cpu::find_index_out_of_range(index.dtype(), extent_of(g.shape),
-                                            {index.raw_data(), g.strides.data()}, size, &bad))
+  if (MG_KERNEL(index.device(), find_index_out_of_range, index.dtype(), extent_of(g.shape),
+                {index.raw_data(), g.strides.data()}, size, &bad))
     fail_bounds(op, bad, dim, size);
 }
 
@@ -55,6 +54,7 @@ int64_t check_scatter(const char* op, const Tensor& self, int64_t dim, const Ten
   check_operand(op, self, "input");
   check_operand(op, index, "index");
   check_operand(op, src, "src");
+  detail::check_same_device(op, {&self, &index, &src});
   MG_CHECK(index.dtype() == DType::Int64, op, "index must be an int64 tensor, got ",
            dtype_name(index.dtype()));
   MG_CHECK(src.dtype() == self.dtype(), op, "src has dtype ", dtype_name(src.dtype()),
@@ -85,10 +85,10 @@ void scatter_add_into(const char* op, Tensor& self, int64_t d, Tensor index, Ten
   }
   const Geom gs = geom(self), gi = geom(index), gsrc = geom(src);
   check_indices(op, index, gi, d, gs.shape[d]);
-  kernels::cpu::scatter_add(self.dtype(), index.dtype(), extent_of(gi.shape), static_cast<int>(d),
-                            {self.raw_data(), gs.strides.data()},
-                            {index.raw_data(), gi.strides.data()},
-                            {src.raw_data(), gsrc.strides.data()}, gs.strides[d]);
+  MG_KERNEL(self.device(), scatter_add, self.dtype(), index.dtype(), extent_of(gi.shape),
+            static_cast<int>(d), {self.raw_data(), gs.strides.data()},
+            {index.raw_data(), gi.strides.data()}, {src.raw_data(), gsrc.strides.data()},
+            gs.strides[d]);
 }
 
 // Source coordinate of output coordinate o along a dim of size n padded by `left`, or -1
@@ -126,6 +126,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   const char* op = "gather";
   check_operand(op, x, "input");
   check_operand(op, index, "index");
+  detail::check_same_device(op, {&x, &index});
   MG_CHECK(index.dtype() == DType::Int64, op, "index must be an int64 tensor, got ",
            dtype_name(index.dtype()));
   MG_CHECK(index.dim() == x.dim(), op, "index of shape ", shape_str(index.shape()),
@@ -139,9 +140,9 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   const Geom gx = geom(x), gi = geom(index), go = geom(out);
   Shape xs = gx.strides;
   xs[d] = 0;  // the index supplies the coordinate along dim
-  if (!kernels::cpu::gather(dtype_size(x.dtype()), index.dtype(), extent_of(gi.shape),
-                            {out.raw_data(), go.strides.data()}, {x.raw_data(), xs.data()},
-                            {index.raw_data(), gi.strides.data()}, gx.strides[d], gx.shape[d])) {
+  if (!MG_KERNEL(x.device(), gather, dtype_size(x.dtype()), index.dtype(), extent_of(gi.shape),
+                 {out.raw_data(), go.strides.data()}, {x.raw_data(), xs.data()},
+                 {index.raw_data(), gi.strides.data()}, gx.strides[d], gx.shape[d])) {
     check_indices(op, index, gi, d, gx.shape[d]);
     detail::fail(op, "index out of bounds");  // not reached: the check above finds it
   }
@@ -155,6 +156,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   const char* op = "index_select";
   check_operand(op, x, "input");
   check_operand(op, index, "index");
+  detail::check_same_device(op, {&x, &index});
   MG_CHECK(index.dtype() == DType::Int64 || index.dtype() == DType::Int32, op,
            "index must be an int64 or int32 tensor, got ", dtype_name(index.dtype()));
   MG_CHECK(index.dim() <= 1, op, "index must be 0-d or 1-d, got shape ", shape_str(index.shape()));
@@ -170,9 +172,9 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   is[d] = index.dim() == 1 ? index.stride(0) : 0;
   xs[d] = 0;
   const Geom gi{{n}, {is[d]}};
-  if (!kernels::cpu::gather(dtype_size(x.dtype()), index.dtype(), extent_of(shape),
-                            {out.raw_data(), os.data()}, {x.raw_data(), xs.data()},
-                            {index.raw_data(), is.data()}, gx.strides[d], gx.shape[d])) {
+  if (!MG_KERNEL(x.device(), gather, dtype_size(x.dtype()), index.dtype(), extent_of(shape),
+                 {out.raw_data(), os.data()}, {x.raw_data(), xs.data()},
+                 {index.raw_data(), is.data()}, gx.strides[d], gx.shape[d])) {
     check_indices(op, index, gi, d, gx.shape[d]);
     detail::fail(op, "index out of bounds");  // not reached: the check above finds it
   }
@@ -225,29 +227,29 @@ Tensor one_hot(const Tensor& labels, int64_t num_classes) {
   MG_CHECK(num_classes >= -1, op, "num_classes must be -1 (inferred) or non-negative, got ",
            num_classes);
   const Geom g = geom(labels);
-  const kernels::cpu::Operand in{labels.raw_data(), g.strides.data()};
+  const kernels::Operand in{labels.raw_data(), g.strides.data()};
   if (num_classes == -1) {
     MG_CHECK(labels.numel() > 0, op,
              "cannot infer the number of classes from an empty tensor of shape ",
              shape_str(labels.shape()), "; pass num_classes");
     int64_t mn = 0, mx = 0;
-    kernels::cpu::index_min_max(labels.dtype(), extent_of(g.shape), in, &mn, &mx);
+    MG_KERNEL(labels.device(), index_min_max, labels.dtype(), extent_of(g.shape), in, &mn, &mx);
     MG_CHECK(mn >= 0, op, "class values must be non-negative, got ", mn);
     num_classes = mx + 1;
   } else {
     int64_t bad = 0;
-    if (kernels::cpu::find_index_out_of_range(labels.dtype(), extent_of(g.shape), in, num_classes,
-                                              &bad)) {
+    if (MG_KERNEL(labels.device(), find_index_out_of_range, labels.dtype(), extent_of(g.shape),
+                  in, num_classes, &bad)) {
       MG_CHECK(bad >= 0, op, "class values must be non-negative, got ", bad);
       detail::fail(op, "class value ", bad, " is out of range for num_classes ", num_classes);
     }
   }
   Shape shape = labels.shape();
   shape.push_back(num_classes);
-  Tensor out = zeros(shape, DType::Int64);
+  Tensor out = zeros(shape, TensorOptions().dtype(DType::Int64).device(labels.device()));
   Tensor lc = labels.contiguous();
-  kernels::cpu::one_hot(labels.dtype(), labels.numel(), lc.raw_data(), out.data_ptr<int64_t>(),
-                        num_classes);
+  MG_KERNEL(labels.device(), one_hot, labels.dtype(), labels.numel(), lc.raw_data(),
+            out.data_ptr<int64_t>(), num_classes);
   return out;  // integer: not differentiable, not reported
 }
 
@@ -291,7 +293,11 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     total += sizes[i];
   }
   shape[d] = total;
-  Tensor out = Tensor::empty(shape, TensorOptions(dtype));
+  const Device dev = ref ? ref->device() : tensors[0].device();
+  for (size_t i = 0; i < tensors.size(); ++i)
+    MG_CHECK(tensors[i].device() == dev, op, "expected all tensors on one device, got ",
+             dev.str(), " and ", tensors[i].device().str(), " (tensor ", i, ")");
+  Tensor out = Tensor::empty(shape, TensorOptions(dtype).device(dev));
   // Each input is copied (and converted) into its slice of the output.
   const int64_t step = out.stride(d) * static_cast<int64_t>(dtype_size(dtype));
   int64_t at = 0;
@@ -299,8 +305,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     const Tensor& t = tensors[i];
     if (skipped(t) || t.numel() == 0) continue;
     char* dst = static_cast<char*>(out.raw_data()) + at * step;
-    kernels::cpu::copy(dtype, t.dtype(), extent_of(t.shape()), {dst, out.strides().data()},
-                       {t.raw_data(), t.strides().data()});
+    MG_KERNEL(dev, copy, dtype, t.dtype(), extent_of(t.shape()), {dst, out.strides().data()},
+              {t.raw_data(), t.strides().data()});
     at += sizes[i];
   }
   // autograd args: i = dim (wrapped), dims = each input's size along dim (0 when skipped)
@@ -423,8 +429,8 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& p, PadMode mode, double 
     for (int64_t d = 0; d < rank; ++d)
       for (int64_t o = 0; o < shape[d]; ++o)
         maps.push_back(pad_source(mode, o, left[d], x.size(d)));
-    kernels::cpu::pad(x.dtype(), static_cast<int>(rank), shape.data(), out.raw_data(), x.raw_data(),
-                      x.strides().data(), maps.data(), value);
+    MG_KERNEL(x.device(), pad, x.dtype(), static_cast<int>(rank), shape.data(), out.raw_data(),
+              x.raw_data(), x.strides().data(), maps.data(), value);
   }
   // autograd args: dims = the pad list, shape = input shape, a = value, i = mode
   if (out.is_floating_point())

@@ -14,6 +14,7 @@
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/matmul.h"
+#include "tensor/dispatch.h"
 #include "tensor/grad_mode.h"
 #include "tensor/type_promotion.h"
 
@@ -23,8 +24,6 @@ namespace {
 
 void check_operand(const char* op, const Tensor& t) {
   MG_CHECK(t.defined(), op, "got an undefined tensor");
-  MG_CHECK(t.device().is_cpu(), op, "tensors on ", t.device().str(),
-           " are not supported by this build");
   MG_CHECK(t.dtype() != DType::Bool, op, "not supported for bool tensors (shape ",
            shape_str(t.shape()), ")");
 }
@@ -72,8 +71,8 @@ Operand prepare(const Tensor& x, bool left, DType t, const Shape& batch, int64_t
     cstrides.push_back(op.rs);
     cstrides.push_back(op.cs);
     Tensor dst = Tensor::empty(cshape, TensorOptions().dtype(t).device(x.device()));
-    kernels::cpu::copy(t, x.dtype(), {static_cast<int>(cshape.size()), cshape.data()},
-                       {dst.raw_data(), dst.strides().data()}, {x.raw_data(), cstrides.data()});
+    MG_KERNEL(x.device(), copy, t, x.dtype(), {static_cast<int>(cshape.size()), cshape.data()},
+              {dst.raw_data(), dst.strides().data()}, {x.raw_data(), cstrides.data()});
     const size_t r = own_shape.size();
     own_shape.assign(cshape.begin(), cshape.begin() + static_cast<int64_t>(r));
     own_strides.assign(dst.strides().begin(), dst.strides().begin() + static_cast<int64_t>(r));
@@ -106,6 +105,7 @@ int64_t fold_rows(const Tensor& a, const Tensor& b) {
 Tensor matmul_impl(const char* op, const Tensor& a, const Tensor& b) {
   check_operand(op, a);
   check_operand(op, b);
+  detail::check_same_device(op, {&a, &b});
   MG_CHECK(a.dim() >= 1 && b.dim() >= 1, op,
            "both arguments need at least 1 dimension, got shapes ", shape_str(a.shape()), " and ",
            shape_str(b.shape()));
@@ -149,10 +149,9 @@ Tensor matmul_impl(const char* op, const Tensor& a, const Tensor& b) {
       const int64_t km = folded ? folded : m;
       const Operand pa = prepare(a, true, t, kbatch, km, k, folded != 0);
       const Operand pb = prepare(b, false, t, kbatch, k, n);
-      kernels::cpu::matmul(t, {static_cast<int>(kbatch.size()), kbatch.data(), km, n, k},
-                           {pa.holder.raw_data(), pa.batch_strides.data(), pa.rs, pa.cs},
-                           {pb.holder.raw_data(), pb.batch_strides.data(), pb.rs, pb.cs},
-                           out.raw_data());
+      MG_KERNEL(a.device(), matmul, t, {static_cast<int>(kbatch.size()), kbatch.data(), km, n, k},
+                {pa.holder.raw_data(), pa.batch_strides.data(), pa.rs, pa.cs},
+                {pb.holder.raw_data(), pb.batch_strides.data(), pb.rs, pb.cs}, out.raw_data());
     }
   }
   // autograd args: none (the derivative needs only a, b and the output's shape)

@@ -4,18 +4,17 @@
 #include "tensor/pool.h"
 
 #include "kernels/cpu/pool.h"
+#include "tensor/dispatch.h"
 #include "tensor/grad_mode.h"
 
 namespace metagrad {
 
 namespace {
 
-using kernels::cpu::Pool2dGeometry;
+using kernels::Pool2dGeometry;
 
 void check_operand(const char* op, const Tensor& t, const char* what) {
   MG_CHECK(t.defined(), op, "got an undefined ", what);
-  MG_CHECK(t.device().is_cpu(), op, "tensors on ", t.device().str(),
-           " are not supported by this build");
 }
 
 void check_floating(const char* op, const Tensor& t, const char* what) {
@@ -103,10 +102,10 @@ std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& input, const Poo
   const Pool2dGeometry g = geometry(op, input.shape(), p);
   const Shape out_shape = output_shape(input.shape(), g);
   Tensor out = Tensor::empty(out_shape, input.options());
-  Tensor idx = Tensor::empty(out_shape, TensorOptions(DType::Int64));
+  Tensor idx = Tensor::empty(out_shape, TensorOptions(DType::Int64).device(input.device()));
   if (g.planes > 0) {
     Tensor x = dense(input);
-    kernels::cpu::max_pool2d_forward(out.dtype(), g, x.raw_data(), out.raw_data(),
+    MG_KERNEL(out.device(), max_pool2d_forward, out.dtype(), g, x.raw_data(), out.raw_data(),
                                      idx.data_ptr<int64_t>());
   }
   // autograd args: dims = {kh, kw, sh, sw, ph, pw}, shape = input shape; outputs {values,
@@ -125,6 +124,7 @@ Tensor max_pool2d_backward(const Tensor& grad_out, const Tensor& indices,
   check_operand(op, grad_out, "grad_out");
   check_floating(op, grad_out, "grad_out");
   check_operand(op, indices, "indices");
+  detail::check_same_device(op, {&grad_out, &indices});
   MG_CHECK(indices.dtype() == DType::Int64, op, "indices must be an int64 tensor, got ",
            dtype_name(indices.dtype()));
   MG_CHECK(input_shape.size() == 4, op, "expected a 4-d input shape [N, C, H, W], got ",
@@ -145,8 +145,8 @@ Tensor max_pool2d_backward(const Tensor& grad_out, const Tensor& indices,
     g.oh = grad_out.size(2), g.ow = grad_out.size(3);
     Tensor gy = dense(grad_out), ix = dense(indices);
     int64_t bad = 0;
-    if (!kernels::cpu::max_pool2d_backward(gx.dtype(), g, gy.raw_data(), ix.data_ptr<int64_t>(),
-                                           gx.raw_data(), &bad))
+    if (!MG_KERNEL(gx.device(), max_pool2d_backward, gx.dtype(), g, gy.raw_data(),
+                   ix.data_ptr<int64_t>(), gx.raw_data(), &bad))
       detail::fail(op, "index ", bad, " is out of range for an input plane of ", g.h, " x ", g.w,
                    " = ", g.h * g.w, " elements");
   } else if (grad_out.numel() > 0) {
@@ -167,7 +167,7 @@ Tensor avg_pool2d(const Tensor& input, const Pool2dParams& params, bool count_in
   Tensor out = Tensor::empty(output_shape(input.shape(), g), input.options());
   if (g.planes > 0) {
     Tensor x = dense(input);
-    kernels::cpu::avg_pool2d_forward(out.dtype(), g, count_include_pad, x.raw_data(),
+    MG_KERNEL(out.device(), avg_pool2d_forward, out.dtype(), g, count_include_pad, x.raw_data(),
                                      out.raw_data());
   }
   // autograd args: dims = {kh, kw, sh, sw, ph, pw}, shape = input shape, flag = count_include_pad
@@ -186,7 +186,7 @@ Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape,
   Tensor gx = Tensor::empty(input_shape, grad_out.options());
   if (g.planes > 0) {
     Tensor gy = dense(grad_out);
-    kernels::cpu::avg_pool2d_backward(gx.dtype(), g, count_include_pad, gy.raw_data(),
+    MG_KERNEL(gx.device(), avg_pool2d_backward, gx.dtype(), g, count_include_pad, gy.raw_data(),
                                       gx.raw_data());
   }
   // autograd args: dims = {kh, kw, sh, sw, ph, pw}, shape = input shape, flag = count_include_pad

@@ -8,9 +8,11 @@
 #include <utility>
 
 #include "kernels/cpu/random.h"
+#include "kernels/cuda/runtime.h"
 #include "kernels/philox.h"
 #include "kernels/strided.h"
 #include "tensor/grad_mode.h"
+#include "tensor/dispatch.h"
 #include "tensor/tensor_iter.h"
 
 namespace metagrad {
@@ -32,8 +34,10 @@ Generator& pick(Generator* gen) {
   return gen ? *gen : default_generator();
 }
 
+// Only a real device gets this far: Tensor::empty checks CUDA devices too, but randperm
+// builds on the CPU first and must fail before drawing.
 void check_device(const char* op, Device d) {
-  MG_CHECK(d.is_cpu(), op, "tensors on ", d.str(), " are not supported by this build");
+  if (d.is_cuda()) cuda::check_device(op, d.index);
 }
 
 void check_shape(const char* op, const Shape& shape) {
@@ -77,14 +81,14 @@ GeneratorState reserve(Generator* gen, int64_t numel, int64_t per_block) {
 void fill_uniform(Tensor& t, double from, double to, Generator* gen) {
   const GeneratorState s =
       reserve(gen, t.numel(), philox::uniform_per_block(t.dtype() == DType::Float64));
-  kernels::cpu::random_uniform(t.dtype(), detail::extent(t.shape()),
+  MG_KERNEL(t.device(), random_uniform, t.dtype(), detail::extent(t.shape()),
                                {t.raw_data(), t.strides().data()}, s.seed, s.offset, from, to);
 }
 
 void fill_normal(Tensor& t, double mean, double std, Generator* gen) {
   const GeneratorState s =
       reserve(gen, t.numel(), philox::normal_per_block(t.dtype() == DType::Float64));
-  kernels::cpu::random_normal(t.dtype(), detail::extent(t.shape()),
+  MG_KERNEL(t.device(), random_normal, t.dtype(), detail::extent(t.shape()),
                               {t.raw_data(), t.strides().data()}, s.seed, s.offset, mean, std);
 }
 
@@ -143,7 +147,7 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptions opts
   Tensor t = make("randint", shape, opts);
   const uint64_t range = static_cast<uint64_t>(high) - static_cast<uint64_t>(low);
   const GeneratorState s = reserve(gen, t.numel(), philox::randint_per_block(range));
-  kernels::cpu::random_int(t.dtype(), detail::extent(t.shape()), {t.raw_data(), t.strides().data()},
+  MG_KERNEL(t.device(), random_int, t.dtype(), detail::extent(t.shape()), {t.raw_data(), t.strides().data()},
                            s.seed, s.offset, low, range);
   return finish(t, opts);
 }
@@ -160,7 +164,7 @@ Tensor bernoulli(const Tensor& p, Generator* gen) {
            " of shape ", shape_str(p.shape()));
   Tensor t = Tensor::empty(p.shape(), p.options());
   const GeneratorState s = reserve(gen, t.numel(), philox::kBernoulliPerBlock);
-  const bool ok = kernels::cpu::random_bernoulli_tensor(
+  const bool ok = MG_KERNEL(t.device(), random_bernoulli_tensor,
       t.dtype(), detail::extent(t.shape()), {t.raw_data(), t.strides().data()},
       {p.raw_data(), p.strides().data()}, s.seed, s.offset);
   MG_CHECK(ok, "bernoulli", "probabilities must lie in [0, 1]; the tensor of shape ",
@@ -172,7 +176,7 @@ Tensor bernoulli(const Shape& shape, double p, TensorOptions opts, Generator* ge
   MG_CHECK(p >= 0.0 && p <= 1.0, "bernoulli", "probability must lie in [0, 1], got ", p);
   Tensor t = make("bernoulli", shape, opts);
   const GeneratorState s = reserve(gen, t.numel(), philox::kBernoulliPerBlock);
-  kernels::cpu::random_bernoulli(t.dtype(), detail::extent(t.shape()),
+  MG_KERNEL(t.device(), random_bernoulli, t.dtype(), detail::extent(t.shape()),
                                  {t.raw_data(), t.strides().data()}, s.seed, s.offset, p);
   return finish(t, opts);
 }
@@ -183,9 +187,9 @@ Tensor randperm(int64_t n, TensorOptions opts, Generator* gen) {
   MG_CHECK(static_cast<double>(n) - 1.0 <= hi, "randperm", "n = ", n, " is too large for dtype ",
            dtype_name(opts.dtype_));
   check_device("randperm", opts.device_);
-  Tensor idx = Tensor::empty({n}, TensorOptions(DType::Int64));
+  Tensor idx = Tensor::empty({n}, TensorOptions(DType::Int64).device(opts.device_));
   const GeneratorState s = reserve(gen, n, philox::kRandpermPerBlock);
-  kernels::cpu::random_perm(n, idx.data_ptr<int64_t>(), s.seed, s.offset);
+  MG_KERNEL(idx.device(), random_perm, n, idx.data_ptr<int64_t>(), s.seed, s.offset);
   if (opts.dtype_ != DType::Int64) {
     NoGradGuard g;
     idx = idx.to(opts.dtype_);

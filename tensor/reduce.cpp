@@ -7,19 +7,18 @@
 #include <string>
 
 #include "kernels/cpu/reduce.h"
+#include "tensor/dispatch.h"
 #include "kernels/strided.h"
 #include "tensor/grad_mode.h"
 
 namespace metagrad {
 
-using kernels::cpu::ReduceOp;
+using kernels::ReduceOp;
 
 namespace {
 
 void check_input(const char* op, const Tensor& x) {
   MG_CHECK(x.defined(), op, "got an undefined tensor");
-  MG_CHECK(x.device().is_cpu(), op, "tensors on ", x.device().str(),
-           " are not supported by this build");
   MG_CHECK(x.dim() <= kernels::kMaxDims, op, "tensors of more than ", kernels::kMaxDims,
            " dims are not supported (shape ", shape_str(x.shape()), ")");
 }
@@ -89,7 +88,7 @@ void check_nonempty(const char* op, const Tensor& x, const Plan& p, const char* 
 
 void launch(ReduceOp op, const Tensor& x, const Plan& p, void* values, int64_t* indices,
             double param) {
-  const kernels::cpu::ReduceInput in{x.raw_data(),
+  const kernels::ReduceInput in{x.raw_data(),
                                      x.dtype(),
                                      static_cast<int>(p.kept_shape.size()),
                                      p.kept_shape.data(),
@@ -97,13 +96,13 @@ void launch(ReduceOp op, const Tensor& x, const Plan& p, void* values, int64_t* 
                                      static_cast<int>(p.red_shape.size()),
                                      p.red_shape.data(),
                                      p.red_strides.data()};
-  kernels::cpu::reduce(op, in, values, indices, param);
+  MG_KERNEL(x.device(), reduce, op, in, values, indices, param);
 }
 
 // Runs `op` over x (already in the dtype the kernel should see) and returns the values.
 Tensor run_values(ReduceOp op, const Tensor& x, const Plan& p, double param = 0) {
   Tensor out =
-      Tensor::empty(p.out_shape, x.options().dtype(kernels::cpu::reduce_out_dtype(op, x.dtype())));
+      Tensor::empty(p.out_shape, x.options().dtype(kernels::reduce_out_dtype(op, x.dtype())));
   launch(op, x, p, out.raw_data(), nullptr, param);
   return out;
 }

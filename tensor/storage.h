@@ -12,7 +12,8 @@ namespace metagrad {
 
 class Storage {
  public:
-  // Allocates `nbytes` on `device` (64-byte aligned on the CPU); contents are uninitialised.
+  // Allocates `nbytes` on `device` (64-byte aligned on the CPU, from the caching allocators of
+  // tensor/allocator.h and kernels/cuda/runtime.h); contents are uninitialised.
   Storage(size_t nbytes, Device device);
   ~Storage();
   Storage(const Storage&) = delete;
@@ -26,8 +27,9 @@ class Storage {
   void bump_version() { ++version_; }
 
  private:
-  void* data_ = nullptr;  // from memory::cpu_alloc (tensor/allocator.h)
-  size_t capacity_ = 0;   // the block's real size, handed back on free
+  void* data_ = nullptr;    // from memory::cpu_alloc or cuda::device_alloc
+  size_t capacity_ = 0;     // the block's real size, handed back on free
+  void* stream_ = nullptr;  // CUDA: the stream the block was allocated for
   size_t nbytes_;
   Device device_;
   uint64_t version_ = 0;

@@ -6,7 +6,9 @@
 #include <optional>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cuda/runtime.h"
 #include "kernels/strided.h"
+#include "tensor/dispatch.h"
 #include "tensor/grad_mode.h"
 #include "tensor/tensor_iter.h"
 
@@ -344,11 +346,13 @@ Tensor& Tensor::copy_(const Tensor& src) {
            " cannot be broadcast to destination shape ", shape_str(shape()));
   detail::check_no_internal_overlap("copy_", *this);
   Tensor s = src;
+  // Across devices the bytes travel first (in src's dtype), then the copy below casts.
+  if (s.device() != device()) s = detail::transfer(src, device());
   // If src overlaps this tensor's storage in a different layout, read from a copy.
   if (s.storage() == storage() && !s.is_same(*this)) s = src.clone();
   Shape sst = detail::broadcast_strides(s, shape());
-  kernels::cpu::copy(dtype(), s.dtype(), {static_cast<int>(dim()), shape().data()},
-                     {raw_data(), strides().data()}, {s.raw_data(), sst.data()});
+  MG_KERNEL(device(), copy, dtype(), s.dtype(), {static_cast<int>(dim()), shape().data()},
+            {raw_data(), strides().data()}, {s.raw_data(), sst.data()});
   bump_version();
   detail::record_op("copy_", {*this, src}, {*this});
   return *this;
@@ -357,8 +361,8 @@ Tensor& Tensor::copy_(const Tensor& src) {
 Tensor& Tensor::fill_(double value) {
   check_defined("fill_");
   detail::check_no_internal_overlap("fill_", *this);
-  kernels::cpu::fill(dtype(), {static_cast<int>(dim()), shape().data()},
-                     {raw_data(), strides().data()}, value);
+  MG_KERNEL(device(), fill, dtype(), {static_cast<int>(dim()), shape().data()},
+            {raw_data(), strides().data()}, value);
   bump_version();
   detail::record_op("fill_", {*this}, {*this});
   return *this;
@@ -396,14 +400,41 @@ Tensor Tensor::to(DType t) const {
 Tensor Tensor::to(Device d) const {
   check_defined("to");
   if (d == device()) return *this;
-  detail::fail("to", "cannot move a tensor to ", d.str(),
-               ": this build runs on the CPU only (CUDA storage is not available yet)");
+  Tensor out = detail::transfer(*this, d);
+  detail::record_op("to_device", {*this}, {out});
+  return out;
 }
+
+namespace detail {
+
+// A contiguous copy of `t` on `d` (same dtype), not recorded. The host waits only when the
+// destination is the CPU (Note [Streams] in kernels/cuda/runtime.h).
+Tensor transfer(const Tensor& t, Device d) {
+  NoGradGuard g;
+  if (d.is_cuda()) cuda::check_device("to", d.index);
+  const Tensor src = t.contiguous();
+  Tensor out = Tensor::empty(t.shape(), t.options().device(d));
+  const size_t nbytes = static_cast<size_t>(t.numel()) * dtype_size(t.dtype());
+  if (nbytes == 0) return out;
+  if (src.device().is_cpu() && d.is_cuda()) {
+    cuda::memcpy_to_device(out.raw_data(), src.raw_data(), nbytes);
+  } else if (src.device().is_cuda() && d.is_cpu()) {
+    cuda::memcpy_to_host(out.raw_data(), src.raw_data(), nbytes);
+  } else {  // between two GPUs: through the host keeps this simple and correct
+    Tensor host = Tensor::empty(t.shape(), t.options().device(Device::cpu()));
+    cuda::memcpy_to_host(host.raw_data(), src.raw_data(), nbytes);
+    cuda::memcpy_to_device(out.raw_data(), host.raw_data(), nbytes);
+  }
+  return out;
+}
+
+}  // namespace detail
 
 template <typename T>
 T Tensor::item() const {
   MG_CHECK(numel() == 1, "item", "a tensor with ", numel(), " elements (shape ",
            shape_str(shape()), ") cannot be converted to a scalar");
+  if (device().is_cuda()) return to(Device::cpu()).item<T>();
   T v{};
   int64_t one = 1;
   kernels::cpu::copy(dtype_v<T>, dtype(), {1, &one}, {&v, &one}, {raw_data(), &one});
@@ -413,6 +444,7 @@ T Tensor::item() const {
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
   check_defined("to_vector");
+  if (device().is_cuda()) return to(Device::cpu()).to_vector<T>();
   std::vector<T> v(static_cast<size_t>(numel()));
   if (v.empty()) return v;
   Shape dst_strides = contiguous_strides(shape());

@@ -182,6 +182,8 @@ struct OpArgs {
 // True when grad mode is on and any defined input requires grad.
 bool should_record(std::initializer_list<const Tensor*> inputs);
 bool should_record(const std::vector<Tensor>& inputs);
+// A contiguous copy of `t` on device `d` with t's dtype, not recorded (Tensor::to records it).
+Tensor transfer(const Tensor& t, Device d);
 // Defined in autograd/node.cpp: the node's name ("ExpBackward"), for printing.
 std::string grad_fn_name(const autograd::Node& node);
 // Defined in autograd/record.cpp: remembers the op when should_record(inputs).

@@ -1,7 +1,7 @@
 // Helpers the tensor layer uses to hand tensors to the kernels: strides of a tensor
 // broadcast to an output shape, and the checks for in-place writes.
 #pragma once
-#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/args.h"
 #include "tensor/tensor.h"
 
 namespace metagrad::detail {
@@ -13,7 +13,7 @@ Shape broadcast_strides(const Tensor& t, const Shape& shape);
 // In-place writes into a tensor whose elements alias (an expanded view) are refused.
 void check_no_internal_overlap(const char* op, const Tensor& t);
 
-inline kernels::cpu::Extent extent(const Shape& s) {
+inline kernels::Extent extent(const Shape& s) {
   return {static_cast<int>(s.size()), s.data()};
 }
 

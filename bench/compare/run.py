@@ -9,6 +9,10 @@ mean query loss and the weights after the Adam step.
 
 Usage (repository root, after building build/default (cmake --workflow --preset default)):
   python3 bench/compare/run.py [--threads 2] [--rounds 3] [--markdown out.md]
+  python3 bench/compare/run.py --device cuda [--bench-bin PATH/bench_meta_step]
+--device cuda runs both sides on the GPU (MG_BENCH_DEVICE=cuda for metagrad, --device cuda for
+PyTorch: synchronised step times, peak device memory of both; TF32 off on both);
+--bench-bin names the benchmark binary instead of BUILD/bench/bench_meta_step.
 Needs only the standard library itself; the PyTorch side runs under --python (default: the
 first of /usr/bin/python3, python3 that can import torch).
 """
@@ -28,36 +32,57 @@ ORDER = ["sinusoid_so", "sinusoid_fo", "sinusoid_so_batched", "sinusoid_fo_batch
 # metagrad's task-batched sinusoid step (MetaOptions::batch_tasks) against the same PyTorch
 # workload: PyTorch's rows are keyed by the base name.
 BATCHED = "_batched"
+# Runs of either side that failed (a crash, an exit status); any makes the exit status 1.
+FAILED = []
 
 
 def base(name):
     return name[:-len(BATCHED)] if name.endswith(BATCHED) else name
 
 
-def torch_python():
-    for py in ("/usr/bin/python3", shutil.which("python3") or "", sys.executable):
-        if py and subprocess.run([py, "-c", "import torch"], capture_output=True).returncode == 0:
-            return py
+def torch_python(gpu=False):
+    # For the GPU, a torch that sees one (a system python3's may be a CPU build).
+    tests = ["import torch; assert torch.cuda.is_available()"] if gpu else []
+    for test in tests + ["import torch"]:
+        for py in ("/usr/bin/python3", shutil.which("python3") or "", sys.executable):
+            if py and subprocess.run([py, "-c", test], capture_output=True).returncode == 0:
+                return py
     sys.exit("no python3 with torch found (pass --python)")
 
 
 def run_metagrad(exe, env, min_time, filt):
+    """{label: {"ms", "peak_MB", "loss"}} or, for a benchmark that skipped itself with an
+    error (an op failing on the GPU, say), {label: {"error": message}}; {} if it crashed."""
     cmd = [exe, "--benchmark_format=json", f"--benchmark_filter={filt}"]
     cmd.append(f"--benchmark_min_time={min_time}")
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"bench_meta_step exited with {out.returncode}:\n{out.stderr.strip()[-2000:]}",
+              file=sys.stderr)
+        FAILED.append("bench_meta_step")
+        return {}
     res = {}
-    for b in json.loads(out)["benchmarks"]:
-        res[b["label"]] = {"ms": b["real_time"], "peak_MB": b.get("peak_MB"), "loss": b.get("loss")}
+    for b in json.loads(out.stdout)["benchmarks"]:
+        label = b.get("label", b["name"])
+        if b.get("error_occurred"):
+            res[label] = {"error": b.get("error_message", "error")}
+        else:
+            res[label] = {"ms": b["real_time"], "peak_MB": b.get("peak_MB"), "loss": b.get("loss"),
+                          "peak_device_MB": b.get("peak_device_MB")}
     return res
 
 
 def run_torch(py, env, args, extra=()):
     torch_workloads = ",".join(dict.fromkeys(base(w) for w in args.workloads.split(",")))
     cmd = [py, os.path.join(HERE, "torch_meta_step.py"), "--threads", str(args.threads),
-           "--workloads", torch_workloads, "--omniglot-tasks", str(args.omniglot_tasks), *extra]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+           "--workloads", torch_workloads, "--omniglot-tasks", str(args.omniglot_tasks),
+           "--device", args.device, *extra]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.stderr.strip():
         print(out.stderr.strip(), file=sys.stderr)
+    if out.returncode != 0:  # keep what it printed before failing (one JSON line per result)
+        print(f"torch_meta_step.py exited with {out.returncode}", file=sys.stderr)
+        FAILED.append("torch_meta_step.py")
     return [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
 
 
@@ -66,12 +91,18 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "default"))
+    ap.add_argument("--bench-bin",
+                    help="the bench_meta_step binary (default: BUILD/bench/bench_meta_step)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="where both sides run (cuda: step times synchronised, peak device memory)")
     ap.add_argument("--python", default=None)
     ap.add_argument("--workloads", default=",".join(ORDER))
-    ap.add_argument("--mg-min-time", type=float, default=1.0,
-                    help="--benchmark_min_time for metagrad (an Omniglot step over it: 1 iteration)")
-    ap.add_argument("--torch-min-time", type=float, default=1.0,
-                    help="seconds per PyTorch (workload, variant), at least 3 steps")
+    ap.add_argument("--mg-min-time", type=float, default=None,
+                    help="--benchmark_min_time for metagrad (an Omniglot step over it: 1 "
+                         "iteration); default 1.0 on cpu, 0.5 on cuda")
+    ap.add_argument("--torch-min-time", type=float, default=None,
+                    help="seconds per PyTorch (workload, variant), at least 3 steps; default "
+                         "1.0 on cpu, 0.5 on cuda")
     ap.add_argument("--omniglot-tasks", type=int, default=32,
                     help="Omniglot meta-batch on both sides (32 is the issue's; fewer for quick runs)")
     ap.add_argument("--omp-wait-policy", choices=["passive", "active"], default=None,
@@ -79,26 +110,36 @@ def main():
                          "instead of spinning against OpenBLAS's threads; see docs/performance.md)")
     ap.add_argument("--markdown", help="also write the table to this file")
     args = ap.parse_args()
-    exe = os.path.join(args.build, "bench", "bench_meta_step")
-    py = args.python or torch_python()
+    gpu = args.device == "cuda"
+    # GPU steps take milliseconds: half a second is hundreds of them (and keeps the whole run
+    # inside scripts/device-check's budget).
+    for k in ("mg_min_time", "torch_min_time"):
+        if getattr(args, k) is None:
+            setattr(args, k, 0.5 if gpu else 1.0)
+    exe = args.bench_bin or os.path.join(args.build, "bench", "bench_meta_step")
+    py = args.python or torch_python(gpu)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-               MG_BENCH_OMNIGLOT_TASKS=str(args.omniglot_tasks))
+               MG_BENCH_OMNIGLOT_TASKS=str(args.omniglot_tasks), MG_BENCH_DEVICE=args.device)
     if args.omp_wait_policy:
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     wanted = args.workloads.split(",")
     filt = "BM_(Sinusoid|OmniglotConv4)MetaStep"
 
     # 1. Same computation: export from metagrad, check in PyTorch.
+    check_lines = []
     with tempfile.TemporaryDirectory() as d:
-        subprocess.run([exe, f"--benchmark_filter={filt}", "--benchmark_min_time=0.01",
-                        "--benchmark_format=json"], env=dict(env, MG_BENCH_EXPORT=d),
-                       capture_output=True, check=True)
+        exported = run_metagrad(exe, dict(env, MG_BENCH_EXPORT=d), 0.01, filt)
+        if not exported:
+            check_lines.append("- metagrad's export run failed (see stderr)")
+        for k, v in exported.items():
+            if "error" in v and k in wanted:
+                check_lines.append(f"- {k}: metagrad failed: {v['error']}")
         checks = run_torch(py, env, args, ["--data", d, "--check-only"])
-        check_lines = []
         for w in wanted:
-            if w.endswith(BATCHED) and os.path.isdir(os.path.join(d, w)):
-                lb, ll = (float(open(os.path.join(d, n, "loss.txt")).read()) for n in (w, base(w)))
+            loss_files = [os.path.join(d, n, "loss.txt") for n in (w, base(w))]
+            if w.endswith(BATCHED) and all(os.path.exists(p) for p in loss_files):
+                lb, ll = (float(open(p).read()) for p in loss_files)
                 check_lines.append(f"- {w}: first-step loss {lb:.6f} vs the per-task loop's "
                                    f"{ll:.6f} (rel. diff {abs(lb - ll) / abs(ll):.1e})")
     for c in checks:
@@ -113,39 +154,65 @@ def main():
     print("\n".join(check_lines), flush=True)
 
     # 2. Interleaved timing rounds.
-    mg, tl, tv, peak = {}, {}, {}, {}
+    # peak: metagrad's (host RSS growth on cpu, device peak on cuda); tl_peak, tv_peak:
+    # PyTorch's device peaks (cuda only).
+    mg, tl, tv, peak, tl_peak, tv_peak = {}, {}, {}, {}, {}, {}
+    gpu_name, mg_errors = None, {}
     for r in range(args.rounds):
         m = run_metagrad(exe, env, args.mg_min_time, filt)
         for k, v in m.items():
+            if "error" in v:
+                mg_errors[k] = v["error"]
+                continue
             mg.setdefault(k, []).append(v["ms"])
-            peak.setdefault(k, []).append(v["peak_MB"])
+            peak.setdefault(k, []).append(v["peak_device_MB"] if gpu else v["peak_MB"])
         for rec in run_torch(py, env, args, ["--min-time", str(args.torch_min_time)]):
+            gpu_name = rec.get("gpu", gpu_name)
             if "ms_median" in rec:
-                (tl if rec["variant"] == "loop" else tv).setdefault(rec["workload"], []).append(rec["ms_median"])
+                loop = rec["variant"] == "loop"
+                (tl if loop else tv).setdefault(rec["workload"], []).append(rec["ms_median"])
+                if "peak_device_MB" in rec:
+                    (tl_peak if loop else tv_peak).setdefault(rec["workload"], []).append(
+                        rec["peak_device_MB"])
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
 
     def med(d, k):
-        return statistics.median(d[k]) if k in d else None
+        v = [x for x in d.get(k, []) if x is not None]
+        return statistics.median(v) if v else None
 
     def f(x, fmt="{:.2f}"):
         return fmt.format(x) if x is not None else "n/a"
 
+    # On cuda the peak columns are device memory (allocator peaks, weights and tasks included)
+    # of all three; on cpu metagrad's RSS growth over the timed loop only.
+    peak_head = ("metagrad peak MB |" if not gpu else
+                 "metagrad peak dev MB | torch loop peak dev MB | torch vmap peak dev MB |")
     rows = ["| workload | metagrad ms | torch loop ms | torch vmap ms | speedup vs loop | "
-            "speedup vs vmap | metagrad peak MB |", "|---|---:|---:|---:|---:|---:|---:|"]
+            "speedup vs vmap | " + peak_head,
+            "|---|---:|---:|---:|---:|---:|" + "---:|" * (3 if gpu else 1)]
     for k in ORDER:
         if k not in wanted:
             continue
         a, b, c = med(mg, k), med(tl, base(k)), med(tv, base(k))
+        peaks = [med(peak, k)] + ([med(tl_peak, base(k)), med(tv_peak, base(k))] if gpu else [])
         rows.append(f"| {k} | {f(a)} | {f(b)} | {f(c)} | "
-                    f"{f(b / a if a and b else None)}x | {f(c / a if a and c else None)}x | "
-                    f"{f(med(peak, k), '{:.0f}')} |")
+                    f"{f(b / a if a and b else None)}x | {f(c / a if a and c else None)}x | " +
+                    " | ".join(f(x, "{:.0f}") for x in peaks) + " |")
     table = "\n".join(rows)
+    device = f"cuda ({gpu_name or 'GPU'}, TF32 off)" if gpu else "cpu"
+    title = f"Device: {device}; ms per meta-step, medians of {args.rounds} rounds"
+    print(title)
     print(table)
+    for k, e in mg_errors.items():
+        if k in wanted:
+            print(f"- {k}: metagrad failed: {e}")
     if args.markdown:
         with open(args.markdown, "w") as fh:
-            fh.write(f"Threads: {args.threads}; OMP_WAIT_POLICY {env.get('OMP_WAIT_POLICY', 'unset')}; Omniglot meta-batch {args.omniglot_tasks}; rounds: {args.rounds} (medians of the rounds' "
+            fh.write(f"Device: {device}; threads: {args.threads}; OMP_WAIT_POLICY {env.get('OMP_WAIT_POLICY', 'unset')}; Omniglot meta-batch {args.omniglot_tasks}; rounds: {args.rounds} (medians of the rounds' "
                      "medians)\n\n" + table + "\n\nSame-computation check:\n\n" +
                      "\n".join(check_lines) + "\n")
+    if FAILED or any(k in wanted for k in mg_errors):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,11 @@ Batch norm uses batch statistics (F.batch_norm, training=True, no running stats)
 With --data DIR (written by the C++ benchmark with MG_BENCH_EXPORT=DIR) the initial weights
 and tasks are loaded from DIR/<workload>/, and the first step's loss and updated weights are
 compared with metagrad's. Prints one JSON object per (workload, variant) on stdout.
+
+--device cuda: weights and tasks (made or loaded on the CPU as above) move to the GPU, each
+timed step ends with torch.cuda.synchronize(), peak_device_MB is torch.cuda.max_memory_allocated
+over the timed steps, and TF32 is off in matrix products and cuDNN convolutions (exact float32,
+metagrad's default; PyTorch's cuDNN default is TF32).
 """
 import argparse
 import glob
@@ -122,19 +127,36 @@ def load(name, data_dir):
     return p, tasks, ref_loss, after
 
 
+def exact_float32_on_gpu():
+    """TF32 off in cuBLAS and cuDNN. PyTorch 2.9+ has per-backend fp32_precision flags and
+    raises on a mix of those and the legacy allow_tf32 ones, so only one kind is set."""
+    cudnn = torch.backends.cudnn
+    try:
+        # (torch 1.13's cuda.matmul raises AssertionError on unknown names: not asked first.)
+        conv, rnn = getattr(cudnn, "conv", None), getattr(cudnn, "rnn", None)
+        if conv is not None and rnn is not None and hasattr(conv, "fp32_precision"):
+            torch.backends.cuda.matmul.fp32_precision = "ieee"
+            cudnn.conv.fp32_precision = "ieee"
+            cudnn.rnn.fp32_precision = "ieee"  # as conv: a query for cuDNN as a whole agrees
+        else:
+            torch.backends.cuda.matmul.allow_tf32 = False
+            cudnn.allow_tf32 = False
+    except Exception as e:  # noqa: BLE001 (timings still useful; say so)
+        print(f"# could not turn TF32 off: {type(e).__name__}: {e}", file=sys.stderr)
+
+
 class Setup:
-    def __init__(self, name, p0, tasks):
+    def __init__(self, name, p0, tasks, device="cpu"):
         self.name = name
         self.fwd = sinusoid_forward if name.startswith("sinusoid") else conv4_forward("strided" in name)
         self.loss = F.mse_loss if name.startswith("sinusoid") else F.cross_entropy
         self.lr = 0.01 if name.startswith("sinusoid") else 0.4
         self.second_order = name.endswith("_so")
-        self.tasks = tasks
+        self.tasks = [tuple(x.to(device) for x in t) for t in tasks]
         self.names = list(p0.keys())
-        self.params = {k: v.clone().float().requires_grad_(True) for k, v in p0.items()}
+        self.params = {k: v.clone().float().to(device).requires_grad_(True) for k, v in p0.items()}
         self.opt = torch.optim.Adam(self.params.values(), lr=1e-3)
-        if f_vmap is not None:
-            self.stacked = [torch.stack([t[i] for t in tasks]) for i in range(4)]
+        self.stacked = None  # made by the first vmap step, so the loop's memory is its own
 
     def step_loop(self):
         self.opt.zero_grad()
@@ -154,6 +176,8 @@ class Setup:
     def step_vmap(self):
         self.opt.zero_grad()
         second = self.second_order
+        if self.stacked is None:
+            self.stacked = [torch.stack([t[i] for t in self.tasks]) for i in range(4)]
 
         def task_loss(p, sx, sy, qx, qy):
             g = f_grad(lambda q: self.loss(self.fwd(q, sx), sy))(p)
@@ -169,13 +193,17 @@ class Setup:
         return l.item()
 
 
-def bench(fn, min_time, min_iters=3):
+def bench(fn, min_time, min_iters=3, sync=lambda: None, before=lambda: None):
+    """sync() ends each timed step (waits for the GPU); before() runs once after the warm-up."""
     fn()  # warm-up, untimed
+    sync()
+    before()
     times = []
     t_end = time.perf_counter() + min_time
     while len(times) < min_iters or time.perf_counter() < t_end:
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - t0) * 1e3)
     return times
 
@@ -190,14 +218,25 @@ def main():
     ap.add_argument("--omniglot-tasks", type=int, default=32,
                     help="Omniglot meta-batch (fewer for quick runs; the first N exported tasks)")
     ap.add_argument("--check-only", action="store_true", help="only the first-step check")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # the CPU's; on cuda only host-side work uses them
+    gpu = args.device == "cuda"
+    if gpu:
+        if not torch.cuda.is_available():
+            sys.exit("--device cuda: torch.cuda.is_available() is False")
+        exact_float32_on_gpu()
     variants = args.variants.split(",")
     if "vmap" in variants and f_vmap is None:
         print("# vmap variant skipped: neither torch.func nor functorch is available", file=sys.stderr)
         variants.remove("vmap")
     for name in args.workloads.split(","):
         if args.data:
+            if not os.path.exists(os.path.join(args.data, name, "loss.txt")):
+                for v in variants:  # metagrad's side of this workload failed before its step
+                    print(json.dumps({"workload": name, "variant": v, "error":
+                                      "no metagrad export (its benchmark failed)"}), flush=True)
+                continue
             p0, tasks, ref_loss, after = load(name, args.data)
         else:
             gen = torch.Generator().manual_seed(0)
@@ -205,10 +244,13 @@ def main():
         if name.startswith("omniglot"):
             tasks = tasks[:args.omniglot_tasks]
         for v in variants:
-            s = Setup(name, p0, tasks)
+            s = None  # the previous variant's weights and tasks go before the next's come
+            s = Setup(name, p0, tasks, args.device)
             step = s.step_loop if v == "loop" else s.step_vmap
             rec = {"workload": name, "variant": v, "torch": torch.__version__,
-                   "threads": torch.get_num_threads()}
+                   "threads": torch.get_num_threads(), "device": args.device}
+            if gpu:
+                rec["gpu"] = torch.cuda.get_device_name()
             try:
                 first = step()
             except Exception as e:  # a missing vmap batching rule, say
@@ -224,10 +266,15 @@ def main():
                 # Conv biases feed batch norm, which cancels them: their exact gradient is 0,
                 # so each side's roundoff sign decides Adam's first +-lr move. Left out.
                 rec["max_weight_diff_after_step"] = max(
-                    float((s.params[k].detach() - after[k]).abs().max()) for k in after
+                    float((s.params[k].detach().cpu() - after[k]).abs().max()) for k in after
                     if not k.endswith("conv.bias"))
             if not args.check_only:
-                times = bench(step, args.min_time)
+                if gpu:
+                    times = bench(step, args.min_time, sync=torch.cuda.synchronize,
+                                  before=torch.cuda.reset_peak_memory_stats)
+                    rec["peak_device_MB"] = torch.cuda.max_memory_allocated() / 2**20
+                else:
+                    times = bench(step, args.min_time)
                 rec["ms_median"] = statistics.median(times)
                 rec["iters"] = len(times)
             print(json.dumps(rec), flush=True)

@@ -12,18 +12,9 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/dtype.h"
+#include "kernels/args.h"
 
 namespace metagrad::kernels::cpu {
-
-// Sizes of one convolution; all >= 1 (the tensor layer handles empty tensors itself).
-struct Conv2dGeometry {
-  int64_t n, c, h, w;  // input [n, c, h, w]
-  int64_t o, kh, kw;   // weight [o, c / groups, kh, kw]
-  int64_t oh, ow;      // output [n, o, oh, ow]
-  int64_t sh, sw, ph, pw, dh, dw;
-  int64_t groups;
-};
 
 // y = conv(x, w) + b; `b` (o values) may be null.
 void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const void* w,

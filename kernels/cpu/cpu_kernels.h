@@ -4,21 +4,11 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/args.h"
 #include "kernels/dtype.h"
 #include "kernels/functors.h"
 
 namespace metagrad::kernels::cpu {
-
-struct Operand {
-  void* data;              // pointer to element (0, ..., 0) of this operand
-  const int64_t* strides;  // one per dimension of the shape, 0 where broadcast
-};
-
-// Shape shared by all operands of an elementwise op.
-struct Extent {
-  int rank;
-  const int64_t* shape;
-};
 
 // unary.cpp: out = op(in), both `dtype`.
 void unary(UnaryOp op, double p0, double p1, DType dtype, Extent e, Operand out, Operand in);

@@ -6,23 +6,9 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/dtype.h"
+#include "kernels/args.h"
 
 namespace metagrad::kernels::cpu {
-
-// One operand: element (i, j) of matrix number b sits at
-// data + sum_d(index_d(b) * batch_strides[d]) + i * rs + j * cs   (in elements).
-struct MatrixOperand {
-  const void* data;
-  const int64_t* batch_strides;  // batch_rank entries
-  int64_t rs, cs;                // row and column strides
-};
-
-struct MatmulShape {
-  int batch_rank;
-  const int64_t* batch_shape;
-  int64_t m, n, k;  // A is m x k, B is k x n; all >= 1 (the tensor layer handles empty)
-};
 
 // C is contiguous: batch_shape + [m, n]. For float32/float64 both operands must satisfy
 // blas_layout (the tensor layer copies those that do not); integer types take any strides.

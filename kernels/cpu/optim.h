@@ -6,26 +6,12 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/dtype.h"
+#include "kernels/args.h"
 
 namespace metagrad::kernels::cpu {
 
-struct SGDStepArgs {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov;
-  bool first_step;  // the momentum buffer is set to the gradient instead of being averaged
-};
-
 // p, g, buf: n contiguous elements of `dtype` (buf unused and may be null when momentum == 0).
 void sgd_step(DType dtype, int64_t n, void* p, const void* g, void* buf, const SGDStepArgs& a);
-
-struct AdamStepArgs {
-  double lr, beta1, beta2, eps, weight_decay;
-  bool amsgrad;
-  bool decoupled;    // AdamW: p *= 1 - lr * weight_decay instead of g += weight_decay * p
-  double step_size;  // lr / (1 - beta1^t)
-  double bias_correction2_sqrt;  // sqrt(1 - beta2^t)
-};
 
 // p, g, m, v (and vmax when amsgrad): n contiguous elements of `dtype`.
 void adam_step(DType dtype, int64_t n, void* p, const void* g, void* m, void* v, void* vmax,

@@ -6,17 +6,9 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/dtype.h"
+#include "kernels/args.h"
 
 namespace metagrad::kernels::cpu {
-
-// Sizes of one 2-d pooling over `planes` = n * c independent h x w planes; all >= 1, and
-// every window overlaps the input (padding at most half the kernel).
-struct Pool2dGeometry {
-  int64_t planes, h, w;
-  int64_t oh, ow;
-  int64_t kh, kw, sh, sw, ph, pw;
-};
 
 // y = the maximum of each window (the padding counts as -inf; NaN wins, as in PyTorch),
 // idx = its position h * w_size + w in the plane (the first one on ties).

@@ -423,11 +423,6 @@ void run_norm(const Geometry& g, const void* in, T* out, double p) {
 
 }  // namespace
 
-DType reduce_out_dtype(ReduceOp op, DType t) {
-  if ((op == ReduceOp::Sum || op == ReduceOp::Prod) && !is_floating(t)) return DType::Int64;
-  return t;
-}
-
 void reduce(ReduceOp op, const ReduceInput& in, void* values, int64_t* indices, double param) {
   Geometry g;
   g.kept = StridedLayout<1>::make(in.kept_rank, in.kept_shape, {in.kept_strides});

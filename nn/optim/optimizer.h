@@ -78,7 +78,8 @@ class Optimizer {
   Tensor grad_of(const Tensor& p) const;
   // Whether a fused kernel can take `t` next to p: contiguous, same dtype and shape.
   static bool fusable_with(const Tensor& t, const Tensor& p) {
-    return t.is_contiguous() && t.dtype() == p.dtype() && t.shape() == p.shape();
+    return t.is_contiguous() && t.dtype() == p.dtype() && t.shape() == p.shape() &&
+           t.device() == p.device();
   }
 
   // ---- what each optimizer tells the base about itself --------------------------------

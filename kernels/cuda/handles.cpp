@@ -1,0 +1,39 @@
+// The cuBLAS handle cache (Note [Library handles] in kernels/cuda/handles.h): one handle per
+// device per host thread, created on first use, bound to the current stream at every use.
+#include "kernels/cuda/handles.h"
+
+#include <map>
+
+namespace metagrad::cuda {
+
+namespace {
+
+// Owns one cuBLAS handle, created on the current device.
+class CublasHandle {
+ public:
+  CublasHandle() { MG_CUBLAS_CHECK(cublasCreate(&handle_)); }
+  CublasHandle(const CublasHandle&) = delete;
+  CublasHandle& operator=(const CublasHandle&) = delete;
+  // Never throws: at exit the CUDA driver may be shut down before this runs.
+  ~CublasHandle() {
+    if (handle_) (void)cublasDestroy(handle_);
+  }
+  cublasHandle_t get() const { return handle_; }
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+};
+
+}  // namespace
+
+cublasHandle_t cublas_handle() {
+  // Per thread, so no lock is needed; keyed by device because a handle belongs to the device
+  // that was current when it was created.
+  thread_local std::map<int, CublasHandle> handles;
+  const int device = current_device();
+  const cublasHandle_t h = handles.try_emplace(device).first->second.get();
+  MG_CUBLAS_CHECK(cublasSetStream(h, stream()));
+  return h;
+}
+
+}  // namespace metagrad::cuda

@@ -1,0 +1,238 @@
+// The CUDA device runtime (kernels/cuda/runtime.h): devices, the per-thread current stream,
+// streams and events as RAII objects, host<->device copies, the TF32 switch, and the error
+// path every MG_CUDA_CHECK ends in. A CUDA build on a machine without a GPU answers "no
+// device" to the queries and raises a clear error when a device is asked for (DESIGN
+// principle 7).
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <string>
+#include <utility>
+
+#include "kernels/cuda/common.h"
+#include "kernels/device.h"
+
+namespace metagrad {
+
+int cuda_device_count() {
+  static const int n = [] {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+      (void)cudaGetLastError();  // clear the sticky "no device" error
+      return 0;
+    }
+    return count;
+  }();
+  return n;
+}
+
+bool cuda_is_available() { return cuda_device_count() > 0; }
+
+namespace cuda {
+
+namespace detail {
+void fail_call(const char* call, const char* error, const char* file, int line) {
+  ::metagrad::detail::fail("cuda", call, " failed: ", error, " (", file, ":", line, ")");
+}
+}  // namespace detail
+
+void check_device(const char* op, int index) {
+  const int n = cuda_device_count();
+  MG_CHECK(n > 0, op, "CUDA was asked for (cuda:", index,
+           ") but no CUDA device is visible on this machine; use the CPU");
+  MG_CHECK(index >= 0 && index < n, op, "device cuda:", index, " does not exist (", n,
+           " device", n == 1 ? "" : "s", " visible)");
+}
+
+int current_device() {
+  int d = 0;
+  MG_CUDA_CHECK(cudaGetDevice(&d));
+  return d;
+}
+
+void set_device(int index) {
+  check_device("set_device", index);
+  MG_CUDA_CHECK(cudaSetDevice(index));
+}
+
+namespace {
+
+int resolve(int device) { return device < 0 ? current_device() : device; }
+
+// Switches the current device for the lifetime of the object and back (RAII).
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    MG_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (device != previous_) MG_CUDA_CHECK(cudaSetDevice(device));
+    changed_ = device != previous_;
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+  ~DeviceScope() {
+    if (changed_) (void)cudaSetDevice(previous_);  // a destructor never throws
+  }
+
+ private:
+  int previous_ = 0;
+  bool changed_ = false;
+};
+
+// Note [Streams]: the current stream per host thread and device; null is the default stream.
+constexpr int kMaxDevices = 64;
+thread_local void* t_current[kMaxDevices] = {};
+
+std::atomic<bool> g_allow_tf32{false};
+
+}  // namespace
+
+void synchronize(int device) {
+  DeviceScope scope(resolve(device));
+  MG_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+void* current_stream_handle(int device) {
+  const int d = resolve(device);
+  MG_CHECK(d < kMaxDevices, "cuda", "device index ", d, " is beyond ", kMaxDevices);
+  return t_current[d];
+}
+
+// ---- Stream ------------------------------------------------------------------------
+
+Stream Stream::create(int device) {
+  Stream s;
+  s.device_ = resolve(device);
+  check_device("Stream", s.device_);
+  DeviceScope scope(s.device_);
+  cudaStream_t h = nullptr;
+  MG_CUDA_CHECK(cudaStreamCreateWithFlags(&h, cudaStreamNonBlocking));
+  s.handle_ = h;
+  s.owned_ = true;
+  return s;
+}
+
+Stream Stream::default_stream(int device) {
+  Stream s;
+  s.device_ = resolve(device);
+  return s;
+}
+
+Stream::Stream(Stream&& o) noexcept { *this = std::move(o); }
+
+Stream& Stream::operator=(Stream&& o) noexcept {
+  std::swap(handle_, o.handle_);
+  std::swap(device_, o.device_);
+  std::swap(owned_, o.owned_);
+  return *this;
+}
+
+Stream::~Stream() {
+  // Wait first: the caching allocator files freed blocks under the stream's handle, and the
+  // driver may give the same handle to a new stream, which must not get a block that work
+  // still queued here is using.
+  if (owned_ && handle_) {
+    (void)cudaStreamSynchronize(static_cast<cudaStream_t>(handle_));
+    (void)cudaStreamDestroy(static_cast<cudaStream_t>(handle_));
+  }
+}
+
+void Stream::synchronize() const {
+  MG_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(handle_)));
+}
+
+bool Stream::query() const {
+  const cudaError_t e = cudaStreamQuery(static_cast<cudaStream_t>(handle_));
+  if (e == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  MG_CUDA_CHECK(e);
+  return true;
+}
+
+StreamGuard::StreamGuard(const Stream& s) : device_(s.device()) {
+  MG_CHECK(device_ < kMaxDevices, "StreamGuard", "device index ", device_, " is beyond ",
+           kMaxDevices);
+  previous_ = t_current[device_];
+  t_current[device_] = s.handle();
+}
+
+StreamGuard::~StreamGuard() { t_current[device_] = previous_; }
+
+// ---- Event -------------------------------------------------------------------------
+
+Event::Event() {
+  device_ = current_device();
+  cudaEvent_t e = nullptr;
+  MG_CUDA_CHECK(cudaEventCreate(&e));
+  handle_ = e;
+}
+
+Event::Event(Event&& o) noexcept { *this = std::move(o); }
+
+Event& Event::operator=(Event&& o) noexcept {
+  std::swap(handle_, o.handle_);
+  std::swap(device_, o.device_);
+  return *this;
+}
+
+Event::~Event() {
+  if (handle_) (void)cudaEventDestroy(static_cast<cudaEvent_t>(handle_));
+}
+
+void Event::record(const Stream* s) {
+  void* h = s ? s->handle() : current_stream_handle(device_);
+  MG_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(handle_), static_cast<cudaStream_t>(h)));
+}
+
+void Event::synchronize() const {
+  MG_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(handle_)));
+}
+
+void Event::wait(const Stream& s) const {
+  MG_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(s.handle()),
+                                    static_cast<cudaEvent_t>(handle_), 0));
+}
+
+bool Event::query() const {
+  const cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(handle_));
+  if (e == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  MG_CUDA_CHECK(e);
+  return true;
+}
+
+float Event::elapsed_ms(const Event& end) const {
+  float ms = 0;
+  MG_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(handle_),
+                                     static_cast<cudaEvent_t>(end.handle_)));
+  return ms;
+}
+
+// ---- copies ------------------------------------------------------------------------
+
+void memcpy_to_device(void* dst, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  // From pageable host memory the driver stages the bytes before returning, so the caller
+  // may free `src` at once; the device-side write is ordered in the current stream.
+  MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, stream()));
+}
+
+void memcpy_to_host(void* dst, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream()));
+  MG_CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
+
+void memcpy_device_to_device(void* dst, const void* src, size_t nbytes) {
+  if (nbytes == 0) return;
+  MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream()));
+}
+
+void set_allow_tf32(bool on) { g_allow_tf32.store(on); }
+bool allow_tf32() { return g_allow_tf32.load(); }
+
+}  // namespace cuda
+}  // namespace metagrad
