@@ -17,7 +17,9 @@
 #include "tensor/creation.h"
 #include "tensor/elementwise.h"
 #include "tensor/indexing.h"
+#include "tensor/grad_mode.h"
 #include "tensor/linalg.h"
+#include "tensor/norm.h"
 #include "tensor/pool.h"
 #include "tensor/reduce.h"
 #include "tensor/view_grad.h"
@@ -202,6 +204,60 @@ Tensor max_pool2d_double_backward(const Tensor& gg, const Tensor& indices) {
   return picked.reshape(indices.shape());
 }
 
+// ---- batch normalisation -----------------------------------------------------------------
+// Note [Fused batch norm] (tensor/norm.h). native_batch_norm's args: a = eps, i = 1 (weight
+// given) | 2 (bias given); inputs {x[, weight][, bias]}, outputs {y, mean, invstd}. With M values
+// per channel, xhat = (x - mean) invstd and sums over every dim but 1 (Note [Batch-norm backward
+// coefficients] in kernels/norm_math.h):
+//   dx = w invstd (g - sum(g) / M - xhat sum(g xhat) / M) + g_mean / M - g_invstd invstd^2 xhat / M
+//   dw = sum(g xhat),  db = sum(g)
+// A first derivative (grad mode off) runs the fused kernel; a recorded one (create_graph) the
+// same formula in differentiable ops with mean and invstd recomputed from x, so that what is
+// recorded is the exact gradient as a function of x and differentiates correctly.
+Grads native_batch_norm_backward_rule(const GradCtx& c) {
+  const bool has_w = (c.args.i & 1) != 0, has_b = (c.args.i & 2) != 0;
+  const size_t wi = 1, bi = has_w ? 2 : 1;  // positions of weight and bias among the inputs
+  const bool need_x = c.needs[0], need_w = has_w && c.needs[wi], need_b = has_b && c.needs[bi];
+  const Tensor& x = c.in[0];
+  const Tensor w = has_w ? c.in[wi] : Tensor();
+  const double eps = c.args.a;
+  const Tensor &g = c.grads[0], &g_mean = c.grads[1], &g_invstd = c.grads[2];
+  Tensor gx, gw, gb;
+  if (!GradMode::is_enabled()) {
+    std::tie(gx, gw, gb) =
+        native_batch_norm_backward(g, x, w, eps, g_mean, g_invstd, {need_x, need_w, need_b});
+  } else {
+    std::vector<int64_t> dims = {0};
+    Shape bshape(static_cast<size_t>(x.dim()), 1);  // [1, C, 1, ...]
+    bshape[1] = x.size(1);
+    double m = static_cast<double>(x.size(0));
+    for (int64_t d = 2; d < x.dim(); ++d) {
+      dims.push_back(d);
+      m *= static_cast<double>(x.size(d));
+    }
+    const Tensor invstd = rsqrt(var(x, dims, /*correction=*/0, /*keepdim=*/true) + eps);
+    const Tensor xhat = (x - mean(x, dims, /*keepdim=*/true)) * invstd;
+    const Tensor sum_g = sum(g, dims, /*keepdim=*/true);
+    const Tensor sum_gxhat = need_x || need_w ? sum(g * xhat, dims, /*keepdim=*/true) : Tensor();
+    if (need_x) {
+      // dx = k1 g + a xhat + b with per-channel k1 = w invstd and
+      //   a = -(k1 sum(g xhat) + g_invstd invstd^2) / M,  b = (g_mean - k1 sum(g)) / M
+      const Tensor k1 = has_w ? invstd * w.reshape(bshape) : invstd;
+      Tensor a = k1 * sum_gxhat * (-1 / m), b = k1 * sum_g * (-1 / m);
+      if (g_invstd.defined()) a = a - g_invstd.reshape(bshape) * square(invstd) * (1 / m);
+      if (g_mean.defined()) b = b + g_mean.reshape(bshape) * (1 / m);
+      gx = g * k1 + xhat * a + b;
+    }
+    if (need_w) gw = sum_gxhat.reshape({x.size(1)});
+    if (need_b) gb = sum_g.reshape({x.size(1)});
+  }
+  Grads r(c.needs.size());
+  r[0] = gx;
+  if (has_w) r[wi] = gw;
+  if (has_b) r[bi] = gb;
+  return r;
+}
+
 using Table = std::unordered_map<std::string_view, Derivative>;
 
 const Table& table() {
@@ -272,8 +328,9 @@ const Table& table() {
       {"sigmoid", {[](const GradCtx& c) -> Grads {
          return {c.g() * c.out[0] * (1 - c.out[0])};
        }, kSaveOutputs}},
-      // d relu(x) = [x > 0] dx (0 at the kink, as PyTorch); `where` keeps it differentiable in g
-      {"relu", {[](const GradCtx& c) -> Grads { return {where(c.out[0] > 0, c.g(), 0)}; }, kSaveOutputs}},
+      // d relu(x) = [x > 0] dx (0 at the kink, as PyTorch), one fused pass; y = relu(x) > 0
+      // exactly where x > 0, so the saved output serves as the mask
+      {"relu", {[](const GradCtx& c) -> Grads { return {threshold_backward(c.g(), c.out[0])}; }, kSaveOutputs}},
       // d (1/x) = -1/x^2 dx = -y^2 dx
       {"reciprocal", {[](const GradCtx& c) -> Grads { return {-c.g() * square(c.out[0])}; }, kSaveOutputs}},
       // d x^2 = 2x dx
@@ -329,6 +386,11 @@ const Table& table() {
       {"fmod", {[](const GradCtx& c) -> Grads {
          return {c.g(), c.needs[1] ? -c.g() * trunc(c.in[0] / c.in[1]) : Tensor()};
        }, kSaveInputs}},
+      // threshold_backward(g, x) = [x > 0] g is linear in g: d/dg = threshold_backward(gg, x);
+      // piecewise constant in x: d/dx = 0 almost everywhere (no gradient flows)
+      {"threshold_backward", {[](const GradCtx& c) -> Grads {
+         return {c.needs[0] ? threshold_backward(c.g(), c.in[1]) : Tensor(), Tensor()};
+       }, kSaveInputs}},
       // where(cond, a, b): each branch gets the gradient where it was chosen
       {"where", {[](const GradCtx& c) -> Grads {
          const Tensor& cond = c.in[0];
@@ -364,6 +426,16 @@ const Table& table() {
       {"logsumexp", {[](const GradCtx& c) -> Grads {
          return {expand_reduced(c.g(), c.args) * exp(c.in[0] - expand_reduced(c.out[0], c.args))};
        }, kSaveBoth}},
+      // y = log_softmax(x) along dim i: dy = dx - sum(softmax(x) dx), so with softmax = e^y,
+      // dx = g - e^y sum(g)
+      {"log_softmax", {[](const GradCtx& c) -> Grads {
+         return {c.g() - exp(c.out[0]) * sum(c.g(), {c.args.i}, /*keepdim=*/true)};
+       }, kSaveOutputs}},
+      // y = softmax(x) along dim i: dy = y (dx - sum(y dx)), so dx = y (g - sum(g y))
+      {"softmax", {[](const GradCtx& c) -> Grads {
+         const Tensor& y = c.out[0];
+         return {y * (c.g() - sum(c.g() * y, {c.args.i}, /*keepdim=*/true))};
+       }, kSaveOutputs}},
       {"norm", {[](const GradCtx& c) -> Grads { return norm_backward(c); }, kSaveBoth}},
       // d var = 2 (x - mean) / (n - correction) dx
       {"var", {[](const GradCtx& c) -> Grads {
@@ -451,6 +523,13 @@ const Table& table() {
       {"avg_pool2d_backward", {[](const GradCtx& c) -> Grads {
          return {avg_pool2d(c.g(), pool_params(c.args), c.args.flag)};
        }, kSaveNothing}},
+
+      // ---- normalisation ------------------------------------------------------------------
+      // Note [Fused batch norm]: the fused kernel for first derivatives, the closed form in
+      // differentiable ops when recorded
+      {"native_batch_norm", {[](const GradCtx& c) -> Grads {
+         return native_batch_norm_backward_rule(c);
+       }, kSaveInputs}},
   };
   return t;
 }

@@ -213,6 +213,7 @@ void time_meta_step(benchmark::State& state, Workload& w, Device dev) {
   if (gpu) {
     cuda::synchronize();
     cuda::reset_peak_memory_stats();
+    cuda::reset_launch_stats();
   }
   const double rss0 = proc_status_mb("VmRSS"), maxrss0 = maxrss_mb();
   // "5" resets VmHWM to the current RSS (Linux >= 4.0), so the peak is this loop's own.
@@ -225,9 +226,16 @@ void time_meta_step(benchmark::State& state, Workload& w, Device dev) {
   }
   state.counters["peak_MB"] = proc_status_mb("VmHWM") - rss0;
   state.counters["maxrss_delta_MB"] = maxrss_mb() - maxrss0;
-  if (gpu)
+  if (gpu) {
     state.counters["peak_device_MB"] =
         static_cast<double>(cuda::memory_stats().peak_allocated) / (1024.0 * 1024.0);
+    // Per meta-step: what the host asks of the GPU (docs/cuda.md, counters).
+    const cuda::LaunchStats ls = cuda::launch_stats();
+    const double steps = static_cast<double>(state.iterations());
+    state.counters["kernels_per_step"] = static_cast<double>(ls.kernels) / steps;
+    state.counters["blas_dnn_calls_per_step"] = static_cast<double>(ls.library_calls) / steps;
+    state.counters["host_waits_per_step"] = static_cast<double>(ls.host_waits) / steps;
+  }
   state.counters["loss"] = loss;
 }
 

@@ -1,7 +1,10 @@
-// Benchmarks of the composed nn layers on the CPU: batch_norm on a ResNet-sized activation
+// Benchmarks of the nn layers on the CPU: batch_norm on a ResNet-sized activation
 // [160, 64, 14, 14] float32 (training forward, forward + backward, eval forward), next to a
-// fused two-pass loop (what a fused kernel would do, the target for that later step), and
-// softmax / cross_entropy on [1024, 1000] logits, forward and forward + backward.
+// fused two-pass loop written here (the target of a fused kernel); the fused op
+// native_batch_norm (tensor/norm.h) against the composition of differentiable ops it replaced,
+// on [160, 64, S, S] float32 for S = 14 and 28 (160 = the 32 x 5 support images of an Omniglot
+// meta-batch), forward, forward + backward, and forward + backward (create_graph) + double
+// backward; and softmax / cross_entropy on [1024, 1000] logits, forward and forward + backward.
 //
 // bytes/s counts the traffic a fused implementation could not avoid: batch_norm forward reads
 // x and writes y (2 tensors); forward + backward also reads dy and x again and writes dx
@@ -13,7 +16,9 @@
 #include <metagrad/metagrad.h>
 
 #include <cmath>
+#include <map>
 #include <random>
+#include <tuple>
 #include <vector>
 
 using namespace metagrad;
@@ -163,6 +168,117 @@ void BM_BatchNormForwardFusedLoopReference(benchmark::State& state) {
   set_bytes(state, kBnNumel, 2);
 }
 BENCHMARK(BM_BatchNormForwardFusedLoopReference)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- fused native_batch_norm against the composition it replaced -----------------------------
+
+struct BnData {
+  Tensor x, w, b, dy, v;  // v: the direction of the double backward
+};
+// [160, 64, s, s] float32 inputs, made once per size.
+const BnData& bn_data(int64_t s) {
+  static std::map<int64_t, BnData> cache;
+  auto it = cache.find(s);
+  if (it != cache.end()) return it->second;
+  const Shape shape = {kN, kC, s, s};
+  const size_t numel = static_cast<size_t>(kN * kC * s * s);
+  BnData d{tensor(random_floats(numel, -2, 3, 11), shape), tensor(bn_weight()), tensor(bn_bias()),
+           tensor(random_floats(numel, -1, 1, 12), shape),
+           tensor(random_floats(numel, -1, 1, 13), shape)};
+  return cache.emplace(s, std::move(d)).first->second;
+}
+
+// Training-mode batch norm as a composition of differentiable ops (what nn::functional::
+// batch_norm ran before the fused op): mean, var, rsqrt, then x * scale + shift.
+Tensor composed_bn(const Tensor& x, const Tensor& w, const Tensor& b, double eps) {
+  const Tensor mu = mean(x, {0, 2, 3}, true);
+  const Tensor scale = rsqrt(var(x, {0, 2, 3}, 0, true) + eps) * w.reshape({1, kC, 1, 1});
+  return x * scale + (b.reshape({1, kC, 1, 1}) - mu * scale);
+}
+Tensor fused_bn(const Tensor& x, const Tensor& w, const Tensor& b, double eps) {
+  return std::get<0>(native_batch_norm(x, w, b, eps));
+}
+using BnFn = Tensor (*)(const Tensor&, const Tensor&, const Tensor&, double);
+
+// Both forms give the same y and the same first derivatives (float32 tolerance).
+bool bn_forms_agree(int64_t s) {
+  const BnData& d = bn_data(s);
+  const Tensor x = d.x.detach().requires_grad_(true), w = d.w.detach().requires_grad_(true);
+  const Tensor b = d.b.detach().requires_grad_(true);
+  const Tensor yf = fused_bn(x, w, b, 1e-5), yc = composed_bn(x, w, b, 1e-5);
+  const std::vector<Tensor> gf = grad({yf}, {x, w, b}, {d.dy}), gc = grad({yc}, {x, w, b}, {d.dy});
+  auto close = [](const Tensor& p, const Tensor& q) {
+    return matches(p, q.to_vector<double>(), 1e-3);
+  };
+  return close(yf, yc) && close(gf[0], gc[0]) && close(gf[1], gc[1]) && close(gf[2], gc[2]);
+}
+
+void bn_forward(benchmark::State& state, BnFn f) {
+  const int64_t s = state.range(0);
+  if (!bn_forms_agree(s)) {
+    state.SkipWithError("the fused and composed batch norms disagree");
+    return;
+  }
+  const BnData& d = bn_data(s);
+  for (auto _ : state) {
+    Tensor y = f(d.x, d.w, d.b, 1e-5);
+    benchmark::DoNotOptimize(y.raw_data());
+  }
+  set_bytes(state, d.x.numel(), 2);
+}
+
+void bn_forward_backward(benchmark::State& state, BnFn f) {
+  const BnData& d = bn_data(state.range(0));
+  const Tensor x = d.x.detach().requires_grad_(true), w = d.w.detach().requires_grad_(true);
+  const Tensor b = d.b.detach().requires_grad_(true);
+  for (auto _ : state) {
+    std::vector<Tensor> g = grad({f(x, w, b, 1e-5)}, {x, w, b}, {d.dy});
+    benchmark::DoNotOptimize(g[0].raw_data());
+  }
+  set_bytes(state, d.x.numel(), 5);
+}
+
+// As in a second-order MAML step: the gradient with create_graph (the fused op's recorded
+// closed form), then the gradient of <v, dx> + sum(dw) w.r.t. x and w.
+void bn_double_backward(benchmark::State& state, BnFn f) {
+  const BnData& d = bn_data(state.range(0));
+  const Tensor x = d.x.detach().requires_grad_(true), w = d.w.detach().requires_grad_(true);
+  const Tensor b = d.b.detach().requires_grad_(true);
+  for (auto _ : state) {
+    std::vector<Tensor> g = grad({f(x, w, b, 1e-5)}, {x, w}, {d.dy}, true, /*create_graph=*/true);
+    std::vector<Tensor> h = grad({sum(g[0] * d.v) + sum(g[1])}, {x, w});
+    benchmark::DoNotOptimize(h[0].raw_data());
+  }
+}
+
+// S = 14 and 28, timed in milliseconds of wall-clock time.
+void bn_sizes(benchmark::internal::Benchmark* b) {
+  b->Arg(14)->Arg(28)->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+void BM_NativeBatchNormForward(benchmark::State& state) {
+  bn_forward(state, fused_bn);
+}
+void BM_ComposedBatchNormForward(benchmark::State& state) {
+  bn_forward(state, composed_bn);
+}
+void BM_NativeBatchNormForwardBackward(benchmark::State& state) {
+  bn_forward_backward(state, fused_bn);
+}
+void BM_ComposedBatchNormForwardBackward(benchmark::State& state) {
+  bn_forward_backward(state, composed_bn);
+}
+void BM_NativeBatchNormDoubleBackward(benchmark::State& state) {
+  bn_double_backward(state, fused_bn);
+}
+void BM_ComposedBatchNormDoubleBackward(benchmark::State& state) {
+  bn_double_backward(state, composed_bn);
+}
+BENCHMARK(BM_NativeBatchNormForward)->Apply(bn_sizes);
+BENCHMARK(BM_ComposedBatchNormForward)->Apply(bn_sizes);
+BENCHMARK(BM_NativeBatchNormForwardBackward)->Apply(bn_sizes);
+BENCHMARK(BM_ComposedBatchNormForwardBackward)->Apply(bn_sizes);
+BENCHMARK(BM_NativeBatchNormDoubleBackward)->Apply(bn_sizes);
+BENCHMARK(BM_ComposedBatchNormDoubleBackward)->Apply(bn_sizes);
 
 // ---- softmax and cross_entropy ----------------------------------------------------------------
 

@@ -96,6 +96,29 @@ struct Pool2dGeometry {
   int64_t kh, kw, sh, sw, ph, pw;
 };
 
+// ---- batch normalisation (training mode, contiguous) ------------------------------------
+
+// x seen as [n, c, inner] (inner = the product of the dims after the channel dim, 1 for an
+// [N, C] input), contiguous; the statistics of channel k run over its n * inner values.
+// c >= 1 and n * inner >= 1 (the tensor layer handles empty tensors itself).
+struct BatchNormGeometry {
+  int64_t n, c, inner;
+  double eps;  // var + eps under the square root
+};
+
+// The optional per-channel operands of the fused batch-norm backward (each [c], nullptr when
+// absent) beside the incoming gradient of y and x: the weight (1 when absent), the gradients
+// that flow into the saved-statistics outputs mean and invstd (0 when absent), and the three
+// results, each written only when non-null.
+struct BatchNormBackwardArgs {
+  const void* weight;
+  const void* grad_mean;
+  const void* grad_invstd;
+  void* grad_x;       // [n, c, inner]
+  void* grad_weight;  // [c]
+  void* grad_bias;    // [c]
+};
+
 // ---- fused optimizer updates ----------------------------------------------------------
 
 struct SGDStepArgs {

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/error.h"
+
 namespace metagrad {
 
 enum class DType : uint8_t { Bool, UInt8, Int32, Int64, Float32, Float64 };
@@ -95,4 +97,40 @@ template <typename T> inline constexpr DType dtype_v = dtype_of<T>::value;
       default: break;                                                          \
     }                                                                          \
     __builtin_unreachable();                                                   \
+  }()
+
+// The integer types an index tensor may have (gather, scatter_add, one_hot, the range checks).
+// Anything else is a caller bug, reported with the op's name.
+#define MG_DISPATCH_INDEX(op, index_t, ...)                                          \
+  [&] {                                                                             \
+    switch (index_t) {                                                              \
+      MG_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                                    \
+      MG_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                                    \
+      MG_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                                    \
+      default:                                                                      \
+        break;                                                                      \
+    }                                                                               \
+    ::metagrad::detail::fail(op, "unsupported index dtype ", dtype_name(index_t)); \
+  }()
+
+// Elements that are only moved (gather) are moved as unsigned words of their size.
+#define MG_DISPATCH_BY_SIZE(op, size, ...)                                     \
+  [&] {                                                                        \
+    switch (size) {                                                            \
+      case 1: {                                                                \
+        using word_t = uint8_t;                                                \
+        return __VA_ARGS__();                                                  \
+      }                                                                        \
+      case 4: {                                                                \
+        using word_t = uint32_t;                                               \
+        return __VA_ARGS__();                                                  \
+      }                                                                        \
+      case 8: {                                                                \
+        using word_t = uint64_t;                                               \
+        return __VA_ARGS__();                                                  \
+      }                                                                        \
+      default:                                                                 \
+        break;                                                                 \
+    }                                                                          \
+    ::metagrad::detail::fail(op, "unsupported element size ", size, " bytes"); \
   }()

@@ -20,6 +20,7 @@ enum class UnaryOp : uint8_t {
 
 enum class BinaryOp : uint8_t {
   Add, Sub, Mul, Div, Pow, Maximum, Minimum, Fmod,
+  ThresholdBackward,                    // a where b > 0, else 0: ReLU's backward (g, x)
   Eq, Ne, Lt, Le, Gt, Ge,               // -> bool
   LogicalAnd, LogicalOr, LogicalXor,    // -> bool
 };
@@ -124,6 +125,9 @@ struct Binary {
       if constexpr (std::is_floating_point_v<T>) return T(std::fmod(a, b));
       else return T(b == T(0) ? T(0) : T(a % b));
     }
+    // One pass instead of where(x > 0, g, 0)'s two and its bool temporary. NaN x passes no
+    // gradient, as relu(NaN) = 0 here.
+    else if constexpr (Op == BinaryOp::ThresholdBackward) return b > T(0) ? a : T(0);
     else if constexpr (Op == BinaryOp::Eq) return a == b;
     else if constexpr (Op == BinaryOp::Ne) return a != b;
     else if constexpr (Op == BinaryOp::Lt) return a < b;
@@ -146,7 +150,7 @@ struct Binary {
   X(Trunc) X(Erf) X(PowScalar) X(Clamp)
 
 #define MG_FOR_EACH_BINARY_OP(X)                                                         \
-  X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Maximum) X(Minimum) X(Fmod) X(Eq) X(Ne) X(Lt)     \
-  X(Le) X(Gt) X(Ge) X(LogicalAnd) X(LogicalOr) X(LogicalXor)
+  X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Maximum) X(Minimum) X(Fmod) X(ThresholdBackward)  \
+  X(Eq) X(Ne) X(Lt) X(Le) X(Gt) X(Ge) X(LogicalAnd) X(LogicalOr) X(LogicalXor)
 
 }  // namespace metagrad::kernels

@@ -8,7 +8,7 @@
 #include "kernels/cuda/cuda_kernels.h"
 #include "tensor/tensor.h"
 
-#define MG_KERNEL(device, fn, ...)                                  \
+#define MG_KERNEL(device, fn, ...)                                 \
   ((device).is_cuda() ? ::metagrad::kernels::cuda::fn(__VA_ARGS__) \
                       : ::metagrad::kernels::cpu::fn(__VA_ARGS__))
 

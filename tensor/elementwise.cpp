@@ -199,6 +199,16 @@ MG_BINARY(logical_or, LogicalOr)
 MG_BINARY(logical_xor, LogicalXor)
 #undef MG_BINARY
 
+Tensor threshold_backward(const Tensor& grad, const Tensor& x) {
+  check_operand("threshold_backward", grad);
+  check_operand("threshold_backward", x);
+  MG_CHECK(is_floating(result_type(grad, x)), "threshold_backward",
+           "expected floating-point tensors, got ", dtype_name(grad.dtype()), " (shape ",
+           shape_str(grad.shape()), ") and ", dtype_name(x.dtype()), " (shape ",
+           shape_str(x.shape()), ")");
+  return binary_op("threshold_backward", BinaryOp::ThresholdBackward, grad, x);
+}
+
 Tensor& add_(Tensor& s, const Tensor& o) { return inplace_op("add_", BinaryOp::Add, s, o); }
 Tensor& sub_(Tensor& s, const Tensor& o) { return inplace_op("sub_", BinaryOp::Sub, s, o); }
 Tensor& mul_(Tensor& s, const Tensor& o) { return inplace_op("mul_", BinaryOp::Mul, s, o); }

@@ -59,6 +59,9 @@ Tensor ge(const Tensor& a, const Tensor& b);
 Tensor logical_and(const Tensor& a, const Tensor& b);
 Tensor logical_or(const Tensor& a, const Tensor& b);
 Tensor logical_xor(const Tensor& a, const Tensor& b);
+// ReLU's backward in one pass: grad where x > 0, else 0 (broadcast as a binary op; floating
+// point only). An op with a derivative of its own (DESIGN principle 3).
+Tensor threshold_backward(const Tensor& grad, const Tensor& x);
 
 // A scalar operand becomes a 0-d tensor of the promoted type (see type_promotion.h).
 Tensor scalar_tensor(const Scalar& s, DType dtype);

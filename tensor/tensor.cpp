@@ -434,7 +434,7 @@ template <typename T>
 T Tensor::item() const {
   MG_CHECK(numel() == 1, "item", "a tensor with ", numel(), " elements (shape ",
            shape_str(shape()), ") cannot be converted to a scalar");
-  if (device().is_cuda()) return to(Device::cpu()).item<T>();
+  if (device().is_cuda()) return detail::transfer(*this, Device::cpu()).item<T>();
   T v{};
   int64_t one = 1;
   kernels::cpu::copy(dtype_v<T>, dtype(), {1, &one}, {&v, &one}, {raw_data(), &one});
@@ -444,7 +444,7 @@ T Tensor::item() const {
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
   check_defined("to_vector");
-  if (device().is_cuda()) return to(Device::cpu()).to_vector<T>();
+  if (device().is_cuda()) return detail::transfer(*this, Device::cpu()).to_vector<T>();
   std::vector<T> v(static_cast<size_t>(numel()));
   if (v.empty()) return v;
   Shape dst_strides = contiguous_strides(shape());

@@ -38,10 +38,9 @@ Device common_device(const char* op, std::initializer_list<const Tensor*> ts) {
   if (!lead) return Device::cpu();
   for (const Tensor* t : ts) {
     if (!t->defined() || t->device() == lead->device()) continue;
-    MG_CHECK(t->device().is_cpu() && t->dim() == 0, op,
-             "expected all tensors on one device, got ", lead->device().str(), " (shape ",
-             shape_str(lead->shape()), ") and ", t->device().str(), " (shape ",
-             shape_str(t->shape()), ")");
+    MG_CHECK(t->device().is_cpu() && t->dim() == 0, op, "expected all tensors on one device, got ",
+             lead->device().str(), " (shape ", shape_str(lead->shape()), ") and ",
+             t->device().str(), " (shape ", shape_str(t->shape()), ")");
   }
   return lead->device();
 }

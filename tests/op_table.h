@@ -152,6 +152,10 @@ inline std::vector<OpCase> cases() {
       {"maximum", {in({2, 3}), in({3})}, [](T x) { return maximum(x[0], x[1] + 0.05); }},
       {"minimum", {in({2, 3}), in({3})}, [](T x) { return minimum(x[0], x[1] + 0.05); }},
       {"fmod", {in({2, 3}, 0.1, 0.9), in({3}, 1.5, 2)}, [](T x) { return fmod(x[0] * 3, x[1]); }},
+      // ReLU's backward as a function of (g, x): x in [0.1, 1] with one column negated, away
+      // from the switch at 0 (DESIGN principle 9)
+      {"threshold_backward", {in({2, 3}), in({2, 3}, 0.1, 1)},
+       [](T x) { return threshold_backward(x[0], x[1] * like(tensor({1.0, -1.0, 1.0}), x[1])); }},
       {"where", {fixed(tensor({true, false, true})), in({2, 3}), in({3})},
        [](T x) { return where(x[0], x[1], x[2]); }},
       // reductions
@@ -163,6 +167,12 @@ inline std::vector<OpCase> cases() {
       {"max_dim", {in({3, 4})}, [](T x) { return max(x[0], 1).first; }},
       {"min_dim", {in({3, 4})}, [](T x) { return min(x[0], 0, true).first; }},
       {"logsumexp", {in({3, 4})}, [](T x) { return logsumexp(x[0], {1}); }},
+      // softmax / log_softmax over the last dim (the kernels' rows) and over a dim that is
+      // not last (their columns); the non-contiguous runs permute the input
+      {"log_softmax", {in({3, 4}, -2, 2)}, [](T x) { return log_softmax(x[0], 1); }},
+      {"log_softmax", {in({2, 3, 4}, -2, 2)}, [](T x) { return log_softmax(x[0], 1); }},
+      {"softmax", {in({3, 4}, -2, 2)}, [](T x) { return softmax(x[0], -1); }},
+      {"softmax", {in({3, 2, 4}, -2, 2)}, [](T x) { return softmax(x[0], 0); }},
       {"norm", {in({3, 4})}, [](T x) { return norm(x[0], 2.0, {1}); }},
       {"var", {in({3, 4})}, [](T x) { return var(x[0], {1}); }},
       {"std", {in({3, 4})}, [](T x) { return metagrad::std(x[0], {0}, 1, true); }},
@@ -218,6 +228,16 @@ inline std::vector<OpCase> cases() {
       {"avg_pool2d_backward", {in({1, 2, 3, 3})},
        [](T x) {
          return avg_pool2d_backward(x[0], {1, 2, 5, 5}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}, true);
+       }},
+      // native_batch_norm: gradcheck runs the fused backward kernel (no create_graph), gradgradcheck
+      // its recorded closed form (Note [Fused batch norm]); the second case sends gradients into
+      // the mean and invstd outputs too. Values in [-1, 1]: the variances stay near 1/3.
+      {"native_batch_norm", {in({3, 2, 2, 2}), in({2}, 0.5, 1.5), in({2})},
+       [](T x) { return std::get<0>(native_batch_norm(x[0], x[1], x[2], 1e-5)); }},
+      {"native_batch_norm", {in({4, 3, 2}), in({3}, 0.5, 1.5)},
+       [](T x) {
+         auto [y, mean, invstd] = native_batch_norm(x[0], x[1], {}, 1e-3);
+         return y * 0.5 + (mean * 2 - invstd * 0.3).reshape({1, 3, 1});
        }},
   };
   return c;

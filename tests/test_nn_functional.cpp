@@ -256,6 +256,162 @@ TEST(BatchNorm, GradcheckAndGradgradcheck) {
               {noncontig(uniform(24, -1, 1, 17), {3, 2, 2, 2}).requires_grad_(true), w});
 }
 
+// ---- the fused op against its plain-ops twin (Note [Fused batch norm] in tensor/norm.h) ----
+
+// Training-mode batch norm as the composition of differentiable ops it replaced: y, and the
+// statistics native_batch_norm returns.
+struct Composed {
+  Tensor y, mean, invstd;
+};
+Composed composed_batch_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps) {
+  std::vector<int64_t> dims = {0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  Shape bshape(static_cast<size_t>(x.dim()), 1);
+  bshape[1] = x.size(1);
+  const Tensor mu = mean(x, dims, true);
+  const Tensor invstd = rsqrt(var(x, dims, 0, true) + eps);
+  Tensor y = (x - mu) * invstd;
+  if (w.defined()) y = y * w.reshape(bshape);
+  if (b.defined()) y = y + b.reshape(bshape);
+  return {y, mu.reshape({x.size(1)}), invstd.reshape({x.size(1)})};
+}
+
+void expect_tensors_close(const Tensor& got, const Tensor& want, double tol,
+                          const std::string& what) {
+  ASSERT_TRUE(got.defined()) << what;
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  expect_close(got, want.to_vector<double>(), tol, what);
+}
+
+// The fused forward, its first derivatives by the fused kernel (no create_graph) and by the
+// recorded closed form (create_graph), and its second derivatives, all against the composed
+// formula to 1e-12 in float64: through y alone (nn::functional::batch_norm) and through all
+// three outputs (native_batch_norm, with gradients reaching mean and invstd).
+TEST(BatchNorm, FusedMatchesComposedTwin) {
+  struct Case {
+    Shape shape;
+    bool weight, bias, strided, stats;
+    double eps;
+  };
+  const std::vector<Case> cases = {
+      {{6, 3, 5, 7}, true, true, false, false, 1e-5},
+      {{6, 3, 5, 7}, true, true, false, true, 1e-5},
+      {{5, 4}, false, false, false, true, 1e-3},        // [N, C]: one value per row
+      {{4, 2, 3}, true, false, true, true, 1e-5},       // strided input, weight only
+      {{3, 2, 65, 70}, false, true, false, true, 0.1},  // rows longer than a statistics block
+  };
+  unsigned seed = 100;
+  for (const Case& k : cases) {
+    const std::string name = shape_str(k.shape) + (k.stats ? " with statistics" : "");
+    int64_t numel = 1;
+    for (int64_t s : k.shape) numel *= s;
+    const int64_t c = k.shape[1];
+    Vec xv = uniform(static_cast<size_t>(numel), -2, 3, seed++);
+    const Tensor x = (k.strided ? noncontig(xv, k.shape) : t64(xv, k.shape)).requires_grad_(true);
+    const Tensor w =
+        k.weight ? leaf(uniform(static_cast<size_t>(c), 0.5, 1.5, seed++), {c}) : Tensor();
+    const Tensor b = k.bias ? leaf(uniform(static_cast<size_t>(c), -1, 1, seed++), {c}) : Tensor();
+    const Tensor gy = t64(uniform(static_cast<size_t>(numel), -1, 1, seed++), k.shape);
+    const Tensor gm = t64(uniform(static_cast<size_t>(c), -1, 1, seed++), {c});
+    const Tensor gi = t64(uniform(static_cast<size_t>(c), -1, 1, seed++), {c});
+    Tensors params = {x};
+    if (w.defined()) params.push_back(w);
+    if (b.defined()) params.push_back(b);
+    // <g, y> (+ <gm, mean> + <gi, invstd>): a scalar whose gradient is the vjp
+    auto objective = [&](const Tensor& y, const Tensor& mu, const Tensor& is) {
+      Tensor l = sum(y * gy);
+      if (k.stats) l = l + sum(mu * gm) + sum(is * gi);
+      return l;
+    };
+    auto fused = [&] {
+      if (!k.stats) return objective(F::batch_norm(x, {}, {}, w, b, true, 0.1, k.eps), {}, {});
+      auto [y, mu, is] = native_batch_norm(x, w, b, k.eps);
+      return objective(y, mu, is);
+    };
+    const Composed ref = composed_batch_norm(x, w, b, k.eps);
+    const Tensor ref_l = objective(ref.y, ref.mean, ref.invstd);
+    {
+      // training mode goes through the fused op
+      EXPECT_EQ(F::batch_norm(x, {}, {}, w, b, true).grad_fn()->name(), "NativeBatchNormBackward");
+      auto [y, mu, is] = native_batch_norm(x, w, b, k.eps);
+      expect_tensors_close(y, ref.y, 1e-12, name + ": y");
+      expect_tensors_close(mu, ref.mean, 1e-12, name + ": mean");
+      expect_tensors_close(is, ref.invstd, 1e-12, name + ": invstd");
+    }
+    // first derivatives: the fused kernel, then the recorded closed form
+    const Tensors want = grad({ref_l}, params, {}, true, /*create_graph=*/true);
+    const Tensors by_kernel = grad({fused()}, params);
+    const Tensors by_formula = grad({fused()}, params, {}, true, /*create_graph=*/true);
+    for (size_t i = 0; i < params.size(); ++i) {
+      const std::string what = name + ": d/d input " + std::to_string(i);
+      expect_tensors_close(by_kernel[i], want[i], 1e-12, what + " (fused kernel)");
+      expect_tensors_close(by_formula[i], want[i], 1e-12, what + " (closed form)");
+    }
+    // second derivatives: the gradient of <v, first derivatives> w.r.t. every input
+    Tensor want2 = zeros({}, DType::Float64), got2 = zeros({}, DType::Float64);
+    for (size_t i = 0; i < params.size(); ++i) {
+      const Tensor v =
+          t64(uniform(static_cast<size_t>(params[i].numel()), -1, 1, seed++), params[i].shape());
+      want2 = want2 + sum(want[i] * v);
+      got2 = got2 + sum(by_formula[i] * v);
+    }
+    // (the bias enters no first derivative: an unused input, zero)
+    const Tensors h_want = grad({want2}, params, {}, std::nullopt, false, /*allow_unused=*/true);
+    const Tensors h_got = grad({got2}, params, {}, std::nullopt, false, /*allow_unused=*/true);
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto or_zero = [&](const Tensor& t) { return t.defined() ? t : zeros_like(params[i]); };
+      expect_tensors_close(or_zero(h_got[i]), or_zero(h_want[i]), 1e-11,
+                           name + ": second derivative w.r.t. input " + std::to_string(i));
+    }
+  }
+}
+
+TEST(BatchNorm, FusedBackwardFloat32AndDegenerateShapes) {
+  // float32: the fused kernels against the float64 composition, to float32 precision.
+  const Shape s = {8, 4, 6, 6};
+  const Vec xv = uniform(8 * 4 * 36, -2, 3, 40), gv = uniform(8 * 4 * 36, -1, 1, 41);
+  const Vec wv = uniform(4, 0.5, 1.5, 42), bv = uniform(4, -1, 1, 43);
+  const Tensor x64 = leaf(xv, s), w64 = leaf(wv, {4}), b64 = leaf(bv, {4});
+  const Composed ref = composed_batch_norm(x64, w64, b64, 1e-5);
+  const Tensors want = grad({sum(ref.y * t64(gv, s))}, {x64, w64, b64});
+  const Tensor x32 = t64(xv, s).to(DType::Float32).requires_grad_(true);
+  const Tensor w32 = t64(wv, {4}).to(DType::Float32).requires_grad_(true);
+  const Tensor b32 = t64(bv, {4}).to(DType::Float32).requires_grad_(true);
+  auto [y, mu, is] = native_batch_norm(x32, w32, b32, 1e-5);
+  EXPECT_EQ(y.dtype(), DType::Float32);
+  EXPECT_EQ(mu.dtype(), DType::Float32);
+  expect_tensors_close(y, ref.y, 1e-5, "float32 y");
+  expect_tensors_close(is, ref.invstd, 1e-5, "float32 invstd");
+  const Tensors got = grad({sum(y * t64(gv, s).to(DType::Float32))}, {x32, w32, b32});
+  for (size_t i = 0; i < 3; ++i)
+    expect_tensors_close(got[i], want[i], 1e-4, "float32 gradient " + std::to_string(i));
+
+  // No value per channel: NaN statistics, an empty output, zero parameter gradients.
+  const Tensor e = zeros({0, 3, 2}, DType::Float64).requires_grad_(true);
+  const Tensor ew = ones({3}, DType::Float64).requires_grad_(true);
+  auto [ey, em, ei] = native_batch_norm(e, ew, {}, 1e-5);
+  EXPECT_EQ(ey.shape(), (Shape{0, 3, 2}));
+  EXPECT_TRUE(std::isnan(em.to_vector<double>()[0]));
+  EXPECT_TRUE(std::isnan(ei.to_vector<double>()[2]));
+  const Tensors eg = grad({sum(ey)}, {e, ew});
+  EXPECT_EQ(eg[0].shape(), (Shape{0, 3, 2}));
+  expect_close(eg[1], {0, 0, 0}, 0, "empty batch: d/dweight");
+
+  // The backward kernel is a first derivative only: a graph through it refuses to go on.
+  const Tensor x = leaf(uniform(12, -1, 1, 44), {4, 3});
+  auto [gx, gw, gb] = native_batch_norm_backward(ones({4, 3}, DType::Float64), x, {}, 1e-5);
+  EXPECT_FALSE(gw.defined());
+  EXPECT_TRUE(gx.requires_grad());
+  expect_error([&] { grad({sum(gx * gx)}, {x}); }, "[autograd]", "native_batch_norm_backward");
+  expect_error([&] { native_batch_norm(zeros({4}, DType::Float64), {}, {}, 1e-5); },
+               "[native_batch_norm]", "[N, C, ...]");
+  expect_error(
+      [&] {
+        native_batch_norm(zeros({4, 3}), ones({3}, DType::Float64), {}, 1e-5);
+      },
+      "[native_batch_norm]", "dtype");
+}
+
 TEST(BatchNorm, Errors) {
   const Tensor x = zeros({4, 3, 2, 2}, DType::Float64);
   const Tensor c3 = ones({3}, DType::Float64), c4 = ones({4}, DType::Float64);

@@ -191,5 +191,9 @@ TEST(Tensor, CudaAvailabilityIsReported) {
   if (!cuda_is_available()) {
     EXPECT_EQ(cuda_device_count(), 0);
     EXPECT_MG_ERROR(zeros({2}, Device::cuda(0)), "[alloc]");
+    // The message says why and what to do (a CUDA build without a GPU, or no CUDA at all).
+    EXPECT_MG_ERROR_HAS(ones({2}).to(Device::cuda()), "[to]", "use the CPU");
+    EXPECT_MG_ERROR_HAS(randn({2}, TensorOptions().device(Device::cuda())), "[randn]",
+                        "use the CPU");
   }
 }

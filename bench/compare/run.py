@@ -68,7 +68,9 @@ def run_metagrad(exe, env, min_time, filt):
             res[label] = {"error": b.get("error_message", "error")}
         else:
             res[label] = {"ms": b["real_time"], "peak_MB": b.get("peak_MB"), "loss": b.get("loss"),
-                          "peak_device_MB": b.get("peak_device_MB")}
+                          "peak_device_MB": b.get("peak_device_MB"),
+                          "work": [b.get("kernels_per_step"), b.get("blas_dnn_calls_per_step"),
+                                   b.get("host_waits_per_step")]}
     return res
 
 
@@ -157,7 +159,7 @@ def main():
     # peak: metagrad's (host RSS growth on cpu, device peak on cuda); tl_peak, tv_peak:
     # PyTorch's device peaks (cuda only).
     mg, tl, tv, peak, tl_peak, tv_peak = {}, {}, {}, {}, {}, {}
-    gpu_name, mg_errors = None, {}
+    gpu_name, mg_errors, work = None, {}, {}
     for r in range(args.rounds):
         m = run_metagrad(exe, env, args.mg_min_time, filt)
         for k, v in m.items():
@@ -165,6 +167,7 @@ def main():
                 mg_errors[k] = v["error"]
                 continue
             mg.setdefault(k, []).append(v["ms"])
+            work[k] = v.get("work")
             peak.setdefault(k, []).append(v["peak_device_MB"] if gpu else v["peak_MB"])
         for rec in run_torch(py, env, args, ["--min-time", str(args.torch_min_time)]):
             gpu_name = rec.get("gpu", gpu_name)
@@ -203,6 +206,13 @@ def main():
     title = f"Device: {device}; ms per meta-step, medians of {args.rounds} rounds"
     print(title)
     print(table)
+    if gpu:
+        # What the host asks of the GPU per metagrad meta-step (cuda::launch_stats).
+        print("\n| workload | metagrad kernels / step | cuBLAS+cuDNN calls / step | host waits / step |")
+        print("|---|---:|---:|---:|")
+        for k in ORDER:
+            if k in wanted and work.get(k) and work[k][0] is not None:
+                print(f"| {k} | " + " | ".join(f(x, "{:.0f}") for x in work[k]) + " |")
     for k, e in mg_errors.items():
         if k in wanted:
             print(f"- {k}: metagrad failed: {e}")

@@ -15,7 +15,8 @@ void run(DType dtype, Extent e, Operand out, Operand a, Operand b) {
     elementwise<Out, T, T>(L, out.data, ins, f);
   };
   if constexpr (Op == BinaryOp::Pow || Op == BinaryOp::Fmod || Op == BinaryOp::Add ||
-                Op == BinaryOp::Sub || Op == BinaryOp::Mul || Op == BinaryOp::Div) {
+                Op == BinaryOp::Sub || Op == BinaryOp::Mul || Op == BinaryOp::Div ||
+                Op == BinaryOp::ThresholdBackward) {
     MG_DISPATCH_NUMERIC(dtype, [&] { go.template operator()<scalar_t>(); });
   } else {
     MG_DISPATCH_ALL(dtype, [&] { go.template operator()<scalar_t>(); });

@@ -67,40 +67,6 @@ void atomic_max(std::atomic<int64_t>& a, int64_t v) {
   }
 }
 
-#define MG_DISPATCH_INDEX(index_t, ...)          \
-  [&] {                                          \
-    switch (index_t) {                           \
-      MG_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__) \
-      MG_DTYPE_CASE(Int32, int32_t, __VA_ARGS__) \
-      MG_DTYPE_CASE(Int64, int64_t, __VA_ARGS__) \
-      default:                                   \
-        break;                                   \
-    }                                            \
-    __builtin_unreachable();                     \
-  }()
-
-// Elements that are only moved are moved as unsigned words of their size.
-#define MG_DISPATCH_BY_SIZE(size, ...) \
-  [&] {                                \
-    switch (size) {                    \
-      case 1: {                        \
-        using word_t = uint8_t;        \
-        return __VA_ARGS__();          \
-      }                                \
-      case 4: {                        \
-        using word_t = uint32_t;       \
-        return __VA_ARGS__();          \
-      }                                \
-      case 8: {                        \
-        using word_t = uint64_t;       \
-        return __VA_ARGS__();          \
-      }                                \
-      default:                         \
-        break;                         \
-    }                                  \
-    __builtin_unreachable();           \
-  }()
-
 template <typename I>
 bool find_out_of_range_impl(Extent e, Operand index, int64_t bound, int64_t* bad) {
   auto L = StridedLayout<1>::make(e.rank, e.shape, {index.strides});
@@ -298,18 +264,18 @@ void one_hot_impl(int64_t n, const I* labels, int64_t* out, int64_t num_classes)
 }  // namespace
 
 bool find_index_out_of_range(DType index_t, Extent e, Operand index, int64_t bound, int64_t* bad) {
-  return MG_DISPATCH_INDEX(index_t,
+  return MG_DISPATCH_INDEX("find_index_out_of_range", index_t,
                            [&] { return find_out_of_range_impl<scalar_t>(e, index, bound, bad); });
 }
 
 void index_min_max(DType index_t, Extent e, Operand index, int64_t* mn, int64_t* mx) {
-  MG_DISPATCH_INDEX(index_t, [&] { min_max_impl<scalar_t>(e, index, mn, mx); });
+  MG_DISPATCH_INDEX("index_min_max", index_t, [&] { min_max_impl<scalar_t>(e, index, mn, mx); });
 }
 
 bool gather(size_t elem_size, DType index_t, Extent e, Operand out, Operand src, Operand index,
             int64_t src_dim_stride, int64_t dim_size) {
-  return MG_DISPATCH_BY_SIZE(elem_size, [&] {
-    return MG_DISPATCH_INDEX(index_t, [&] {
+  return MG_DISPATCH_BY_SIZE("gather", elem_size, [&] {
+    return MG_DISPATCH_INDEX("gather", index_t, [&] {
       return gather_impl<word_t, scalar_t>(e, out, src, index, src_dim_stride, dim_size);
     });
   });
@@ -317,7 +283,7 @@ bool gather(size_t elem_size, DType index_t, Extent e, Operand out, Operand src,
 
 void scatter_add(DType dtype, DType index_t, Extent e, int dim, Operand self, Operand index,
                  Operand src, int64_t self_dim_stride) {
-  MG_DISPATCH_INDEX(index_t, [&] {
+  MG_DISPATCH_INDEX("scatter_add", index_t, [&] {
     using I = scalar_t;
     MG_DISPATCH_ALL(
         dtype, [&] { scatter_add_impl<scalar_t, I>(e, dim, self, index, src, self_dim_stride); });
@@ -325,8 +291,9 @@ void scatter_add(DType dtype, DType index_t, Extent e, int dim, Operand self, Op
 }
 
 void one_hot(DType label_t, int64_t n, const void* labels, int64_t* out, int64_t num_classes) {
-  MG_DISPATCH_INDEX(
-      label_t, [&] { one_hot_impl(n, static_cast<const scalar_t*>(labels), out, num_classes); });
+  MG_DISPATCH_INDEX("one_hot", label_t, [&] {
+    one_hot_impl(n, static_cast<const scalar_t*>(labels), out, num_classes);
+  });
 }
 
 void pad(DType dtype, int rank, const int64_t* out_shape, void* out, const void* src,

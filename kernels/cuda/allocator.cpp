@@ -156,12 +156,13 @@ struct Caches {
 
 DeviceCache& cache(int device) {
   static Caches c;
-  MG_CHECK(device >= 0 && device < kMaxDevices, "alloc", "device index ", device,
-           " out of range");
+  MG_CHECK(device >= 0 && device < kMaxDevices, "alloc", "device index ", device, " out of range");
   return c.per_device[device];
 }
 
-int resolve(int device) { return device < 0 ? current_device() : device; }
+int resolve(int device) {
+  return device < 0 ? current_device() : device;
+}
 
 }  // namespace
 
@@ -176,8 +177,12 @@ void device_free(int device, void* p, size_t capacity, void* stream) {
   cache(device).free(p, capacity, stream);
 }
 
-MemoryStats memory_stats(int device) { return cache(resolve(device)).stats(); }
-void reset_peak_memory_stats(int device) { cache(resolve(device)).reset_peak(); }
+MemoryStats memory_stats(int device) {
+  return cache(resolve(device)).stats();
+}
+void reset_peak_memory_stats(int device) {
+  cache(resolve(device)).reset_peak();
+}
 void empty_cache(int device) {
   const int d = resolve(device);
   cache(d).empty(d);

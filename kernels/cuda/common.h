@@ -14,27 +14,34 @@
 namespace metagrad::cuda::detail {
 
 [[noreturn]] void fail_call(const char* call, const char* error, const char* file, int line);
+void count_launch();        // LaunchStats::kernels
+void count_library_call();  // LaunchStats::library_calls
 
 }  // namespace metagrad::cuda::detail
 
 // Every CUDA runtime call is checked: a failure raises metagrad::Error naming the call, the
 // error string and file:line (DESIGN principle 8).
-#define MG_CUDA_CHECK(call)                                                                  \
-  do {                                                                                       \
-    const cudaError_t mg_err_ = (call);                                                      \
-    if (mg_err_ != cudaSuccess)                                                              \
-      ::metagrad::cuda::detail::fail_call(#call, cudaGetErrorString(mg_err_), __FILE__,      \
-                                          __LINE__);                                         \
+#define MG_CUDA_CHECK(call)                                                                        \
+  do {                                                                                             \
+    const cudaError_t mg_err_ = (call);                                                            \
+    if (mg_err_ != cudaSuccess)                                                                    \
+      ::metagrad::cuda::detail::fail_call(#call, cudaGetErrorString(mg_err_), __FILE__, __LINE__); \
   } while (0)
 
 // After every kernel launch: a bad configuration (too many threads, too much shared memory)
 // shows up here, not at the next unrelated call.
-#define MG_CUDA_LAUNCH_CHECK() MG_CUDA_CHECK(cudaGetLastError())
+#define MG_CUDA_LAUNCH_CHECK()                \
+  do {                                        \
+    ::metagrad::cuda::detail::count_launch(); \
+    MG_CUDA_CHECK(cudaGetLastError());        \
+  } while (0)
 
 namespace metagrad::cuda {
 
 // The current stream of the current device (Note [Streams] in runtime.h).
-inline cudaStream_t stream() { return static_cast<cudaStream_t>(current_stream_handle(-1)); }
+inline cudaStream_t stream() {
+  return static_cast<cudaStream_t>(current_stream_handle(-1));
+}
 
 inline constexpr int kThreads = 256;
 
@@ -69,7 +76,9 @@ class Workspace {
   }
   void* data() const { return data_; }
   template <typename T>
-  T* as() const { return static_cast<T*>(data_); }
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
 
  private:
   void* data_ = nullptr;

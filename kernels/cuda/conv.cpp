@@ -63,6 +63,7 @@ cudnnHandle_t cudnn_handle() {
   const int device = rt::current_device();
   const cudnnHandle_t h = handles.try_emplace(device).first->second.get();
   MG_CUDNN_CHECK(cudnnSetStream(h, rt::stream()));
+  rt::detail::count_library_call();  // one per convolution op (the handle is fetched for each)
   return h;
 }
 

@@ -28,6 +28,11 @@ void fill(DType dtype, Extent e, Operand dst, double value);
 // ---- reduce.cu --------------------------------------------------------------------------
 void reduce(ReduceOp op, const ReduceInput& in, void* values, int64_t* indices, double param = 0);
 
+// ---- softmax.cu -------------------------------------------------------------------------
+// As kernels::cpu::softmax (kernels/cpu/softmax.h): contiguous x, y seen as [outer, n, inner].
+void softmax(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner, const void* x,
+             void* y);
+
 // ---- index.cu ---------------------------------------------------------------------------
 bool find_index_out_of_range(DType index_t, Extent e, Operand index, int64_t bound, int64_t* bad);
 void index_min_max(DType index_t, Extent e, Operand index, int64_t* min, int64_t* max);
@@ -47,6 +52,12 @@ void avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, bool count_include
                         void* y);
 void avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, bool count_include_pad,
                          const void* gy, void* gx);
+
+// ---- norm.cu ----------------------------------------------------------------------------
+void batch_norm_forward(DType dtype, const BatchNormGeometry& g, const void* x, const void* weight,
+                        const void* bias, void* y, void* mean, void* invstd);
+void batch_norm_backward(DType dtype, const BatchNormGeometry& g, const void* grad_y, const void* x,
+                         const BatchNormBackwardArgs& a);
 
 // ---- optim.cu ---------------------------------------------------------------------------
 void sgd_step(DType dtype, int64_t n, void* p, const void* g, void* buf, const SGDStepArgs& a);

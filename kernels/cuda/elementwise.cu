@@ -170,7 +170,8 @@ void run_unary(double p0, double p1, DType dtype, Extent e, Operand out, Operand
 
 constexpr bool binary_is_numeric(BinaryOp op) {
   return op == BinaryOp::Pow || op == BinaryOp::Fmod || op == BinaryOp::Add ||
-         op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Div;
+         op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Div ||
+         op == BinaryOp::ThresholdBackward;
 }
 
 template <BinaryOp Op>

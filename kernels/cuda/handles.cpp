@@ -33,6 +33,7 @@ cublasHandle_t cublas_handle() {
   const int device = current_device();
   const cublasHandle_t h = handles.try_emplace(device).first->second.get();
   MG_CUBLAS_CHECK(cublasSetStream(h, stream()));
+  detail::count_library_call();  // one per product (the handle is fetched for each)
   return h;
 }
 

@@ -29,19 +29,6 @@ using metagrad::cuda::kThreads;
 using metagrad::cuda::stream;
 using metagrad::cuda::Workspace;
 
-// The index types the CPU accepts (kernels/cpu/index.cpp); anything else is a caller bug.
-#define MG_CUDA_DISPATCH_INDEX(op, index_t, ...)                                   \
-  [&] {                                                                            \
-    switch (index_t) {                                                             \
-      MG_DTYPE_CASE(UInt8, uint8_t, __VA_ARGS__)                                   \
-      MG_DTYPE_CASE(Int32, int32_t, __VA_ARGS__)                                   \
-      MG_DTYPE_CASE(Int64, int64_t, __VA_ARGS__)                                   \
-      default:                                                                     \
-        break;                                                                     \
-    }                                                                              \
-    ::metagrad::detail::fail(op, "unsupported index dtype ", dtype_name(index_t)); \
-  }()
-
 // Elements that are only moved are moved as unsigned words of their size.
 template <size_t Size>
 struct WordOf;
@@ -57,27 +44,6 @@ template <>
 struct WordOf<8> {
   using type = uint64_t;
 };
-
-#define MG_CUDA_DISPATCH_BY_SIZE(op, size, ...)                                \
-  [&] {                                                                        \
-    switch (size) {                                                            \
-      case 1: {                                                                \
-        using word_t = uint8_t;                                                \
-        return __VA_ARGS__();                                                  \
-      }                                                                        \
-      case 4: {                                                                \
-        using word_t = uint32_t;                                               \
-        return __VA_ARGS__();                                                  \
-      }                                                                        \
-      case 8: {                                                                \
-        using word_t = uint64_t;                                               \
-        return __VA_ARGS__();                                                  \
-      }                                                                        \
-      default:                                                                 \
-        break;                                                                 \
-    }                                                                          \
-    ::metagrad::detail::fail(op, "unsupported element size ", size, " bytes"); \
-  }()
 
 __device__ __forceinline__ int64_t thread_id() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -321,20 +287,18 @@ __global__ void pad_kernel(PadArgs a, W* __restrict__ out, const W* __restrict__
 }  // namespace
 
 bool find_index_out_of_range(DType index_t, Extent e, Operand index, int64_t bound, int64_t* bad) {
-  return MG_CUDA_DISPATCH_INDEX("find_index_out_of_range", index_t, [&] {
-    return find_out_of_range_impl<scalar_t>(e, index, bound, bad);
-  });
+  return MG_DISPATCH_INDEX("find_index_out_of_range", index_t,
+                           [&] { return find_out_of_range_impl<scalar_t>(e, index, bound, bad); });
 }
 
 void index_min_max(DType index_t, Extent e, Operand index, int64_t* mn, int64_t* mx) {
-  MG_CUDA_DISPATCH_INDEX("index_min_max", index_t,
-                         [&] { min_max_impl<scalar_t>(e, index, mn, mx); });
+  MG_DISPATCH_INDEX("index_min_max", index_t, [&] { min_max_impl<scalar_t>(e, index, mn, mx); });
 }
 
 bool gather(size_t elem_size, DType index_t, Extent e, Operand out, Operand src, Operand index,
             int64_t src_dim_stride, int64_t dim_size) {
-  return MG_CUDA_DISPATCH_BY_SIZE("gather", elem_size, [&] {
-    return MG_CUDA_DISPATCH_INDEX("gather", index_t, [&] {
+  return MG_DISPATCH_BY_SIZE("gather", elem_size, [&] {
+    return MG_DISPATCH_INDEX("gather", index_t, [&] {
       return gather_impl<word_t, scalar_t>(e, out, src, index, src_dim_stride, dim_size);
     });
   });
@@ -342,7 +306,7 @@ bool gather(size_t elem_size, DType index_t, Extent e, Operand out, Operand src,
 
 void scatter_add(DType dtype, DType index_t, Extent e, int dim, Operand self, Operand index,
                  Operand src, int64_t self_dim_stride) {
-  MG_CUDA_DISPATCH_INDEX("scatter_add", index_t, [&] {
+  MG_DISPATCH_INDEX("scatter_add", index_t, [&] {
     using I = scalar_t;
     MG_DISPATCH_ALL(
         dtype, [&] { scatter_add_impl<scalar_t, I>(e, dim, self, index, src, self_dim_stride); });
@@ -351,7 +315,7 @@ void scatter_add(DType dtype, DType index_t, Extent e, int dim, Operand self, Op
 
 void one_hot(DType label_t, int64_t n, const void* labels, int64_t* out, int64_t num_classes) {
   if (n == 0) return;
-  MG_CUDA_DISPATCH_INDEX("one_hot", label_t, [&] {
+  MG_DISPATCH_INDEX("one_hot", label_t, [&] {
     one_hot_kernel<scalar_t><<<grid_for(n), kThreads, 0, stream()>>>(
         n, static_cast<const scalar_t*>(labels), out, num_classes);
     MG_CUDA_LAUNCH_CHECK();

@@ -26,11 +26,23 @@ int cuda_device_count() {
   return n;
 }
 
-bool cuda_is_available() { return cuda_device_count() > 0; }
+bool cuda_is_available() {
+  return cuda_device_count() > 0;
+}
 
 namespace cuda {
 
+namespace {
+std::atomic<uint64_t> g_kernels{0}, g_library_calls{0}, g_host_waits{0};
+}  // namespace
+
 namespace detail {
+void count_launch() {
+  g_kernels.fetch_add(1, std::memory_order_relaxed);
+}
+void count_library_call() {
+  g_library_calls.fetch_add(1, std::memory_order_relaxed);
+}
 void fail_call(const char* call, const char* error, const char* file, int line) {
   ::metagrad::detail::fail("cuda", call, " failed: ", error, " (", file, ":", line, ")");
 }
@@ -40,8 +52,8 @@ void check_device(const char* op, int index) {
   const int n = cuda_device_count();
   MG_CHECK(n > 0, op, "CUDA was asked for (cuda:", index,
            ") but no CUDA device is visible on this machine; use the CPU");
-  MG_CHECK(index >= 0 && index < n, op, "device cuda:", index, " does not exist (", n,
-           " device", n == 1 ? "" : "s", " visible)");
+  MG_CHECK(index >= 0 && index < n, op, "device cuda:", index, " does not exist (", n, " device",
+           n == 1 ? "" : "s", " visible)");
 }
 
 int current_device() {
@@ -57,7 +69,9 @@ void set_device(int index) {
 
 namespace {
 
-int resolve(int device) { return device < 0 ? current_device() : device; }
+int resolve(int device) {
+  return device < 0 ? current_device() : device;
+}
 
 // Switches the current device for the lifetime of the object and back (RAII).
 class DeviceScope {
@@ -117,7 +131,9 @@ Stream Stream::default_stream(int device) {
   return s;
 }
 
-Stream::Stream(Stream&& o) noexcept { *this = std::move(o); }
+Stream::Stream(Stream&& o) noexcept {
+  *this = std::move(o);
+}
 
 Stream& Stream::operator=(Stream&& o) noexcept {
   std::swap(handle_, o.handle_);
@@ -157,7 +173,9 @@ StreamGuard::StreamGuard(const Stream& s) : device_(s.device()) {
   t_current[device_] = s.handle();
 }
 
-StreamGuard::~StreamGuard() { t_current[device_] = previous_; }
+StreamGuard::~StreamGuard() {
+  t_current[device_] = previous_;
+}
 
 // ---- Event -------------------------------------------------------------------------
 
@@ -168,7 +186,9 @@ Event::Event() {
   handle_ = e;
 }
 
-Event::Event(Event&& o) noexcept { *this = std::move(o); }
+Event::Event(Event&& o) noexcept {
+  *this = std::move(o);
+}
 
 Event& Event::operator=(Event&& o) noexcept {
   std::swap(handle_, o.handle_);
@@ -222,6 +242,7 @@ void memcpy_to_device(void* dst, const void* src, size_t nbytes) {
 
 void memcpy_to_host(void* dst, const void* src, size_t nbytes) {
   if (nbytes == 0) return;
+  g_host_waits.fetch_add(1, std::memory_order_relaxed);
   MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream()));
   MG_CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
@@ -231,8 +252,22 @@ void memcpy_device_to_device(void* dst, const void* src, size_t nbytes) {
   MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream()));
 }
 
-void set_allow_tf32(bool on) { g_allow_tf32.store(on); }
-bool allow_tf32() { return g_allow_tf32.load(); }
+LaunchStats launch_stats() {
+  return {g_kernels.load(), g_library_calls.load(), g_host_waits.load()};
+}
+
+void reset_launch_stats() {
+  g_kernels = 0;
+  g_library_calls = 0;
+  g_host_waits = 0;
+}
+
+void set_allow_tf32(bool on) {
+  g_allow_tf32.store(on);
+}
+bool allow_tf32() {
+  return g_allow_tf32.load();
+}
 
 }  // namespace cuda
 }  // namespace metagrad

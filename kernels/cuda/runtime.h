@@ -121,6 +121,19 @@ void memcpy_to_device(void* dst, const void* src, size_t nbytes);
 void memcpy_to_host(void* dst, const void* src, size_t nbytes);
 void memcpy_device_to_device(void* dst, const void* src, size_t nbytes);
 
+// ---- counters (for profiling without a profiler) -------------------------------------------
+// How much a piece of code asks of the GPU: kernels launched by metagrad's own kernels (every
+// MG_CUDA_LAUNCH_CHECK), cuBLAS / cuDNN operations (each launches one or more kernels of its
+// own), and host waits (device-to-host copies: item(), to(cpu), the index checks). Counted
+// for all threads and devices together; bench_meta_step reports them per meta-step.
+struct LaunchStats {
+  uint64_t kernels = 0;
+  uint64_t library_calls = 0;
+  uint64_t host_waits = 0;
+};
+LaunchStats launch_stats();
+void reset_launch_stats();
+
 // TF32 tensor-core math in float32 matrix products and convolutions: off by default
 // (exactness first), as torch.backends.cuda.matmul.allow_tf32 in recent PyTorch.
 void set_allow_tf32(bool on);

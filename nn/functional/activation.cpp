@@ -1,4 +1,5 @@
-// Activations, softmax, dropout and flatten as compositions of differentiable tensor ops.
+// Activations, softmax, dropout and flatten: compositions of differentiable tensor ops, and
+// forwards to the primitives (relu, tanh, sigmoid, softmax, log_softmax).
 #include "nn/functional/activation.h"
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include "tensor/elementwise.h"
 #include "tensor/grad_mode.h"
 #include "tensor/reduce.h"
+#include "tensor/softmax.h"
 
 namespace metagrad::nn::functional {
 
@@ -53,16 +55,15 @@ Tensor softplus(const Tensor& x, double beta, double threshold) {
   return where(bx > threshold, x, log1p(exp(clamp_max(bx, threshold))) / beta);
 }
 
+// The fused primitives of tensor/softmax.h (a 0-d input takes dim 0 or -1).
 Tensor log_softmax(const Tensor& x, int64_t dim) {
   check_floating("log_softmax", x);
-  dim = wrap_dim("log_softmax", dim, std::max<int64_t>(x.dim(), 1));  // a 0-d input takes 0, -1
-  return x - logsumexp(x, {dim}, /*keepdim=*/true);
+  return metagrad::log_softmax(x, dim);
 }
 
 Tensor softmax(const Tensor& x, int64_t dim) {
   check_floating("softmax", x);
-  dim = wrap_dim("softmax", dim, std::max<int64_t>(x.dim(), 1));
-  return exp(x - logsumexp(x, {dim}, /*keepdim=*/true));
+  return metagrad::softmax(x, dim);
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {

@@ -26,7 +26,8 @@ Tensor sigmoid(const Tensor& x);
 Tensor softplus(const Tensor& x, double beta = 1.0, double threshold = 20.0);
 
 // Along `dim`, stable for any input size: log_softmax(x) = x - logsumexp(x, dim, keepdim),
-// softmax(x) = exp(log_softmax(x)). Floating-point inputs only.
+// softmax(x) = exp(log_softmax(x)), each one fused kernel (tensor/softmax.h). Floating-point
+// inputs only.
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 

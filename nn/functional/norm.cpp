@@ -1,8 +1,10 @@
-// batch_norm and layer_norm as compositions of differentiable ops (see norm.h for why).
+// batch_norm (the fused native_batch_norm when training, a composition in eval mode) and
+// layer_norm (a composition of differentiable ops); see norm.h.
 #include "nn/functional/norm.h"
 
 #include "tensor/elementwise.h"
 #include "tensor/grad_mode.h"
+#include "tensor/norm.h"
 #include "tensor/reduce.h"
 
 namespace metagrad::nn::functional {
@@ -17,6 +19,15 @@ void check_per_channel(const char* what, const Tensor& t, const Tensor& x) {
            x.size(1), " channels");
   MG_CHECK(t.is_floating_point(), "batch_norm", what, " must be floating point, got ",
            dtype_name(t.dtype()));
+}
+
+// The fused op takes float32/float64 operands of one dtype on one device; anything else
+// (a float32 input with float64 weights, say) keeps the composition, which promotes.
+bool fused_applies(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (!is_floating(x.dtype())) return false;
+  for (const Tensor* t : {&weight, &bias})
+    if (t->defined() && (t->dtype() != x.dtype() || t->device() != x.device())) return false;
+  return true;
 }
 
 }  // namespace
@@ -51,6 +62,24 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
     MG_CHECK(per_channel != 1, op,
              "expected more than 1 value per channel when training, got input of shape ",
              shape_str(x.shape()));
+    if (fused_applies(x, weight, bias)) {
+      // Note [Fused batch norm] (tensor/norm.h): one op, exact at every order like the
+      // composition below, which stays for eval mode and for mixed dtypes.
+      auto [y, batch_mean, invstd] = native_batch_norm(x, weight, bias, eps);
+      if (running_mean.defined() && per_channel > 0) {
+        NoGradGuard no_grad;
+        const double unbias =
+            static_cast<double>(per_channel) / static_cast<double>(per_channel - 1);
+        // the biased variance back from invstd = 1 / sqrt(var + eps), in double; rounding can
+        // leave a constant channel's 0 a hair below zero
+        const Tensor var_b = clamp_min(reciprocal(square(invstd.to(DType::Float64))) - eps, 0.0);
+        running_mean.copy_(running_mean * (1 - momentum) +
+                           batch_mean.to(running_mean.dtype()) * momentum);
+        running_var.copy_(running_var * (1 - momentum) +
+                          var_b.to(running_var.dtype()) * (momentum * unbias));
+      }
+      return y;
+    }
     mu = mean(x, dims, /*keepdim=*/true);
     var_ = var(x, dims, /*correction=*/0, /*keepdim=*/true);  // biased, for normalisation
     if (running_mean.defined() && per_channel > 0) {

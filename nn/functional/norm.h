@@ -1,11 +1,12 @@
 // Normalisation layers as functions of explicit tensors (torch.nn.functional.batch_norm,
 // layer_norm).
 //
-// Both are compositions of differentiable tensor ops (mean, var, rsqrt, mul, add), so every
-// order of derivative (exact second-order MAML through a normalised network included) comes
-// from the derivative table with no entry of their own. A fused kernel for the forward and
-// first backward pass, with this composition kept as its plain-ops twin for higher orders
-// (DESIGN principle 4), is a later performance step.
+// batch_norm in training mode runs the fused op native_batch_norm (tensor/norm.h): one kernel
+// forward, one fused kernel for first derivatives, and its plain-ops twin in the derivative
+// table for higher orders (DESIGN principle 4, Note [Fused batch norm]). batch_norm in eval
+// mode and layer_norm are compositions of differentiable tensor ops (mean, var, rsqrt, mul,
+// add). Either way every order of derivative is exact (second-order MAML through a normalised
+// network included).
 #pragma once
 #include "tensor/tensor.h"
 

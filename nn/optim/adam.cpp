@@ -4,8 +4,8 @@
 #include <cmath>
 
 #include "kernels/cpu/optim.h"
-#include "tensor/dispatch.h"
 #include "tensor/creation.h"
+#include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
 #include "tensor/grad_mode.h"
 
@@ -68,10 +68,10 @@ void AdamBase<Options, kDecoupled>::step() {
       if (p.is_contiguous() && this->fusable_with(d, p) && this->fusable_with(m, p) &&
           this->fusable_with(v, p) && (!vmax || this->fusable_with(*vmax, p))) {
         // The fused kernel (kernels/cpu/optim.h): one pass, same arithmetic as below.
-        MG_KERNEL(p.device(), adam_step, p.dtype(), p.numel(), p.raw_data(), d.raw_data(), m.raw_data(),
-                                v.raw_data(), vmax ? vmax->raw_data() : nullptr,
-                                {o.lr_, b1, b2, o.eps_, o.weight_decay_, o.amsgrad_, kDecoupled,
-                                 o.lr_ / bc1, bc2_sqrt});
+        MG_KERNEL(p.device(), adam_step, p.dtype(), p.numel(), p.raw_data(), d.raw_data(),
+                  m.raw_data(), v.raw_data(), vmax ? vmax->raw_data() : nullptr,
+                  {o.lr_, b1, b2, o.eps_, o.weight_decay_, o.amsgrad_, kDecoupled, o.lr_ / bc1,
+                   bc2_sqrt});
         for (const Tensor* t2 : {&p, &m, &v}) t2->bump_version();
         if (vmax) vmax->bump_version();
         continue;

@@ -190,7 +190,8 @@ void Optimizer::load_state_dict(const OptimizerState& st) {
     ParamState ps;
     for (const auto& n : names[i]) {
       const Tensor& src = st.tensors.at(std::to_string(i) + "." + n);
-      ps.tensors[n] = src.to(param_at(i).dtype()).clone();
+      // On the parameter's dtype and device, as PyTorch's Optimizer.load_state_dict.
+      ps.tensors[n] = src.to(param_at(i).dtype()).to(param_at(i).device()).clone();
     }
     ps.step = steps[i] < 0 ? 0 : steps[i];
     state_[i] = std::move(ps);

@@ -2,8 +2,8 @@
 #include "nn/optim/sgd.h"
 
 #include "kernels/cpu/optim.h"
-#include "tensor/dispatch.h"
 #include "tensor/creation.h"
+#include "tensor/dispatch.h"
 #include "tensor/elementwise.h"
 #include "tensor/grad_mode.h"
 
@@ -46,12 +46,13 @@ void SGD::step() {
       Tensor* buf = o.momentum_ != 0 ? &state(g, i).tensors["momentum_buffer"] : nullptr;
       if (p.is_contiguous() && fusable_with(d, p) &&
           (!buf || !buf->defined() || fusable_with(*buf, p))) {
-        // The fused kernel (kernels/cpu/optim.h, kernels/cuda/optim.cu): one pass, same arithmetic as below.
+        // The fused kernel (kernels/cpu/optim.h, kernels/cuda/optim.cu): one pass, same arithmetic
+        // as below.
         const bool first = buf && !buf->defined();
         if (first) *buf = empty_like(p);
-        MG_KERNEL(
-            p.device(), sgd_step, p.dtype(), p.numel(), p.raw_data(), d.raw_data(), buf ? buf->raw_data() : nullptr,
-            {o.lr_, o.momentum_, o.dampening_, o.weight_decay_, o.nesterov_, first});
+        MG_KERNEL(p.device(), sgd_step, p.dtype(), p.numel(), p.raw_data(), d.raw_data(),
+                  buf ? buf->raw_data() : nullptr,
+                  {o.lr_, o.momentum_, o.dampening_, o.weight_decay_, o.nesterov_, first});
         p.bump_version();
         if (buf) buf->bump_version();
         continue;

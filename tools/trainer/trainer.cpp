@@ -139,10 +139,10 @@ void validate(const Config& c) {
   check_choice("--format", c.format, {"csv", "jsonl"});
   check_choice("--dtype", c.dtype, {"float32", "float64"});
   check_choice("--device", c.device, {"cpu", "cuda"});
-  if (c.device == "cuda")
+  if (c.device == "cuda" && !cuda_is_available())
     throw UsageError(
-        "--device cuda: the trainer runs on the CPU only for now (the meta-learners are not "
-        "wired to the CUDA backend yet); use --device cpu");
+        "--device cuda: no CUDA device is visible (or this build has no CUDA support); use "
+        "--device cpu");
   check_positive("--ways", c.ways);
   check_positive("--shots", c.shots);
   check_positive("--query", c.query);
@@ -276,6 +276,7 @@ class Problem {
  public:
   Problem(const Config& c, bool need_train, bool need_val, bool need_test) : c_(c) {
     dtype_ = c.dtype == "float64" ? DType::Float64 : DType::Float32;
+    device_ = c.device == "cuda" ? Device::cuda() : Device::cpu();
     Generator init(derive_seed(c.seed, kInit));
     if (c.dataset == "sinusoid") {
       model_ = meta::sinusoid_mlp(40, &init).ptr();
@@ -302,6 +303,7 @@ class Problem {
         test_ds_ = std::make_unique<meta::OmniglotDataset>(root, "test", 28, true, c.max_alphabets);
     }
     model_->to(dtype_);
+    model_->to(device_);  // tasks are drawn on the CPU (same numbers) and moved per task
   }
 
   std::shared_ptr<nn::Module> model() const { return model_; }
@@ -342,15 +344,17 @@ class Problem {
     auto task = dist_.sample_task(g);
     auto [xs, ys] = task.sample(c_.shots, g, dtype_);
     auto [xq, yq] = task.sample(c_.query, g, dtype_);
-    return {xs, ys, xq, yq};
+    return {xs.to(device_), ys.to(device_), xq.to(device_), yq.to(device_)};
   }
   meta::Task episode(meta::EpisodeSampler& s) const {
     meta::Episode e = s.sample();
-    return {e.support_x.to(dtype_), e.support_y, e.query_x.to(dtype_), e.query_y};
+    return {e.support_x.to(dtype_).to(device_), e.support_y.to(device_),
+            e.query_x.to(dtype_).to(device_), e.query_y.to(device_)};
   }
 
   Config c_;
   DType dtype_;
+  Device device_;
   std::shared_ptr<nn::Module> model_;
   meta::LossFn loss_;
   bool classification_ = false;
@@ -822,7 +826,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         "Adam learning rate of the meta-update (Reptile: outer step)");
   f.add("--iterations", &Config::iterations,
         "meta-updates in total (a resumed run continues to it)");
-  f.add("--device", &Config::device, "cpu (cuda is not supported by the trainer yet)");
+  f.add("--device", &Config::device, "cpu | cuda (every op, second order included, runs there)");
   f.add("--seed", &Config::seed, "seeds the model's initialisation and every task stream");
   f.add("--threads", &Config::threads, "OpenMP threads (0: the default)");
   f.add("--model", &Config::model, "conv-4 variant: strided (MAML's) | maxpool");

@@ -1,0 +1,134 @@
+// Benchmarks of the fused softmax / log_softmax kernels (kernels/cpu/softmax.cpp) and of ReLU's
+// backward (threshold_backward), through the public API only: F::log_softmax and F::softmax
+// forward, forward + backward (the backward formulas are compositions of ops), and relu's
+// backward node alone (the graph built once, grad() called with retain_graph). bytes/s counts
+// what a fused kernel must move: the input read once and the output written once (forward),
+// and for relu backward g and x read, the gradient written. Each forward is checked against
+// a float64 loop before timing.
+#include <benchmark/benchmark.h>
+#include <metagrad/metagrad.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace metagrad;
+namespace F = metagrad::nn::functional;
+
+namespace {
+
+constexpr int64_t kRows = 4096, kCols = 1024;
+
+std::vector<float> uniform(size_t n, float lo, float hi, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& e : v) e = u(rng);
+  return v;
+}
+
+const std::vector<float>& logits() {
+  static const std::vector<float> d = uniform(static_cast<size_t>(kRows * kCols), -4, 4, 0);
+  return d;
+}
+
+// log_softmax of row i of logits() in float64 (checked on the first rows only: cheap).
+std::vector<double> ref_log_softmax_rows(int64_t rows) {
+  std::vector<double> r(static_cast<size_t>(rows * kCols));
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* x = logits().data() + i * kCols;
+    double m = -INFINITY, s = 0;
+    for (int64_t j = 0; j < kCols; ++j) m = std::max(m, double(x[j]));
+    for (int64_t j = 0; j < kCols; ++j) s += std::exp(double(x[j]) - m);
+    for (int64_t j = 0; j < kCols; ++j)
+      r[static_cast<size_t>(i * kCols + j)] = double(x[j]) - m - std::log(s);
+  }
+  return r;
+}
+
+bool check_forward(benchmark::State& state, const Tensor& out, bool soft) {
+  constexpr int64_t kCheckRows = 8;
+  const std::vector<double> want = ref_log_softmax_rows(kCheckRows);
+  const std::vector<float> got = out.slice(0, 0, kCheckRows).contiguous().to_vector<float>();
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double w = soft ? std::exp(want[i]) : want[i];
+    if (!(std::abs(got[i] - w) <= 1e-5 * (1 + std::abs(w)))) {
+      state.SkipWithError("result does not match the float64 reference");
+      return false;
+    }
+  }
+  return true;
+}
+
+void BM_LogSoftmaxForward(benchmark::State& state) {
+  const Tensor x = tensor(logits(), {kRows, kCols});
+  if (!check_forward(state, F::log_softmax(x, 1), false)) return;
+  for (auto _ : state) benchmark::DoNotOptimize(F::log_softmax(x, 1).raw_data());
+  state.SetBytesProcessed(state.iterations() * kRows * kCols * 2 * 4);
+}
+
+void BM_SoftmaxForward(benchmark::State& state) {
+  const Tensor x = tensor(logits(), {kRows, kCols});
+  if (!check_forward(state, F::softmax(x, 1), true)) return;
+  for (auto _ : state) benchmark::DoNotOptimize(F::softmax(x, 1).raw_data());
+  state.SetBytesProcessed(state.iterations() * kRows * kCols * 2 * 4);
+}
+
+// Forward and backward: x and g read, y and gx written at least (4 tensors' worth).
+void BM_LogSoftmaxForwardBackward(benchmark::State& state) {
+  const Tensor x = tensor(logits(), {kRows, kCols}).requires_grad_(true);
+  const Tensor g = tensor(uniform(static_cast<size_t>(kRows * kCols), -1, 1, 1), {kRows, kCols});
+  if (!check_forward(state, F::log_softmax(x, 1), false)) return;
+  for (auto _ : state) {
+    Tensor y = F::log_softmax(x, 1);
+    benchmark::DoNotOptimize(grad({y}, {x}, {g})[0].raw_data());
+  }
+  state.SetBytesProcessed(state.iterations() * kRows * kCols * 4 * 4);
+}
+
+void BM_SoftmaxForwardBackward(benchmark::State& state) {
+  const Tensor x = tensor(logits(), {kRows, kCols}).requires_grad_(true);
+  const Tensor g = tensor(uniform(static_cast<size_t>(kRows * kCols), -1, 1, 1), {kRows, kCols});
+  if (!check_forward(state, F::softmax(x, 1), true)) return;
+  for (auto _ : state) {
+    Tensor y = F::softmax(x, 1);
+    benchmark::DoNotOptimize(grad({y}, {x}, {g})[0].raw_data());
+  }
+  state.SetBytesProcessed(state.iterations() * kRows * kCols * 4 * 4);
+}
+
+// ReLU's backward on the activations of the max-pool conv-4's first block for a meta-batch of
+// 160 images ([160, 64, 28, 28] float32): only the backward node runs in the loop.
+void BM_ReluBackward(benchmark::State& state) {
+  const Shape s{160, 64, 28, 28};
+  const int64_t n = 160 * 64 * 28 * 28;
+  const Tensor x = tensor(uniform(static_cast<size_t>(n), -1, 1, 2), s).requires_grad_(true);
+  const Tensor g = tensor(uniform(static_cast<size_t>(n), -1, 1, 3), s);
+  const Tensor y = relu(x);
+  for (auto _ : state)
+    benchmark::DoNotOptimize(grad({y}, {x}, {g}, /*retain_graph=*/true)[0].raw_data());
+  state.SetBytesProcessed(state.iterations() * n * 3 * 4);
+}
+
+// Reference: the fused backward as a plain loop into a preallocated buffer.
+void BM_RefReluBackwardLoop(benchmark::State& state) {
+  const int64_t n = 160 * 64 * 28 * 28;
+  const std::vector<float> x = uniform(static_cast<size_t>(n), -1, 1, 2);
+  const std::vector<float> g = uniform(static_cast<size_t>(n), -1, 1, 3);
+  std::vector<float> gx(static_cast<size_t>(n));
+  for (auto _ : state) {
+    for (size_t i = 0; i < gx.size(); ++i) gx[i] = x[i] > 0 ? g[i] : 0.0f;
+    benchmark::DoNotOptimize(gx.data());
+  }
+  state.SetBytesProcessed(state.iterations() * n * 3 * 4);
+}
+
+}  // namespace
+
+BENCHMARK(BM_LogSoftmaxForward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SoftmaxForward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LogSoftmaxForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SoftmaxForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ReluBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RefReluBackwardLoop)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_MAIN();

@@ -1,0 +1,178 @@
+// The fused CPU softmax / log_softmax: per row one pass for the max, one for the sum of
+// exp(x - max) (softmax stores those exps in the output on the way), one that writes. The
+// composition x - logsumexp(x) it replaces made five passes and two temporaries.
+//
+// Note [Fused softmax on the CPU]: the tensor layer hands over a contiguous input seen as
+// [outer, n, inner], the softmax running over n. Two loop shapes:
+//   * rows (inner == 1, softmax over the last dim): a row is n contiguous elements, each
+//     pass a unit-stride loop with kLanes accumulators that GCC vectorises; OpenMP over rows.
+//   * columns (inner > 1): a block of up to kColumns adjacent columns of one outer index is
+//     processed together, each pass walking the n rows of the block in order, so memory is
+//     read with unit stride (never `inner` apart); OpenMP over the blocks.
+// Accuracy as logsumexp's (Note [Reduction accuracy] in kernels/cpu/reduce.cpp): the sum of
+// exps accumulates in double, blocked every kBlock terms; float32 exps come from exp_f32
+// (within 1.5 ulp), and log_softmax computes (x - shift) - log(sum) in double (x - shift is
+// exact near the max, so large magnitudes lose nothing), rounding once.
+// The shift is the row max, or 0 where the max is infinite, so a row of -inf gives NaN (0 / 0),
+// as does an entry +inf; a -inf entry gives -inf (log) or 0; a NaN spreads over its row.
+#include "kernels/cpu/softmax.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/cpu/loops.h"
+#include "kernels/cpu/vec_math.h"
+
+namespace metagrad::kernels::cpu {
+
+namespace {
+
+using vec::exp_of;
+
+constexpr int kLanes = 8;          // independent accumulators in a contiguous run
+constexpr int64_t kBlock = 4096;   // terms summed before folding into the running total
+constexpr int64_t kColumns = 256;  // columns processed together in the columns shape
+
+// The largest element (NaN is skipped here; it reaches the sum, which spreads it).
+template <typename T>
+T row_max(const T* x, int64_t n) {
+  T lane[kLanes];
+  for (T& l : lane) l = -std::numeric_limits<T>::infinity();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) lane[k] = x[i + k] > lane[k] ? x[i + k] : lane[k];
+  for (; i < n; ++i) lane[0] = x[i] > lane[0] ? x[i] : lane[0];
+  T m = lane[0];
+  for (int k = 1; k < kLanes; ++k) m = lane[k] > m ? lane[k] : m;
+  return m;
+}
+
+// The shift for exp: the max, or 0 where it is infinite (no inf - inf; logsumexp's rule).
+template <typename T>
+T shift_of(T m) {
+  return std::isinf(m) ? T(0) : m;
+}
+
+// sum of exp(x[i] - shift) in double, blocked; when `e` is given the exps are stored there.
+template <typename T>
+double row_sum_exp(const T* x, T* e, int64_t n, T shift) {
+  double total = 0;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t len = std::min(kBlock, n - b);
+    const T* p = x + b;
+    double lane[kLanes] = {};
+    int64_t i = 0;
+    if (e) {
+      T* q = e + b;
+      for (; i + kLanes <= len; i += kLanes)
+        for (int k = 0; k < kLanes; ++k) {
+          const T v = exp_of<T>(p[i + k] - shift);
+          q[i + k] = v;
+          lane[k] += static_cast<double>(v);
+        }
+      for (; i < len; ++i) {
+        const T v = exp_of<T>(p[i] - shift);
+        q[i] = v;
+        lane[0] += static_cast<double>(v);
+      }
+    } else {
+      for (; i + kLanes <= len; i += kLanes)
+        for (int k = 0; k < kLanes; ++k)
+          lane[k] += static_cast<double>(exp_of<T>(p[i + k] - shift));
+      for (; i < len; ++i) lane[0] += static_cast<double>(exp_of<T>(p[i] - shift));
+    }
+    double blk = lane[0];
+    for (int k = 1; k < kLanes; ++k) blk += lane[k];
+    total += blk;
+  }
+  return total;
+}
+
+template <typename T>
+void softmax_row(bool log, const T* x, T* y, int64_t n) {
+  const T shift = shift_of(row_max(x, n));
+  const double s = row_sum_exp(x, log ? nullptr : y, n, shift);
+  if (log) {
+    const double ds = static_cast<double>(shift), ls = std::log(s);
+    for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>((static_cast<double>(x[i]) - ds) - ls);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(static_cast<double>(y[i]) / s);
+  }
+}
+
+// Columns [0, w) of one outer index: element (i, j) at x[i * inner + j].
+template <typename T>
+void softmax_columns(bool log, const T* x, T* y, int64_t n, int64_t inner, int64_t w) {
+  T shift[kColumns];
+  double acc[kColumns], tot[kColumns];
+  for (int64_t j = 0; j < w; ++j) shift[j] = -std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    const T* r = x + i * inner;
+    for (int64_t j = 0; j < w; ++j) shift[j] = r[j] > shift[j] ? r[j] : shift[j];
+  }
+  for (int64_t j = 0; j < w; ++j) {
+    shift[j] = shift_of(shift[j]);
+    acc[j] = tot[j] = 0;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const T* r = x + i * inner;
+    if (log) {
+      for (int64_t j = 0; j < w; ++j) acc[j] += static_cast<double>(exp_of<T>(r[j] - shift[j]));
+    } else {
+      T* q = y + i * inner;
+      for (int64_t j = 0; j < w; ++j) {
+        const T v = exp_of<T>(r[j] - shift[j]);
+        q[j] = v;
+        acc[j] += static_cast<double>(v);
+      }
+    }
+    if ((i + 1) % kBlock == 0 || i + 1 == n)  // blocked accumulation, as in the rows
+      for (int64_t j = 0; j < w; ++j) {
+        tot[j] += acc[j];
+        acc[j] = 0;
+      }
+  }
+  if (log) {
+    for (int64_t j = 0; j < w; ++j) tot[j] = std::log(tot[j]);
+    for (int64_t i = 0; i < n; ++i) {
+      const T* r = x + i * inner;
+      T* q = y + i * inner;
+      for (int64_t j = 0; j < w; ++j)
+        q[j] = static_cast<T>((static_cast<double>(r[j]) - static_cast<double>(shift[j])) - tot[j]);
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      T* q = y + i * inner;
+      for (int64_t j = 0; j < w; ++j) q[j] = static_cast<T>(static_cast<double>(q[j]) / tot[j]);
+    }
+  }
+}
+
+template <typename T>
+void run(bool log, int64_t outer, int64_t n, int64_t inner, const T* x, T* y) {
+  const bool big = outer * n * inner >= kParallelGrain;
+  if (inner == 1) {
+#pragma omp parallel for schedule(static) if (big && outer > 1)
+    for (int64_t o = 0; o < outer; ++o) softmax_row(log, x + o * n, y + o * n, n);
+    return;
+  }
+  const int64_t blocks = (inner + kColumns - 1) / kColumns;
+#pragma omp parallel for schedule(static) if (big && outer * blocks > 1)
+  for (int64_t it = 0; it < outer * blocks; ++it) {
+    const int64_t o = it / blocks, j0 = (it % blocks) * kColumns;
+    const int64_t off = o * n * inner + j0;
+    softmax_columns(log, x + off, y + off, n, inner, std::min(kColumns, inner - j0));
+  }
+}
+
+}  // namespace
+
+void softmax(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner, const void* x,
+             void* y) {
+  MG_DISPATCH_FLOAT(dtype, [&] {
+    run(log, outer, n, inner, static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y));
+  });
+}
+
+}  // namespace metagrad::kernels::cpu

@@ -1,0 +1,210 @@
+// The fused CUDA softmax / log_softmax, the twin of kernels/cpu/softmax.cpp: contiguous
+// float32/float64 input seen as [outer, n, inner], the softmax over n, the same special values
+// (Note [Fused softmax on the CPU]). Each row is read twice (once for its statistics, once to
+// write) where the composition x - logsumexp(x) launched five kernels.
+//
+// Note [CUDA softmax]: a row's statistics are its max m and s = sum exp(x - m), gathered in
+// one pass with the online rule (Milakov and Gimelshein 2018): a thread keeps (m, s) over the
+// elements it visits; a larger x rescales s by exp(m - x). Two partial states merge as
+// m = max(m1, m2), s = s1 exp(m1 - m) + s2 exp(m2 - m), written symmetrically so that the
+// xor-butterfly leaves every lane the bitwise same state. Layouts:
+//   * a warp per row (inner == 1, n <= kWarpRow): lanes read consecutive elements;
+//   * a block per row (inner == 1, longer rows): each warp merges by butterfly, the block's
+//     warps are merged from shared memory in warp order by every thread;
+//   * a thread per column (inner > 1): consecutive threads take consecutive columns, so each
+//     step of the walk over n is a coalesced load (rows far apart with few columns leave the
+//     device underused; such softmaxes are rare).
+// The layout and the merge order depend on the shapes only: results are deterministic. s is
+// kept in double; float32 exps use expf (within 2 ulp of the CPU's exp_f32's 1.5), so float32
+// results may differ from the CPU in the last bits, as logsumexp's (kernels/cuda/reduce.cu).
+// As on the CPU the exponent's shift is m, or 0 where m is infinite: a row of -inf, or one
+// holding +inf, gives NaN (0 / 0, inf / inf), a -inf entry gives -inf (log) or 0, and a NaN
+// spreads over its row.
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "kernels/cuda/common.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/dtype.h"
+
+namespace metagrad::kernels::cuda {
+
+namespace {
+
+using metagrad::cuda::grid_for;
+using metagrad::cuda::kThreads;
+using metagrad::cuda::stream;
+
+constexpr int kWarp = 32;
+constexpr int kWarps = kThreads / kWarp;           // warps per block
+constexpr int64_t kWarpRow = 1024;                 // rows up to this long take one warp
+constexpr int64_t kMaxBlocks = int64_t{132} * 32;  // a few waves of an H100 (as grid_for)
+
+template <typename T>
+__device__ __forceinline__ T exp_t(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return ::expf(x);
+  } else {
+    return ::exp(x);
+  }
+}
+
+// exp(v - m) for v <= m in double, 1 where they are equal (also for m = +-inf, which the
+// final step overrides), so that no inf - inf makes a NaN out of nothing.
+template <typename T>
+__device__ __forceinline__ double rescale(T v, T m) {
+  return v == m ? 1.0 : ::exp(static_cast<double>(v) - static_cast<double>(m));
+}
+
+template <typename T>
+struct Stats {
+  T m;       // the largest element seen (-inf: none yet); NaN never enters it
+  double s;  // sum of exp(x - m) over the elements seen; NaN once a NaN was seen
+};
+
+template <typename T>
+__device__ __forceinline__ Stats<T> init() {
+  return {-std::numeric_limits<T>::infinity(), 0.0};
+}
+
+template <typename T>
+__device__ __forceinline__ Stats<T> step(Stats<T> a, T x) {
+  if (x > a.m) return {x, a.s * rescale(a.m, x) + 1.0};
+  // x <= m, or x NaN (exp(NaN) = NaN then spreads); x == m also when both are -inf
+  a.s += x == a.m ? 1.0 : static_cast<double>(exp_t<T>(x - a.m));
+  return a;
+}
+
+// Symmetric in a and b (max, then a sum of two products), bitwise.
+template <typename T>
+__device__ __forceinline__ Stats<T> merge(Stats<T> a, Stats<T> b) {
+  const T m = a.m > b.m ? a.m : b.m;
+  return {m, a.s * rescale(a.m, m) + b.s * rescale(b.m, m)};
+}
+
+template <typename T>
+__device__ __forceinline__ Stats<T> warp_merge(Stats<T> a) {
+#pragma unroll
+  for (int d = kWarp / 2; d > 0; d /= 2) {
+    const Stats<T> b{__shfl_xor_sync(0xffffffffu, a.m, d), __shfl_xor_sync(0xffffffffu, a.s, d)};
+    a = merge(a, b);
+  }
+  return a;
+}
+
+// The row's shift and sum as the CPU has them (shift 0 where the max is infinite: the sum of
+// exp(x) is then +inf, or 0 for a row of -inf); a NaN sum stays NaN.
+template <typename T>
+struct Final {
+  T shift;
+  double s;
+  double log_s;
+};
+
+template <typename T>
+__device__ __forceinline__ Final<T> finish(Stats<T> a) {
+  T shift = a.m;
+  double s = a.s;
+  if (s == s &&
+      (a.m == std::numeric_limits<T>::infinity() || a.m == -std::numeric_limits<T>::infinity())) {
+    shift = T(0);
+    s = a.m > T(0) ? std::numeric_limits<double>::infinity() : 0.0;
+  }
+  return {shift, s, ::log(s)};
+}
+
+template <typename T>
+__device__ __forceinline__ T output(bool log, T x, const Final<T>& f) {
+  if (log) return static_cast<T>((static_cast<double>(x) - static_cast<double>(f.shift)) - f.log_s);
+  return static_cast<T>(static_cast<double>(exp_t<T>(x - f.shift)) / f.s);
+}
+
+// A warp per row of n contiguous elements.
+template <typename T>
+__global__ void softmax_warp_rows(bool log, int64_t rows, int64_t n, const T* __restrict__ x,
+                                  T* __restrict__ y) {
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
+  for (int64_t r = warp; r < rows; r += warps) {  // the same r for every lane of the warp
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
+    Stats<T> st = init<T>();
+    for (int64_t j = lane; j < n; j += kWarp) st = step(st, xr[j]);
+    const Final<T> f = finish(warp_merge(st));
+    for (int64_t j = lane; j < n; j += kWarp) yr[j] = output(log, xr[j], f);
+  }
+}
+
+// A block of kThreads per row of n contiguous elements.
+template <typename T>
+__global__ void softmax_block_rows(bool log, int64_t rows, int64_t n, const T* __restrict__ x,
+                                   T* __restrict__ y) {
+  __shared__ T sm[kWarps];
+  __shared__ double ss[kWarps];
+  const int t = static_cast<int>(threadIdx.x), lane = t % kWarp, w = t / kWarp;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {  // the same r for the whole block
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
+    Stats<T> st = init<T>();
+    for (int64_t j = t; j < n; j += kThreads) st = step(st, xr[j]);
+    st = warp_merge(st);
+    if (lane == 0) {
+      sm[w] = st.m;
+      ss[w] = st.s;
+    }
+    __syncthreads();
+    Stats<T> all{sm[0], ss[0]};
+    for (int k = 1; k < kWarps; ++k) all = merge(all, Stats<T>{sm[k], ss[k]});
+    const Final<T> f = finish(all);
+    for (int64_t j = t; j < n; j += kThreads) yr[j] = output(log, xr[j], f);
+    __syncthreads();  // the shared slots are read before the next row overwrites them
+  }
+}
+
+// A thread per column (o, j): element i of its row at x[(o * n + i) * inner + j].
+template <typename T>
+__global__ void softmax_columns(bool log, int64_t outer, int64_t n, int64_t inner,
+                                const T* __restrict__ x, T* __restrict__ y) {
+  const int64_t cols = outer * inner;
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < cols;
+       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t o = c / inner, j = c - o * inner;
+    const T* xc = x + o * n * inner + j;
+    T* yc = y + o * n * inner + j;
+    Stats<T> st = init<T>();
+    for (int64_t i = 0; i < n; ++i) st = step(st, xc[i * inner]);
+    const Final<T> f = finish(st);
+    for (int64_t i = 0; i < n; ++i) yc[i * inner] = output(log, xc[i * inner], f);
+  }
+}
+
+unsigned blocks_for(int64_t items) {
+  return static_cast<unsigned>(items < 1 ? 1 : (items > kMaxBlocks ? kMaxBlocks : items));
+}
+
+}  // namespace
+
+void softmax(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner, const void* x,
+             void* y) {
+  if (outer * n * inner == 0) return;
+  MG_DISPATCH_FLOAT(dtype, [&] {
+    const auto* xs = static_cast<const scalar_t*>(x);
+    auto* ys = static_cast<scalar_t*>(y);
+    if (inner > 1) {
+      softmax_columns<scalar_t>
+          <<<grid_for(outer * inner), kThreads, 0, stream()>>>(log, outer, n, inner, xs, ys);
+    } else if (n <= kWarpRow) {
+      softmax_warp_rows<scalar_t>
+          <<<blocks_for((outer + kWarps - 1) / kWarps), kThreads, 0, stream()>>>(log, outer, n, xs,
+                                                                                 ys);
+    } else {
+      softmax_block_rows<scalar_t>
+          <<<blocks_for(outer), kThreads, 0, stream()>>>(log, outer, n, xs, ys);
+    }
+    MG_CUDA_LAUNCH_CHECK();
+  });
+}
+
+}  // namespace metagrad::kernels::cuda
