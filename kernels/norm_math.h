@@ -5,13 +5,7 @@
 #pragma once
 #include <cmath>
 
-#ifndef MG_HD
-#ifdef __CUDACC__
-#define MG_HD __host__ __device__
-#else
-#define MG_HD
-#endif
-#endif
+#include "kernels/hd.h"
 
 namespace metagrad::kernels {
 

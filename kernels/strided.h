@@ -10,11 +10,7 @@
 #include <array>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define MG_HD __host__ __device__
-#else
-#define MG_HD
-#endif
+#include "kernels/hd.h"
 
 namespace metagrad::kernels {
 
