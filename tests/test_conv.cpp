@@ -213,6 +213,13 @@ std::vector<Case> cases() {
       // width]): 7 images of 3 x 3 outputs, grouped and pointwise too.
       {7, 4, 6, 6, 6, 3, 3, {.stride = {2, 2}, .padding = {1, 1}, .groups = 2}},
       {7, 6, 3, 4, 9, 1, 1, {.groups = 3}},
+      // "Same" convolutions (unit stride, output as wide as the input: Note [Same-width
+      // im2col]): several images per chunk, dilated, 5 x 5, and a 1-wide input whose outer
+      // kernel columns read padding only.
+      {7, 4, 6, 5, 6, 3, 3, {.padding = {1, 1}}},
+      {2, 3, 7, 6, 2, 3, 3, {.padding = {2, 2}, .dilation = {2, 2}}},
+      {2, 2, 6, 7, 3, 5, 5, {.padding = {2, 2}}},
+      {2, 2, 3, 1, 2, 3, 3, {.padding = {1, 1}}},
   };
 }
 

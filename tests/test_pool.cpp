@@ -135,7 +135,7 @@ std::vector<Case> cases() {
       {3, 2, 6, 6, {.kernel = {1, 1}}},
       {2, 2, 5, 5, {.kernel = {5, 5}}},  // global
       {1, 1, 3, 3, {.kernel = {2, 2}, .stride = {1, 1}, .padding = {1, 1}}},
-      {2, 4, 28, 28, {.kernel = {2, 2}}},
+      {2, 4, 28, 28, {.kernel = {2, 2}}},  // the 2 x 2 loop (Note [2 x 2 max pooling])
   };
 }
 
@@ -183,8 +183,9 @@ TEST(MaxPool2d, MatchesReference) {
 
 TEST(MaxPool2d, TiesNanAndInfinity) {
   // Ties pick the first position; NaN propagates (the last NaN of a window is reported, as
-  // PyTorch's loop does); -inf inputs still give their index. float32 runs the vectorised
-  // select loop of Note [Max pooling loop order], float64 the scalar one.
+  // PyTorch's loop does); -inf inputs still give their index. The 2 x 2 windows run the loop of
+  // Note [2 x 2 max pooling]; the constant input's 2 x 3 windows the general one (Note [Max
+  // pooling loop order]), vectorised for float32.
   const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
   for (DType dt : {DType::Float64, DType::Float32}) {
     Tensor x = tensor(Vec{1, 1, 0, 2,          //
