@@ -223,6 +223,29 @@ TEST(MaxPool2d, EmptyBatch) {
   EXPECT_EQ(max_pool2d_backward(zeros({0, 3, 2, 2}), i, {0, 3, 4, 4}).shape(), (Shape{0, 3, 4, 4}));
 }
 
+TEST(MaxPool2d, BackwardTakesIndicesOutsideTheirBlocks) {
+  // The backward op is given indices, not a window: on outputs that tile the input in 2 x 2
+  // blocks, indices that point elsewhere (repeated, in other blocks, in the uncovered last row
+  // and column) must still give the plain scatter-add, on both dtypes.
+  const Vec g{1, 2, 3, 4, 5, 6, 7, 8};  // [1, 2, 2, 2] into planes of 5 x 5
+  const std::vector<int64_t> at{0, 24, 24, 6, 4, 20, 12, 12};
+  Vec want(50, 0);
+  for (size_t e = 0; e < g.size(); ++e) want[(e / 4) * 25 + static_cast<size_t>(at[e])] += g[e];
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    Tensor gx = max_pool2d_backward(tensor(g, {1, 2, 2, 2}).to(dt),
+                                    tensor(at, {1, 2, 2, 2}), {1, 2, 5, 5});
+    expect_close(gx, want, {1, 2, 5, 5}, 0, std::string("scatter ") + dtype_name(dt));
+  }
+  // In-block indices on an odd-sized input: the uncovered last row and column get zeros.
+  const std::vector<int64_t> in_block{1, 3, 10, 17, 0, 8, 15, 18};
+  Vec want2(50, 0);
+  for (size_t e = 0; e < g.size(); ++e)
+    want2[(e / 4) * 25 + static_cast<size_t>(in_block[e])] += g[e];
+  Tensor gx2 =
+      max_pool2d_backward(tensor(g, {1, 2, 2, 2}), tensor(in_block, {1, 2, 2, 2}), {1, 2, 5, 5});
+  expect_close(gx2, want2, {1, 2, 5, 5}, 0, "in-block");
+}
+
 TEST(MaxPool2d, Errors) {
   Tensor x = randn({2, 3, 6, 6});
   EXPECT_MG_ERROR(max_pool2d(randn({3, 6, 6}), {.kernel = {2, 2}}),
