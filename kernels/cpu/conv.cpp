@@ -198,10 +198,20 @@ struct Chunks {
   int64_t count;  // chunks
 };
 Chunks chunks_of(const Conv2dGeometry& g, const Dims& d, int threads, int64_t elem_bytes) {
-  int64_t per = std::max<int64_t>(1, chunk_budget_bytes() / (elem_bytes * (d.k + d.og) * d.l));
-  per = std::min(per, (kTargetCols + d.l - 1) / d.l);
-  per = std::min(per, std::max<int64_t>(1, (g.n + threads - 1) / threads));
-  per = std::min(per, g.n);
+  int64_t most = std::max<int64_t>(1, chunk_budget_bytes() / (elem_bytes * (d.k + d.og) * d.l));
+  most = std::min(most, (kTargetCols + d.l - 1) / d.l);
+  most = std::min(most, std::max<int64_t>(1, (g.n + threads - 1) / threads));
+  most = std::min(most, g.n);
+  // The busiest thread gets ceil(count / threads) chunks of `per` images: take the chunk size
+  // (at most `most`) that makes that smallest, the widest on ties. A 5-image support set on 2
+  // threads in chunks of 2 gives one thread 4 images and the other 1; chunks of 1 give 3 and 2.
+  const auto busiest = [&](int64_t per) {
+    const int64_t count = (g.n + per - 1) / per;
+    return (count + threads - 1) / threads * per;
+  };
+  int64_t per = most;
+  for (int64_t p = most - 1; p >= 1; --p)
+    if (busiest(p) < busiest(per)) per = p;
   return {per, (g.n + per - 1) / per};
 }
 
