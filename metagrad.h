@@ -14,6 +14,7 @@
 #include "tensor/norm.h"
 #include "tensor/pool.h"
 #include "tensor/print.h"
+#include "tensor/profiler.h"
 #include "tensor/random.h"
 #include "tensor/reduce.h"
 #include "tensor/scalar.h"

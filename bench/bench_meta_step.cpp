@@ -38,6 +38,7 @@
 #include "nn/functional.h"
 #include "tensor/creation.h"
 #include "tensor/elementwise.h"
+#include "tensor/profiler.h"
 #include "tensor/random.h"
 
 namespace fs = std::filesystem;
@@ -237,6 +238,20 @@ void time_meta_step(benchmark::State& state, Workload& w, Device dev) {
     state.counters["host_waits_per_step"] = static_cast<double>(ls.host_waits) / steps;
   }
   state.counters["loss"] = loss;
+  // One more step, untimed, under the kernel profiler (tensor/profiler.h): the kernels the
+  // host dispatches per meta-step, on either device (on a GPU, each is at least one launch).
+  // MG_BENCH_PROFILE=1 also prints the profiler's table of that step.
+  profiler::reset();
+  {
+    profiler::Scope on;
+    maml.meta_step(w.tasks);
+    if (gpu) cuda::synchronize();
+  }
+  state.counters["dispatches_per_step"] = static_cast<double>(profiler::total_calls());
+  if (const char* p = std::getenv("MG_BENCH_PROFILE"); p && std::string(p) == "1")
+    std::fprintf(stderr, "%s (%s): the kernels of one meta-step\n%s\n", w.name.c_str(),
+                 dev.str().c_str(), profiler::table(12).c_str());
+  profiler::reset();
 }
 
 void run_meta_step(benchmark::State& state, Workload w) {

@@ -1,15 +1,20 @@
 // Dispatch is one branch on the device (DESIGN principle 7): the CPU and CUDA kernels share
 // names and arguments (kernels/args.h), so the tensor layer computes everything once and
-// MG_KERNEL(device, fn, args...) calls kernels::cpu::fn or kernels::cuda::fn.
+// MG_KERNEL(device, fn, args...) calls kernels::cpu::fn or kernels::cuda::fn, and tells the
+// kernel profiler (tensor/profiler.h) when it is on.
 #pragma once
 #include <initializer_list>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "tensor/profiler.h"
 #include "tensor/tensor.h"
 
-#define MG_KERNEL(device, fn, ...)                                 \
-  ((device).is_cuda() ? ::metagrad::kernels::cuda::fn(__VA_ARGS__) \
+// The KernelTimer temporary lives until the end of the full expression, so it spans the call:
+// the kernel profiler's hook (tensor/profiler.h), one relaxed atomic load when it is off.
+#define MG_KERNEL(device, fn, ...)                                    \
+  (::metagrad::profiler::detail::KernelTimer{#fn, (device)},          \
+   (device).is_cuda() ? ::metagrad::kernels::cuda::fn(__VA_ARGS__)    \
                       : ::metagrad::kernels::cpu::fn(__VA_ARGS__))
 
 namespace metagrad::detail {
