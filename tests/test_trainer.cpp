@@ -10,6 +10,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -140,6 +141,32 @@ TEST(Trainer, TinySinusoidRunWritesConfigMetricsCheckpointAndPlot) {
   EXPECT_FALSE(ck.groups.at("optim").empty());
   EXPECT_TRUE(fs::exists(dir / "curve.gp"));
   fs::remove_all(dir);
+}
+
+TEST(Trainer, ProfileWritesTheKernelTableOfTheMetaSteps) {
+  const fs::path dir = temp_dir("profile");
+  auto args = tiny(dir, 4);
+  args.insert(args.end(), {"--profile", "true"});
+  CliRun r = run(args);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("kernels of 4 meta-steps"), std::string::npos) << r.err;
+  std::ifstream kf(dir / "kernels.txt");
+  const std::string table((std::istreambuf_iterator<char>(kf)), std::istreambuf_iterator<char>());
+  // the sinusoid MLP's step: matrix products and Adam's updates, then the totals
+  EXPECT_NE(table.find("matmul"), std::string::npos) << table;
+  EXPECT_NE(table.find("adam_step"), std::string::npos) << table;
+  EXPECT_NE(table.find("total"), std::string::npos) << table;
+  EXPECT_FALSE(profiler::enabled());  // the trainer's scope is closed again
+  std::ifstream cf(dir / "config.json");
+  EXPECT_EQ(nlohmann::json::parse(cf)["profile"], true);
+  fs::remove_all(dir);
+  // Without the flag: no table, no file.
+  const fs::path plain = temp_dir("no_profile");
+  CliRun q = run(tiny(plain, 2));
+  ASSERT_EQ(q.rc, 0) << q.err;
+  EXPECT_EQ(q.err.find("kernels of"), std::string::npos);
+  EXPECT_FALSE(fs::exists(plain / "kernels.txt"));
+  fs::remove_all(plain);
 }
 
 // --device cuda trains the same function: a float64 run logs the same losses as on the CPU.

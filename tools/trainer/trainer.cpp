@@ -189,7 +189,8 @@ std::string to_json(const Config& c) {
             {"format", c.format},
             {"dtype", c.dtype},
             {"max_alphabets", c.max_alphabets},
-            {"batch_tasks", c.batch_tasks}};
+            {"batch_tasks", c.batch_tasks},
+            {"profile", c.profile}};
   return j.dump();
 }
 
@@ -233,6 +234,7 @@ Config config_from_json(const std::string& text) {
     get("dtype", c.dtype);
     get("max_alphabets", c.max_alphabets);
     get("batch_tasks", c.batch_tasks);
+    get("profile", c.profile);
   } catch (const std::exception& e) {
     throw UsageError(std::string("checkpoint: bad config field: ") + e.what());
   }
@@ -694,8 +696,15 @@ int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, 
   int64_t win_n = 0;
   int64_t it = start.iteration;
   bool interrupted = false;
+  if (c.profile) profiler::reset();
   while (it < c.iterations) {
-    meta::StepResult r = learner->meta_step(problem.train_batch());
+    const std::vector<meta::Task> batch = problem.train_batch();
+    meta::StepResult r;
+    {
+      std::optional<profiler::Scope> on;  // the meta-step only, not sampling or validation
+      if (c.profile) on.emplace();
+      r = learner->meta_step(batch);
+    }
     ++it;
     win_loss += r.loss;
     win_acc += r.accuracy;
@@ -745,6 +754,11 @@ int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, 
   }
   std::signal(SIGINT, previous);
   if (tty) err << "\n";
+  if (c.profile) {
+    const std::string t = profiler::table();
+    err << "kernels of " << it - start.iteration << " meta-steps (tensor/profiler.h):\n" << t;
+    std::ofstream(dir / "kernels.txt") << t;
+  }
   save(ckpt, c, *learner, problem, it, start.elapsed + since(t0));
   if (interrupted) {
     err << "interrupted at iteration " << it << "; checkpoint " << ckpt
@@ -846,6 +860,9 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         "true: one task-batched step for the whole meta-batch where it applies (MAML family on "
         "sinusoids; same meta-gradient as the per-task loop, ignored otherwise); false: the "
         "per-task loop");
+  f.add("--profile", &Config::profile,
+        "true: count and time the kernels of every meta-step (tensor/profiler.h); the table goes "
+        "to stderr and <out>/kernels.txt at the end");
   f.add("--max-alphabets", &Config::max_alphabets,
         "Omniglot: keep only the first N alphabets of each split (quick runs; -1: all)");
 
