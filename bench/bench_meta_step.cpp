@@ -82,13 +82,17 @@ Workload sinusoid(bool first_order, bool batched) {
   return w;
 }
 
-Workload omniglot(bool strided, bool first_order) {
+// batched: the task-batched step, the 32 tasks' convolutions as one grouped convolution (Note
+// [Task-batched convolution]). The batch norms keep no running statistics in every variant, as
+// PyTorch's side (F.batch_norm without them) and as the batched step requires.
+Workload omniglot(bool strided, bool first_order, bool batched) {
   Generator gen(11);
   Workload w;
-  w.name =
-      std::string("omniglot_") + (strided ? "strided_" : "maxpool_") + (first_order ? "fo" : "so");
+  w.name = std::string("omniglot_") + (strided ? "strided_" : "maxpool_") +
+           (first_order ? "fo" : "so") + (batched ? "_batched" : "");
   meta::Conv4Options co;
   co.strided = strided;
+  co.track_running_stats = false;
   w.net = meta::conv4(co, &gen).ptr();
   const int64_t n_way = 5, k_query = 15;
   std::vector<int64_t> ys_v, yq_v;
@@ -109,6 +113,7 @@ Workload omniglot(bool strided, bool first_order) {
   w.opts.inner_lr = 0.4;
   w.opts.first_order = first_order;
   w.opts.classification = true;
+  w.opts.batch_tasks = batched;
   return w;
 }
 
@@ -263,7 +268,7 @@ void BM_SinusoidMetaStep(benchmark::State& state) {
   run_meta_step(state, sinusoid(state.range(0) == 0, state.range(1) == 1));
 }
 void BM_OmniglotConv4MetaStep(benchmark::State& state) {
-  run_meta_step(state, omniglot(state.range(0) == 1, state.range(1) == 0));
+  run_meta_step(state, omniglot(state.range(0) == 1, state.range(1) == 0, state.range(2) == 1));
 }
 
 // The Omniglot MAML step of the max-pool conv-4 (second order unless range(0) = 0) taken
@@ -271,7 +276,7 @@ void BM_OmniglotConv4MetaStep(benchmark::State& state) {
 // query forward + loss, meta-backward, Adam. Counters are ms per meta-step. Not part of the
 // comparison (run.py filters it out); it says where the time goes.
 void time_phases(benchmark::State& state, Device dev) {
-  Workload w = omniglot(false, state.range(0) == 0);
+  Workload w = omniglot(false, state.range(0) == 0, false);
   to_device(w, dev);
   meta::MAML maml(w.net, w.loss, w.opts);
   maml.meta_step(w.tasks);  // warm-up
@@ -351,11 +356,15 @@ BENCHMARK(BM_SinusoidMetaStep)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_OmniglotConv4MetaStep)
-    ->ArgNames({"strided", "second_order"})
-    ->Args({0, 1})
-    ->Args({0, 0})
-    ->Args({1, 1})
-    ->Args({1, 0})
+    ->ArgNames({"strided", "second_order", "batched"})
+    ->Args({0, 1, 0})
+    ->Args({0, 0, 0})
+    ->Args({1, 1, 0})
+    ->Args({1, 0, 0})
+    ->Args({0, 1, 1})
+    ->Args({0, 0, 1})
+    ->Args({1, 1, 1})
+    ->Args({1, 0, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -60,8 +60,11 @@ struct MetaOptions {
   // backward sums the copies' gradients). Same meta-gradient as the per-task loop, with the
   // op count of one task (Note [Task-batched meta-step]). Needs tasks of equal shapes, a loss
   // that is the mean over examples (MSE, cross-entropy), and a model whose layers accept
-  // [B, n, ...] inputs with stacked parameters: Linear and elementwise activations (the
-  // sinusoid MLP), not Conv2d or BatchNorm.
+  // [B, n, ...] inputs with stacked parameters: Linear, Conv2d (the B tasks' convolutions as
+  // one grouped convolution, Note [Task-batched convolution]), BatchNorm2d without running
+  // statistics (track_running_stats(false)), pooling, Flatten over trailing dims and
+  // elementwise activations: the sinusoid MLP and the conv-4 nets
+  // (Conv4Options::track_running_stats = false).
   bool batch_tasks = false;
 };
 

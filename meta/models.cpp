@@ -5,11 +5,12 @@
 namespace metagrad::meta {
 
 namespace {
-// The spatial mean of the strided conv-4 (its features are [N, C, 2, 2] for 28x28 inputs).
+// The spatial mean of the strided conv-4 (its features are [N, C, 2, 2] for 28x28 inputs, or
+// [B, N, C, 2, 2] stacked).
 class SpatialMeanImpl : public nn::Module {
  public:
   using Module::forward;
-  Tensor forward(const Tensor& x, const nn::ParamMap&) override { return mean(x, {2, 3}); }
+  Tensor forward(const Tensor& x, const nn::ParamMap&) override { return mean(x, {-2, -1}); }
   std::string name() const override { return "SpatialMean"; }
 };
 }  // namespace
@@ -38,7 +39,9 @@ nn::Sequential conv4(const Conv4Options& o, Generator* gen) {
                                      .padding(1),
                                  gen));
     block->push_back("bn", std::make_shared<nn::BatchNorm2dImpl>(
-                               nn::BatchNorm2dOptions(o.hidden).mode(o.bn_mode)));
+                               nn::BatchNorm2dOptions(o.hidden)
+                                   .mode(o.bn_mode)
+                                   .track_running_stats(o.track_running_stats)));
     block->push_back("relu", std::make_shared<nn::ReLUImpl>());
     if (!o.strided) block->push_back("pool", std::make_shared<nn::MaxPool2dImpl>(2));
     size = o.strided ? (size + 1) / 2 : size / 2;
@@ -48,7 +51,9 @@ nn::Sequential conv4(const Conv4Options& o, Generator* gen) {
   if (o.strided) {
     net->push_back("mean", std::make_shared<SpatialMeanImpl>());
   } else {
-    net->push_back("flatten", std::make_shared<nn::FlattenImpl>());
+    // the last three dims (C, H, W): [N, C*H*W], or [B, N, C*H*W] for a stacked input
+    net->push_back("flatten",
+                   std::make_shared<nn::FlattenImpl>(nn::FlattenOptions().start_dim(-3)));
     features = o.hidden * size * size;
   }
   net->push_back("head",

@@ -19,10 +19,14 @@ struct Conv4Options {
   bool strided = true;
   int64_t image_size = 28;  // for the max-pool variant's head width
   nn::BNMode bn_mode = nn::BNMode::BatchStats;  // batch statistics always, as the MAML code
+  // false: the batch norms keep no running statistics (needed by task-batched meta-steps,
+  // MetaOptions::batch_tasks; in BatchStats mode they are never read anyway).
+  bool track_running_stats = true;
 };
 
 // Four blocks of conv 3x3 (same padding) -> batch norm -> ReLU (-> max-pool), then a linear
-// N-way head named "head" (ANIL adapts parameters whose names start with "head").
+// N-way head named "head" (ANIL adapts parameters whose names start with "head"). Takes
+// [N, C, H, W], or [B, N, C, H, W] with stacked parameters (a task-batched meta-step).
 nn::Sequential conv4(const Conv4Options& opts = {}, Generator* gen = nullptr);
 
 }  // namespace metagrad::meta

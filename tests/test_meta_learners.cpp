@@ -266,6 +266,76 @@ TEST(MetaLearners, TaskBatchedStepEqualsPerTaskLoop) {
   }
 }
 
+// The same for the conv-4 nets (Note [Task-batched convolution]): convolutions as one grouped
+// convolution, batch norm per task and channel, pooling and the head on the stack. Both
+// variants, second and first order, 2 inner steps, float64, 3 tasks of 3-way 2-shot.
+TEST(MetaLearners, TaskBatchedConv4StepEqualsPerTaskLoop) {
+  for (bool strided : {false, true})
+    for (bool first_order : {false, true}) {
+      Generator gen(23);
+      meta::Conv4Options co;
+      co.n_way = 3;
+      co.hidden = 4;
+      co.image_size = 16;
+      co.strided = strided;
+      co.track_running_stats = false;
+      auto a = meta::conv4(co, &gen);
+      auto b = meta::conv4(co, &gen);
+      a->to(DType::Float64);
+      b->to(DType::Float64);
+      b->load_state_dict(a->state_dict());
+      std::vector<Task> tasks;
+      for (int t = 0; t < 3; ++t) {
+        Task k;
+        k.support_x = randn({6, 1, 16, 16}, DType::Float64, &gen);
+        k.support_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6});
+        k.query_x = randn({9, 1, 16, 16}, DType::Float64, &gen);
+        k.query_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 0, 1, 2}, {9});
+        tasks.push_back(k);
+      }
+      meta::MetaOptions o;
+      o.inner_steps = 2;
+      o.inner_lr = 0.1;
+      o.first_order = first_order;
+      o.classification = true;
+      meta::MetaOptions ob = o;
+      ob.batch_tasks = true;
+      meta::MAML loop(a.ptr(), ce, o), batched(b.ptr(), ce, ob);
+      const std::string what = std::string(strided ? "strided" : "max-pool") +
+                               (first_order ? " first order" : " second order");
+      const meta::StepResult ra = loop.meta_step(tasks), rb = batched.meta_step(tasks);
+      EXPECT_NEAR(ra.loss, rb.loss, 1e-12 * (1 + std::fabs(ra.loss))) << what;
+      EXPECT_NEAR(ra.accuracy, rb.accuracy, 1e-12) << what;
+      auto pa = a->named_parameters(), pb = b->named_parameters();
+      ASSERT_EQ(pa.size(), pb.size());
+      for (size_t i = 0; i < pa.size(); ++i) {
+        ASSERT_TRUE(pb[i].second.grad().defined()) << what << " " << pa[i].first;
+        auto ga = pa[i].second.grad().to_vector<double>(), gb = pb[i].second.grad().to_vector<double>();
+        for (size_t k = 0; k < ga.size(); ++k)
+          EXPECT_NEAR(gb[k], ga[k], 1e-10 * (1 + std::fabs(ga[k]))) << what << " " << pa[i].first;
+      }
+    }
+}
+
+TEST(MetaLearners, TaskBatchedConv4NeedsBatchNormWithoutRunningStats) {
+  Generator gen(24);
+  meta::Conv4Options co;
+  co.n_way = 2;
+  co.hidden = 2;
+  co.image_size = 16;  // running statistics tracked (the default)
+  auto net = meta::conv4(co, &gen);
+  meta::MetaOptions o;
+  o.batch_tasks = true;
+  o.classification = true;
+  meta::MAML maml(net.ptr(), ce, o);
+  Task k;
+  k.support_x = randn({2, 1, 16, 16}, DType::Float32, &gen);
+  k.support_y = tensor(std::vector<int64_t>{0, 1}, {2});
+  k.query_x = k.support_x;
+  k.query_y = k.support_y;
+  EXPECT_MG_ERROR_HAS(maml.meta_step({k, k}), "[BatchNorm2d]", "track_running_stats(false)");
+}
+
 TEST(MetaLearners, TaskBatchedStepRejectsUnequalTasksAndReptile) {
   Generator gen(18);
   auto net = tanh_mlp(gen);

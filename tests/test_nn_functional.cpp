@@ -1139,3 +1139,72 @@ TEST(Linear, RejectsMismatchedShapes) {
       "[linear]", "needs an input [B..., n, in]");
   EXPECT_MG_ERROR(F::linear(x, t64({1.0}, {1})), "[linear]");
 }
+
+// ---- task-batched (stacked) convolution and batch norm --------------------------------------
+
+// conv2d with a stack of weights is each entry's own conv2d (Note [Task-batched convolution]),
+// with a stacked or a shared bias, grouped and strided, and differentiable to second order.
+TEST(StackedConv2d, EqualsOneConvPerEntry) {
+  const int64_t b = 3;
+  for (int64_t groups : {1, 2}) {
+    const Tensor x = leaf(uniform(b * 2 * 4 * 5 * 5, -1, 1, 101), {b, 2, 4, 5, 5});
+    const Tensor w = leaf(uniform(b * 6 * (4 / groups) * 9, -1, 1, 102), {b, 6, 4 / groups, 3, 3});
+    const Tensor bs = leaf(uniform(b * 6, -1, 1, 103), {b, 6});
+    const Tensor shared = leaf(uniform(6, -1, 1, 104), {6});
+    const auto opts = F::Conv2dFuncOptions().stride(2).padding(1).groups(groups);
+    for (const Tensor& bias : {bs, shared}) {
+      const Tensor y = F::conv2d(x, w, bias, opts);
+      ASSERT_EQ(y.shape(), (Shape{b, 2, 6, 3, 3}));
+      for (int64_t i = 0; i < b; ++i) {
+        const Tensor want =
+            F::conv2d(x.select(0, i), w.select(0, i), bias.dim() == 2 ? bias.select(0, i) : bias,
+                      opts);
+        EXPECT_EQ(y.select(0, i).contiguous().to_vector<double>(), want.to_vector<double>())
+            << "entry " << i << " groups " << groups;
+      }
+    }
+  }
+  check_grads(
+      "stacked conv2d",
+      [](const Tensors& a) { return F::conv2d(a[0], a[1], a[2], F::Conv2dFuncOptions().padding(1)); },
+      {leaf(uniform(2 * 2 * 1 * 4 * 4, -1, 1, 105), {2, 2, 1, 4, 4}),
+       leaf(uniform(2 * 2 * 9, -1, 1, 106), {2, 2, 1, 3, 3}), leaf(uniform(4, -1, 1, 107), {2, 2})});
+}
+
+TEST(StackedConv2d, Errors) {
+  const Tensor w = t64(uniform(2 * 3 * 2 * 9, -1, 1, 108), {2, 3, 2, 3, 3});
+  EXPECT_MG_ERROR_HAS(F::conv2d(t64(uniform(2 * 2 * 25, -1, 1, 109), {2, 2, 5, 5}), w, {}),
+                      "[conv2d]", "needs a stacked input [B, N, C, H, W]");
+  EXPECT_MG_ERROR_HAS(F::conv2d(t64(uniform(3 * 2 * 25, -1, 1, 110), {3, 1, 2, 5, 5}), w, {}),
+                      "[conv2d]", "has 3 entries, the stack of weights of shape [2, 3, 2, 3, 3] has 2");
+  EXPECT_MG_ERROR_HAS(F::conv2d(t64(uniform(2 * 3 * 25, -1, 1, 111), {2, 1, 3, 5, 5}), w, {}),
+                      "[conv2d]", "expects 2");
+  EXPECT_MG_ERROR_HAS(F::conv2d(t64(uniform(2 * 2 * 25, -1, 1, 112), {2, 1, 2, 5, 5}), w,
+                                t64({1, 2}, {2})),
+                      "[conv2d]", "expected [3] or [2, 3]");
+}
+
+// batch_norm with stacked weights normalises each entry with its own statistics.
+TEST(StackedBatchNorm, EqualsOneBatchNormPerEntry) {
+  const int64_t b = 3;
+  const Tensor x = leaf(uniform(b * 4 * 2 * 3 * 3, -1, 1, 113), {b, 4, 2, 3, 3});
+  const Tensor w = leaf(uniform(b * 2, 0.5, 1.5, 114), {b, 2});
+  const Tensor shared_bias = leaf(uniform(2, -1, 1, 115), {2});
+  const Tensor y = F::batch_norm(x, {}, {}, w, shared_bias, true);
+  ASSERT_EQ(y.shape(), x.shape());
+  for (int64_t i = 0; i < b; ++i) {
+    const Tensor want = F::batch_norm(x.select(0, i), {}, {}, w.select(0, i), shared_bias, true);
+    const auto got = y.select(0, i).contiguous().to_vector<double>(), exp = want.to_vector<double>();
+    for (size_t k = 0; k < got.size(); ++k) EXPECT_NEAR(got[k], exp[k], 1e-12) << i << "," << k;
+  }
+  check_grads("stacked batch_norm",
+              [](const Tensors& a) { return F::batch_norm(a[0], {}, {}, a[1], a[2], true); },
+              {leaf(uniform(2 * 3 * 2 * 2, -1, 1, 116), {2, 3, 2, 2}),
+               leaf(uniform(4, 0.5, 1.5, 117), {2, 2}), leaf(uniform(4, -1, 1, 118), {2, 2})});
+  // Running statistics and eval mode have no meaning per stack entry: refused.
+  Tensor rm = zeros({2}, DType::Float64), rv = ones({2}, DType::Float64);
+  EXPECT_MG_ERROR_HAS(F::batch_norm(x, rm, rv, w, {}, true), "[batch_norm]",
+                      "needs batch statistics");
+  EXPECT_MG_ERROR_HAS(F::batch_norm(x, {}, {}, w, t64(uniform(4, -1, 1, 119), {4}), true),
+                      "[batch_norm]", "expected [3, 2] or [2]");
+}

@@ -28,9 +28,12 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ORDER = ["sinusoid_so", "sinusoid_fo", "sinusoid_so_batched", "sinusoid_fo_batched",
-         "omniglot_maxpool_so", "omniglot_maxpool_fo", "omniglot_strided_so", "omniglot_strided_fo"]
-# metagrad's task-batched sinusoid step (MetaOptions::batch_tasks) against the same PyTorch
-# workload: PyTorch's rows are keyed by the base name.
+         "omniglot_maxpool_so", "omniglot_maxpool_fo", "omniglot_strided_so", "omniglot_strided_fo",
+         "omniglot_maxpool_so_batched", "omniglot_maxpool_fo_batched",
+         "omniglot_strided_so_batched", "omniglot_strided_fo_batched"]
+# metagrad's task-batched steps (MetaOptions::batch_tasks; for Omniglot the tasks' convolutions
+# as one grouped convolution) against the same PyTorch workload: PyTorch's rows are keyed by
+# the base name.
 BATCHED = "_batched"
 # Runs of either side that failed (a crash, an exit status); any makes the exit status 1.
 FAILED = []

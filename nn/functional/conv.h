@@ -1,6 +1,9 @@
 // nn::functional::conv2d, as torch.nn.functional.conv2d: the options struct of the shared nn
 // contract and a thin wrapper over the conv2d primitive (tensor/conv.h), which also accepts an
-// unbatched [C, H, W] input as libtorch does.
+// unbatched [C, H, W] input as libtorch does. Beyond PyTorch, the weight may be a stack of B
+// weights [B, O, C/groups, kH, kW] (bias [B, O], or [O] shared), for a task-batched meta-step:
+// the input is then [B, N, C, H, W], entry b convolved with weight b, and the result is
+// [B, N, O, OH, OW], computed as one grouped convolution (Note [Task-batched convolution]).
 #pragma once
 #include <array>
 #include <cstdint>

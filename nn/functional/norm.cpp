@@ -30,6 +30,42 @@ bool fused_applies(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return true;
 }
 
+// weight / bias for the B * C channels of a stacked batch norm: [B, C] flattened, [C]
+// repeated for every entry of the stack, undefined left so.
+Tensor per_stacked_channel(const char* what, const Tensor& t, int64_t b, int64_t c,
+                           const Tensor& x) {
+  if (!t.defined()) return t;
+  const bool ok = t.shape() == Shape({b, c}) || t.shape() == Shape({c});
+  MG_CHECK(ok, "batch_norm", what, " of shape ", shape_str(t.shape()),
+           " for the stacked input of shape ", shape_str(x.shape()), ": expected [", b, ", ", c,
+           "] or [", c, "]");
+  return (t.dim() == 1 ? t.unsqueeze(0).expand({b, c}) : t).reshape({b * c});
+}
+
+// batch_norm with a stack of B weights / biases (norm.h): one batch norm over the tasks'
+// channels side by side.
+Tensor stacked_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& weight,
+                          const Tensor& bias, bool training, double momentum, double eps) {
+  const Tensor& stacked = weight.defined() && weight.dim() == 2 ? weight : bias;
+  const int64_t b = stacked.size(0);
+  MG_CHECK(training && !running_mean.defined(), "batch_norm",
+           "a stack of weights / biases of shape ", shape_str(stacked.shape()),
+           " needs batch statistics (training = true) and no running_mean / running_var");
+  MG_CHECK(x.dim() >= 3 && x.size(0) == b, "batch_norm", "a stack of weights / biases of shape ",
+           shape_str(stacked.shape()), " needs a stacked input [", b, ", N, C, ...], got shape ",
+           shape_str(x.shape()));
+  const int64_t n = x.size(1), c = x.size(2);
+  Shape side{n, b * c}, back{n, b, c};  // [N, B * C, ...] and [N, B, C, ...]
+  for (int64_t d = 3; d < x.dim(); ++d) {
+    side.push_back(x.size(d));
+    back.push_back(x.size(d));
+  }
+  const Tensor y = batch_norm(x.transpose(0, 1).reshape(side), {}, {},
+                              per_stacked_channel("weight", weight, b, c, x),
+                              per_stacked_channel("bias", bias, b, c, x), true, momentum, eps);
+  return y.reshape(back).transpose(0, 1);
+}
+
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
@@ -40,6 +76,12 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
            shape_str(x.shape()));
   MG_CHECK(x.is_floating_point(), op, "expected a floating-point input, got ",
            dtype_name(x.dtype()));
+  // A stack [B, C] of weights (or biases) for an input [B, N, C, ...] (norm.h); any other
+  // shape gets the per-channel checks' errors.
+  for (const Tensor* t : {&weight, &bias})
+    if (t->defined() && t->dim() == 2 && x.dim() >= 3 && x.size(0) == t->size(0) &&
+        x.size(2) == t->size(1))
+      return stacked_batch_norm(x, running_mean, weight, bias, training, momentum, eps);
   check_per_channel("weight", weight, x);
   check_per_channel("bias", bias, x);
   check_per_channel("running_mean", running_mean, x);

@@ -21,6 +21,11 @@ namespace metagrad::nn::functional {
 // variance for running_var (as PyTorch). Needs more than one value per channel.
 // eval (!training): normalises with running_mean / running_var, which must be defined.
 // The handles are taken by value: a Tensor shares its data, so the caller sees the update.
+// Beyond PyTorch, weight and bias may be stacks [B, C] (either may stay [C], shared) for a
+// task-batched meta-step: x is then [B, N, C, ...], each entry b normalised with its own batch
+// statistics and weight b, as B separate calls would; training only, without running
+// statistics (vmap over batch norm has the same restriction). One op: the B * C channels side
+// by side ([N, B * C, ...], Note [Task-batched convolution] in nn/functional/conv.cpp).
 Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5);
 

@@ -15,15 +15,23 @@ namespace metagrad::nn::functional {
 
 namespace {
 
-// Runs `f` on a 4-d input, an unbatched [C, H, W] one as a batch of one.
+// Runs `f` on a 4-d input: an unbatched [C, H, W] one as a batch of one, and one with more
+// leading dims ([B, N, C, H, W]: a task-batched step's stack) with them folded into the batch.
 template <typename F>
 auto batched(const Tensor& x, F&& f) {
   const bool unbatched = x.defined() && x.dim() == 3;
-  auto r = f(unbatched ? x.unsqueeze(0) : x);
+  const int64_t lead = x.defined() && x.dim() > 4 ? x.dim() - 3 : 0;  // dims before C
+  const auto unfold = [&](const Tensor& r) {
+    Shape s(x.shape().begin(), x.shape().begin() + lead);
+    s.insert(s.end(), r.shape().begin() + 1, r.shape().end());
+    return r.reshape(s);
+  };
+  auto r = f(unbatched ? x.unsqueeze(0) : lead ? x.flatten(0, lead - 1) : x);
   if constexpr (std::is_same_v<decltype(r), Tensor>) {
-    return unbatched ? r.squeeze(0) : r;
+    return unbatched ? r.squeeze(0) : lead ? unfold(r) : r;
   } else {
     if (unbatched) r = {r.first.squeeze(0), r.second.squeeze(0)};
+    if (lead) r = {unfold(r.first), unfold(r.second)};
     return r;
   }
 }

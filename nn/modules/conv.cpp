@@ -45,15 +45,21 @@ void Conv2dImpl::reset_parameters(Generator* gen) {
 
 Tensor Conv2dImpl::forward(const Tensor& x, const ParamMap& params) {
   if (!params.empty()) check_params(params);
-  MG_CHECK(x.defined() && x.dim() == 4 && x.size(1) == options.in_channels_, "Conv2d",
-           "expected a 4-d input [N, ", options.in_channels_, ", H, W], got shape ",
-           x.defined() ? shape_str(x.shape()) : std::string("(undefined)"));
+  // [N, C, H, W], or [B, N, C, H, W] with a stack of B weights in params (a task-batched step)
+  const Tensor w = param(params, "weight", weight, /*stackable=*/true);
+  const int64_t cdim = w.dim() == 5 ? 2 : 1;
+  MG_CHECK(x.defined() && x.dim() == cdim + 3 && x.size(cdim) == options.in_channels_, "Conv2d",
+           "expected a 4-d input [N, ", options.in_channels_, ", H, W]",
+           w.dim() == 5 ? " stacked as [B, N, C, H, W] for the stack of weights of shape " +
+                              shape_str(w.shape())
+                        : std::string(),
+           ", got shape ", x.defined() ? shape_str(x.shape()) : std::string("(undefined)"));
   functional::Conv2dFuncOptions fo;
   fo.stride_ = options.stride_;
   fo.padding_ = options.padding_;
   fo.dilation_ = options.dilation_;
   fo.groups_ = options.groups_;
-  return functional::conv2d(x, param(params, "weight", weight), param(params, "bias", bias), fo);
+  return functional::conv2d(x, w, param(params, "bias", bias, /*stackable=*/true), fo);
 }
 
 std::string Conv2dImpl::extra_repr() const {

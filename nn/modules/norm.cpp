@@ -61,13 +61,23 @@ void BatchNorm2dImpl::reset_parameters(Generator*) {
 
 Tensor BatchNorm2dImpl::forward(const Tensor& x, const ParamMap& params) {
   if (!params.empty()) check_params(params);
-  MG_CHECK(x.defined() && x.dim() == 4 && x.size(1) == options.num_features_, "BatchNorm2d",
-           "expected a 4-d input [N, ", options.num_features_, ", H, W], got shape ",
+  // [N, C, H, W], or [B, N, C, H, W] with stacks of B weights / biases in params
+  const Tensor w = param(params, "weight", weight, /*stackable=*/true),
+               b = param(params, "bias", bias, /*stackable=*/true);
+  const bool stacked = (w.defined() && w.dim() == 2) || (b.defined() && b.dim() == 2);
+  const int64_t cdim = stacked ? 2 : 1;
+  MG_CHECK(x.defined() && x.dim() == cdim + 3 && x.size(cdim) == options.num_features_,
+           "BatchNorm2d", "expected a 4-d input [N, ", options.num_features_, ", H, W]",
+           stacked ? " stacked as [B, N, C, H, W] for stacked weights" : "", ", got shape ",
            x.defined() ? shape_str(x.shape()) : std::string("(undefined)"));
   if (options.mode_ == BNMode::Identity) return x;
   const bool tracked = options.track_running_stats_;
   const bool use_batch = options.mode_ == BNMode::BatchStats || is_training() || !tracked;
   const bool update = tracked && is_training();
+  MG_CHECK(!stacked || (use_batch && !update), "BatchNorm2d",
+           "stacked (task-batched) weights need batch statistics without running statistics to "
+           "update: build the layer with track_running_stats(false), or run it in eval mode "
+           "with mode(BNMode::BatchStats)");
   double factor = 0.0;
   if (update) {
     {
@@ -81,9 +91,8 @@ Tensor BatchNorm2dImpl::forward(const Tensor& x, const ParamMap& params) {
   // in batch mode outside training they are left alone.
   const bool pass_running = update || !use_batch;
   return functional::batch_norm(x, pass_running ? running_mean : Tensor(),
-                                pass_running ? running_var : Tensor(),
-                                param(params, "weight", weight), param(params, "bias", bias),
-                                use_batch, factor, options.eps_);
+                                pass_running ? running_var : Tensor(), w, b, use_batch, factor,
+                                options.eps_);
 }
 
 std::string BatchNorm2dImpl::extra_repr() const {
