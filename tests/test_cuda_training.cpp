@@ -35,8 +35,10 @@ constexpr double kAdamEps = 1e-3;
 
 // The max-pool conv-4 on 16x16 inputs (16 -> 8 -> 4 -> 2 -> 1), 8 channels, 5 classes, in
 // float64 on `device`; the same weights for the same `seed` on every device.
-nn::Sequential small_conv4(Device device, nn::BNMode bn_mode, uint64_t seed = 1234) {
+nn::Sequential small_conv4(Device device, nn::BNMode bn_mode, uint64_t seed = 1234,
+                           bool track_running_stats = true) {
   meta::Conv4Options o;
+  o.track_running_stats = track_running_stats;
   o.n_way = 5;
   o.in_channels = 1;
   o.hidden = 8;
@@ -207,6 +209,39 @@ TEST_F(CudaTraining, SecondOrderMamlMetaGradientMatchesCpu) {
   for (const auto& [name, gc] : rc.grads)
     diff = std::max(diff, max(abs(gc - fo.at(name))).item<double>());
   EXPECT_GT(diff, 1e-6) << "the second-order terms vanish: the test would not see them";
+}
+
+// The task-batched step on the GPU (the tasks' convolutions as one grouped cuDNN convolution,
+// Note [Task-batched convolution]) against the per-task loop on the CPU: the same exact
+// second-order meta-gradient.
+TEST_F(CudaTraining, TaskBatchedMamlMetaGradientMatchesCpuLoop) {
+  const Device gpu = Device::cuda();
+  meta::MetaOptions opts;
+  opts.inner_steps = 2;
+  opts.inner_lr = 0.4;
+  opts.classification = true;
+  meta::MetaOptions batched = opts;
+  batched.batch_tasks = true;
+  const meta::LossFn loss = [](const Tensor& out, const Tensor& y) {
+    return F::cross_entropy(out, y);
+  };
+  nn::Sequential mc = small_conv4(Device::cpu(), nn::BNMode::BatchStats, 41, false);
+  nn::Sequential mg = small_conv4(gpu, nn::BNMode::BatchStats, 41, false);
+  meta::MAML lc(mc.ptr(), loss, opts), lg(mg.ptr(), loss, batched);
+  Generator tgen(9);
+  std::vector<meta::Task> tc, tg;
+  for (int k = 0; k < 3; ++k) {
+    tc.push_back(make_task(tgen, 1, 2));
+    tg.push_back(task_to(tc.back(), gpu));
+  }
+  const meta::StepResult rc = lc.meta_step(tc);
+  const meta::StepResult rg = lg.meta_step(tg);
+  expect_near_rel(rg.loss, rc.loss, "loss");
+  EXPECT_NEAR(rg.accuracy, rc.accuracy, 1e-12);
+  const auto pc = mc->named_parameters(), pg = mg->named_parameters();
+  for (size_t i = 0; i < pc.size(); ++i)
+    EXPECT_TRUE(allclose(pg[i].second.grad(), pc[i].second.grad(), kRtol, kAtol))
+        << "meta-gradient of " << pc[i].first;
 }
 
 // meta::MAML itself (exact second order, two inner steps, a batch of two tasks, Adam on the
