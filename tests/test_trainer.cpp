@@ -281,6 +281,37 @@ TEST(Trainer, SigintFinishesTheIterationSavesAndExits130) {
   fs::remove_all(dir);
 }
 
+// --batch-tasks on Omniglot (batch-statistics batch norm): the task-batched step logs the
+// per-task loop's training loss (float32 rounding apart) and writes no running statistics.
+TEST(Trainer, OmniglotBatchTasksLogsTheLoopsLoss) {
+  const char* env = std::getenv("METAGRAD_OMNIGLOT");
+  const std::string root = env && *env ? env : MG_OMNIGLOT_DIR;
+  if (!fs::is_directory(fs::path(root) / "images_background"))
+    GTEST_SKIP() << "Omniglot not found at " << root << " (set METAGRAD_OMNIGLOT)";
+  std::vector<double> first_loss;
+  for (const char* batched : {"false", "true"}) {
+    const fs::path dir = temp_dir(std::string("omniglot_batch_") + batched);
+    CliRun r = run({"--preset", "maml-omniglot-5w1s", "--data-path", root, "--iterations", "1",
+                    "--meta-batch", "3", "--query", "2", "--val-every", "0", "--eval-tasks", "0",
+                    "--max-alphabets", "2", "--log-every", "1", "--batch-tasks", batched,
+                    "--out", dir.string()});
+    ASSERT_EQ(r.rc, 0) << r.err;
+    std::ifstream mf(dir / "metrics.csv");
+    std::string header, row;
+    std::getline(mf, header);
+    std::getline(mf, row);
+    const size_t a = row.find(',', row.find(',') + 1);  // iteration,time,train_loss,...
+    first_loss.push_back(std::stod(row.substr(a + 1)));
+    nn::Checkpoint ck = nn::load_checkpoint((dir / "last.safetensors").string());
+    bool running = false;
+    for (const auto& [name, t] : ck.groups.at("model"))
+      running = running || name.find("running_mean") != std::string::npos;
+    EXPECT_EQ(running, std::string(batched) == "false") << "batch tasks " << batched;
+    fs::remove_all(dir);
+  }
+  EXPECT_NEAR(first_loss[1], first_loss[0], 1e-5 * first_loss[0]);
+}
+
 TEST(Trainer, OmniglotSmokeRun) {
   const char* env = std::getenv("METAGRAD_OMNIGLOT");
   const std::string root = env && *env ? env : MG_OMNIGLOT_DIR;

@@ -273,6 +273,13 @@ std::string omniglot_root(const Config& c) {
   return root;
 }
 
+// Whether meta-steps run task-batched (MetaOptions::batch_tasks): asked for, the MAML family
+// (Reptile adapts task by task), and a model that takes stacked weights: the sinusoid MLP, or
+// the conv-4 with batch-statistics batch norm (built then without running statistics).
+bool batches_tasks(const Config& c) {
+  return c.batch_tasks && c.algo != "reptile" && (c.dataset == "sinusoid" || c.bn == "batch");
+}
+
 // Everything a run needs besides the learner: the model, the loss and where tasks come from.
 class Problem {
  public:
@@ -290,6 +297,8 @@ class Problem {
       o.n_way = c.ways;
       o.strided = c.model == "strided";
       o.bn_mode = c.bn == "batch" ? nn::BNMode::BatchStats : nn::BNMode::RunningStats;
+      // a task-batched step takes no running statistics (in batch mode they are never read)
+      o.track_running_stats = !batches_tasks(c);
       model_ = meta::conv4(o, &init).ptr();
       loss_ = [](const Tensor& o, const Tensor& y) { return nn::functional::cross_entropy(o, y); };
       classification_ = true;
@@ -373,8 +382,7 @@ std::unique_ptr<meta::MetaLearner> make_learner(const Config& c, const Problem& 
   o.first_order = c.algo == "fomaml";
   o.meta_lr = c.algo == "reptile" ? 1e-3 : c.meta_lr;  // Reptile uses meta_lr as its step
   o.classification = p.classification();
-  // Only the MAML family batches tasks, and only the sinusoid MLP takes stacked weights.
-  o.batch_tasks = c.batch_tasks && c.algo != "reptile" && c.dataset == "sinusoid";
+  o.batch_tasks = batches_tasks(c);
   if (c.algo == "maml" || c.algo == "fomaml")
     return std::make_unique<meta::MAML>(p.model(), p.loss(), o);
   if (c.algo == "anil") return std::make_unique<meta::ANIL>(p.model(), p.loss(), o, "head");
@@ -857,9 +865,9 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   f.add("--format", &Config::format, "metrics file: csv | jsonl");
   f.add("--dtype", &Config::dtype, "float32 | float64");
   f.add("--batch-tasks", &Config::batch_tasks,
-        "true: one task-batched step for the whole meta-batch where it applies (MAML family on "
-        "sinusoids; same meta-gradient as the per-task loop, ignored otherwise); false: the "
-        "per-task loop");
+        "true: one task-batched step for the whole meta-batch where it applies (MAML family; "
+        "Omniglot with --bn batch, for the GPU: slower on the CPU; same meta-gradient as the "
+        "per-task loop, ignored otherwise); false: the per-task loop");
   f.add("--profile", &Config::profile,
         "true: count and time the kernels of every meta-step (tensor/profiler.h); the table goes "
         "to stderr and <out>/kernels.txt at the end");
