@@ -233,6 +233,23 @@ TEST(Conv2d, MatchesReferenceFloat32) {
   for (const Case& k : cases()) check_case(k, DType::Float32, Layout::Contiguous);
 }
 
+// Every case above has at most 64 output pixels per plane, so its im2col and (up to 16) its
+// col2im gather through a pixel map (Note [Small-plane im2col] in kernels/cpu/conv.cpp); the
+// same cases 8 pixels taller and wider take the run-copying paths instead.
+namespace {
+std::vector<Case> widened(std::vector<Case> cs) {
+  for (Case& k : cs) k.h += 8, k.w += 8;
+  return cs;
+}
+}  // namespace
+
+TEST(Conv2d, LargerPlanesMatchReference) {
+  for (const Case& k : widened(cases())) {
+    check_case(k, DType::Float64, Layout::Contiguous, 3);
+    check_case(k, DType::Float32, Layout::Permuted, 7);
+  }
+}
+
 TEST(Conv2d, NonContiguousOperands) {
   for (const Case& k : cases()) {
     check_case(k, DType::Float64, Layout::Permuted, 5);

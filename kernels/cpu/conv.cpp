@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>  // sysconf: the L2 size (Note [Convolution GEMM width])
@@ -155,11 +156,99 @@ void col2im_channel(const Conv2dGeometry& g, T* rows, int64_t ld, T* xc) {
   }
 }
 
-// The column matrix [k, l] of one image's group (channels from `xg` on), row stride ld.
+// Note [Small-plane im2col]: where the output plane is small (the conv-4 net's 7 x 7 and 3 x 3
+// layers), a row of the column matrix is a handful of short runs, and the copies and fills of
+// im2col_channel cost more than the GEMM (two thirds of the 3 x 3 layer's time, perf).
+// There, one table per op call maps each column-matrix entry of a channel, (r = i * kw + j,
+// e = oh * ow + ow), to the pixel it reads, or to none (padding): im2col is then one
+// branch-free gather per entry, and col2im a gather too, run the other way: each pixel sums
+// the entries that read it (a list per pixel), so that gx is written once, with no zero fill
+// and no scatter. Measured in docs/performance.md (session 6).
+// Output pixels per plane at most: measured on the conv-4 layers (2 threads, 75 images), the
+// gathering im2col wins on 7 x 7 and 3 x 3 planes, the gathering col2im on 3 x 3 only (on 7 x 7
+// its short, uneven sums per pixel lose to the contiguous runs of col2im_channel).
+constexpr int64_t kSmallPlaneIm2col = 64, kSmallPlaneCol2im = 16;
+
+struct PlaneMap {
+  // src[r * l + e]: the pixel entry (r, e) reads, or h * w in the padding.
+  std::vector<int32_t> src;
+  // The entries (r, e) that read pixel p: readers[first[p] .. first[p + 1]).
+  std::vector<int32_t> first;
+  std::vector<std::pair<int32_t, int32_t>> readers;
+};
+
+PlaneMap plane_map(const Conv2dGeometry& g) {
+  const int64_t l = g.oh * g.ow, kk = g.kh * g.kw, hw = g.h * g.w;
+  PlaneMap m;
+  m.src.assign(static_cast<size_t>(kk * l), static_cast<int32_t>(hw));
+  std::vector<int32_t> count(static_cast<size_t>(hw), 0);
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j)
+      for (int64_t oh = 0; oh < g.oh; ++oh)
+        for (int64_t ow = 0; ow < g.ow; ++ow) {
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh, iw = ow * g.sw - g.pw + j * g.dw;
+          if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+          const int64_t p = ih * g.w + iw;
+          m.src[static_cast<size_t>((i * g.kw + j) * l + oh * g.ow + ow)] = static_cast<int32_t>(p);
+          ++count[static_cast<size_t>(p)];
+        }
+  m.first.assign(static_cast<size_t>(hw + 1), 0);
+  for (int64_t p = 0; p < hw; ++p)
+    m.first[static_cast<size_t>(p + 1)] =
+        m.first[static_cast<size_t>(p)] + count[static_cast<size_t>(p)];
+  m.readers.resize(static_cast<size_t>(m.first.back()));
+  std::vector<int32_t> next(m.first.begin(), m.first.end() - 1);
+  for (int64_t r = 0; r < kk; ++r)
+    for (int64_t e = 0; e < l; ++e) {
+      const int32_t p = m.src[static_cast<size_t>(r * l + e)];
+      if (p < hw)
+        m.readers[static_cast<size_t>(next[static_cast<size_t>(p)]++)] = {static_cast<int32_t>(r),
+                                                                          static_cast<int32_t>(e)};
+    }
+  return m;
+}
+
+// The kh * kw rows of channel `xc` through the map. `plane` is scratch of hw + 1 values whose
+// last is 0: the channel is copied in first, so that every entry, padding included, is one
+// indexed load (a vector gather), with no branch.
 template <typename T>
-void im2col_image(const Conv2dGeometry& g, const Dims& d, const T* xg, T* col, int64_t ld) {
-  for (int64_t c = 0; c < d.cg; ++c)
-    im2col_channel(g, xg + c * d.hw, col + c * g.kh * g.kw * ld, ld);
+void im2col_channel_mapped(const PlaneMap& m, int64_t kk, int64_t l, int64_t hw, const T* xc,
+                           T* __restrict plane, T* __restrict rows, int64_t ld) {
+  std::copy(xc, xc + hw, plane);
+  for (int64_t r = 0; r < kk; ++r) {
+    const int32_t* __restrict src = m.src.data() + r * l;
+    T* __restrict row = rows + r * ld;
+    for (int64_t e = 0; e < l; ++e) row[e] = plane[src[e]];
+  }
+}
+
+// The adjoint: pixel p of `xc` is the sum of the entries that read it (0 if none), in entry
+// order, so gx is written once, not zero-filled and scattered into.
+template <typename T>
+void col2im_channel_mapped(const PlaneMap& m, int64_t hw, const T* rows, int64_t ld, T* xc) {
+  const int32_t* first = m.first.data();
+  const auto* readers = m.readers.data();
+  for (int64_t p = 0; p < hw; ++p) {
+    T s = T(0);
+    for (int32_t q = first[p]; q < first[p + 1]; ++q)
+      s += rows[readers[q].first * ld + readers[q].second];
+    xc[p] = s;
+  }
+}
+
+// The column matrix [k, l] of one image's group (channels from `xg` on), row stride ld; through
+// `map` when the plane is small (Note [Small-plane im2col]).
+template <typename T>
+void im2col_image(const Conv2dGeometry& g, const Dims& d, const PlaneMap* map, T* plane,
+                  const T* xg, T* col, int64_t ld) {
+  const int64_t kk = g.kh * g.kw;
+  for (int64_t c = 0; c < d.cg; ++c) {
+    if (map) {
+      im2col_channel_mapped(*map, kk, d.l, d.hw, xg + c * d.hw, plane, col + c * kk * ld, ld);
+    } else {
+      im2col_channel(g, xg + c * d.hw, col + c * kk * ld, ld);
+    }
+  }
 }
 
 // y[r, :] += b[r] for `rows` rows of l values.
@@ -240,16 +329,23 @@ void scatter_rows(const T* m, const T* bias, int64_t rows, int64_t l, int64_t nb
 
 // The threading of every op (Note [Convolution threading]): OpenMP over chunks when there
 // are several and the work pays, each thread with buffers of its own.
+// The map of Note [Small-plane im2col] is built once per call and shared by the threads.
 struct Plan {
   Chunks ch;
   bool parallel;
+  PlaneMap map;  // empty unless the plane is small
 };
 template <typename T>
-Plan plan_of(const Conv2dGeometry& g, const Dims& d) {
+Plan plan_of(const Conv2dGeometry& g, const Dims& d, int64_t small_plane) {
   const int threads = omp_get_max_threads();
   const Chunks ch = chunks_of(g, d, threads, sizeof(T));
   const int64_t work = g.n * g.groups * d.og * d.k * d.l;
-  return {ch, ch.count > 1 && threads > 1 && work >= kParallelWork};
+  Plan p{ch, ch.count > 1 && threads > 1 && work >= kParallelWork, {}};
+  if (d.l <= small_plane && !pointwise(g)) p.map = plane_map(g);
+  return p;
+}
+const PlaneMap* map_of(const Plan& p) {
+  return p.map.src.empty() ? nullptr : &p.map;
 }
 
 // ---- the three ops ----------------------------------------------------------------------------
@@ -257,13 +353,15 @@ Plan plan_of(const Conv2dGeometry& g, const Dims& d) {
 template <typename T>
 void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y) {
   const Dims d = dims_of(g);
-  const Plan p = plan_of<T>(g, d);
+  const Plan p = plan_of<T>(g, d, kSmallPlaneIm2col);
+  const PlaneMap* map = map_of(p);
   blas_sync_num_threads();
   BlasSingleThreadScope one_blas_thread(p.parallel);
 #pragma omp parallel if (p.parallel)
   {
     const size_t cols = static_cast<size_t>(p.ch.per * d.l);
     std::vector<T> col, out;
+    std::vector<T> plane(map ? static_cast<size_t>(d.hw + 1) : 0, T(0));  // ends with a 0
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < p.ch.count; ++c) {
       const int64_t n0 = c * p.ch.per, nb = std::min(p.ch.per, g.n - n0), ld = nb * d.l;
@@ -277,7 +375,7 @@ void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y) 
           const bool direct = pointwise(g);
           if (!direct) {
             col.resize(static_cast<size_t>(d.k) * cols);
-            im2col_image(g, d, xg, col.data(), d.l);
+            im2col_image(g, d, map, plane.data(), xg, col.data(), d.l);
           }
           // The bias is added after the product, as in the chunked path, so an image's
           // output does not depend on how the batch was chunked.
@@ -289,7 +387,7 @@ void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y) 
         col.resize(static_cast<size_t>(d.k) * cols);
         out.resize(static_cast<size_t>(d.og) * cols);
         for (int64_t i = 0; i < nb; ++i)
-          im2col_image(g, d, xg + i * g.c * d.hw, col.data() + i * d.l, ld);
+          im2col_image(g, d, map, plane.data(), xg + i * g.c * d.hw, col.data() + i * d.l, ld);
         // out = W[g] col: [og, k] x [k, nb * l], then out + b into the images' NCHW rows
         gemm<T>(false, false, d.og, ld, d.k, T(1), wg, d.k, col.data(), ld, T(0), out.data(), ld);
         scatter_rows(out.data(), bg, d.og, d.l, nb, g.o * d.l, yg);
@@ -301,7 +399,8 @@ void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y) 
 template <typename T>
 void input_backward(const Conv2dGeometry& g, const T* gy, const T* w, T* gx) {
   const Dims d = dims_of(g);
-  const Plan p = plan_of<T>(g, d);
+  const Plan p = plan_of<T>(g, d, kSmallPlaneCol2im);
+  const PlaneMap* map = map_of(p);
   blas_sync_num_threads();
   BlasSingleThreadScope one_blas_thread(p.parallel);
 #pragma omp parallel if (p.parallel)
@@ -329,11 +428,18 @@ void input_backward(const Conv2dGeometry& g, const T* gy, const T* w, T* gx) {
         }
         // col = W[g]^T gy: [k, og] x [og, nb * l]; col2im adds it back to the pixels
         gemm<T>(true, false, d.k, ld, d.og, T(1), wg, d.k, gm, ld, T(0), col.data(), ld);
+        const int64_t kk = g.kh * g.kw;
         for (int64_t i = 0; i < nb; ++i) {
           T* gxi = gxg + i * g.c * d.hw;
+          if (map) {
+            for (int64_t ci = 0; ci < d.cg; ++ci)
+              col2im_channel_mapped(*map, d.hw, col.data() + ci * kk * ld + i * d.l, ld,
+                                    gxi + ci * d.hw);
+            continue;
+          }
           std::fill(gxi, gxi + d.cg * d.hw, T(0));
           for (int64_t ci = 0; ci < d.cg; ++ci)
-            col2im_channel(g, col.data() + ci * g.kh * g.kw * ld + i * d.l, ld, gxi + ci * d.hw);
+            col2im_channel(g, col.data() + ci * kk * ld + i * d.l, ld, gxi + ci * d.hw);
         }
       }
     }
@@ -343,7 +449,8 @@ void input_backward(const Conv2dGeometry& g, const T* gy, const T* w, T* gx) {
 template <typename T>
 void weight_backward(const Conv2dGeometry& g, const T* gy, const T* x, T* gw) {
   const Dims d = dims_of(g);
-  const Plan p = plan_of<T>(g, d);
+  const Plan p = plan_of<T>(g, d, kSmallPlaneIm2col);
+  const PlaneMap* map = map_of(p);
   const int64_t wsize = g.o * d.k;
   blas_sync_num_threads();
   // Each thread sums its chunks into a private copy of gw; the copies are added after, in
@@ -356,6 +463,7 @@ void weight_backward(const Conv2dGeometry& g, const T* gy, const T* x, T* gw) {
   {
     const size_t cols = static_cast<size_t>(p.ch.per * d.l);
     std::vector<T> col, gyc;
+    std::vector<T> plane(map ? static_cast<size_t>(d.hw + 1) : 0, T(0));  // ends with a 0
     T* mine = partial.data() + omp_get_thread_num() * wsize;
 #pragma omp single
     used = omp_get_num_threads();
@@ -369,7 +477,7 @@ void weight_backward(const Conv2dGeometry& g, const T* gy, const T* x, T* gw) {
         if (nb > 1 || !pointwise(g)) {
           col.resize(static_cast<size_t>(d.k) * cols);
           for (int64_t i = 0; i < nb; ++i)
-            im2col_image(g, d, xg + i * g.c * d.hw, col.data() + i * d.l, ld);
+            im2col_image(g, d, map, plane.data(), xg + i * g.c * d.hw, col.data() + i * d.l, ld);
           cm = col.data();
         }
         const T* gm = gyg;
