@@ -12,6 +12,7 @@
 #include "tensor/indexing.h"
 #include "tensor/linalg.h"
 #include "tensor/norm.h"
+#include "tensor/parallel.h"
 #include "tensor/pool.h"
 #include "tensor/print.h"
 #include "tensor/profiler.h"

@@ -19,6 +19,7 @@
 // (weights, Adam state and tasks included, as torch.cuda.max_memory_allocated). Unset or
 // "cpu": the CPU, unchanged.
 #include <benchmark/benchmark.h>
+#include <omp.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -62,11 +63,22 @@ Tensor ce(const Tensor& a, const Tensor& y) {
   return nn::functional::cross_entropy(a, y);
 }
 
-// batched: the task-batched step (MetaOptions::batch_tasks), same tasks and weights.
-Workload sinusoid(bool first_order, bool batched) {
+// How the meta-batch runs: the per-task loop (MetaOptions defaults), task-batched
+// (MetaOptions::batch_tasks), or the loop with its tasks on all OpenMP threads at once
+// (MetaOptions::task_threads, Note [Tasks on threads]). Same tasks and weights in every mode.
+enum class Mode { Loop = 0, Batched = 1, Threaded = 2 };
+const char* suffix(Mode m) {
+  return m == Mode::Batched ? "_batched" : m == Mode::Threaded ? "_threaded" : "";
+}
+void set_mode(meta::MetaOptions& o, Mode m) {
+  o.batch_tasks = m == Mode::Batched;
+  if (m == Mode::Threaded) o.task_threads = omp_get_max_threads();
+}
+
+Workload sinusoid(bool first_order, Mode mode) {
   Generator gen(7);
   Workload w;
-  w.name = std::string("sinusoid_") + (first_order ? "fo" : "so") + (batched ? "_batched" : "");
+  w.name = std::string("sinusoid_") + (first_order ? "fo" : "so") + suffix(mode);
   w.net = meta::sinusoid_mlp(40, &gen).ptr();
   meta::SinusoidTasks dist;
   for (int t = 0; t < 25; ++t) {
@@ -78,18 +90,18 @@ Workload sinusoid(bool first_order, bool batched) {
   w.loss = mse;
   w.opts.inner_lr = 0.01;
   w.opts.first_order = first_order;
-  w.opts.batch_tasks = batched;
+  set_mode(w.opts, mode);
   return w;
 }
 
-// batched: the task-batched step, the 32 tasks' convolutions as one grouped convolution (Note
-// [Task-batched convolution]). The batch norms keep no running statistics in every variant, as
-// PyTorch's side (F.batch_norm without them) and as the batched step requires.
-Workload omniglot(bool strided, bool first_order, bool batched) {
+// Batched: the 32 tasks' convolutions as one grouped convolution (Note [Task-batched
+// convolution]). The batch norms keep no running statistics in every mode, as PyTorch's side
+// (F.batch_norm without them) and as the batched and threaded steps require.
+Workload omniglot(bool strided, bool first_order, Mode mode) {
   Generator gen(11);
   Workload w;
   w.name = std::string("omniglot_") + (strided ? "strided_" : "maxpool_") +
-           (first_order ? "fo" : "so") + (batched ? "_batched" : "");
+           (first_order ? "fo" : "so") + suffix(mode);
   meta::Conv4Options co;
   co.strided = strided;
   co.track_running_stats = false;
@@ -113,7 +125,7 @@ Workload omniglot(bool strided, bool first_order, bool batched) {
   w.opts.inner_lr = 0.4;
   w.opts.first_order = first_order;
   w.opts.classification = true;
-  w.opts.batch_tasks = batched;
+  set_mode(w.opts, mode);
   return w;
 }
 
@@ -264,11 +276,15 @@ void run_meta_step(benchmark::State& state, Workload w) {
   on_bench_device(state, [&](Device dev) { time_meta_step(state, w, dev); });
 }
 
+Mode mode_of(int64_t batched, int64_t threaded) {
+  return batched ? Mode::Batched : threaded ? Mode::Threaded : Mode::Loop;
+}
 void BM_SinusoidMetaStep(benchmark::State& state) {
-  run_meta_step(state, sinusoid(state.range(0) == 0, state.range(1) == 1));
+  run_meta_step(state, sinusoid(state.range(0) == 0, mode_of(state.range(1), state.range(2))));
 }
 void BM_OmniglotConv4MetaStep(benchmark::State& state) {
-  run_meta_step(state, omniglot(state.range(0) == 1, state.range(1) == 0, state.range(2) == 1));
+  run_meta_step(state, omniglot(state.range(0) == 1, state.range(1) == 0,
+                                mode_of(state.range(2), state.range(3))));
 }
 
 // The Omniglot MAML step of the max-pool conv-4 (second order unless range(0) = 0) taken
@@ -276,7 +292,7 @@ void BM_OmniglotConv4MetaStep(benchmark::State& state) {
 // query forward + loss, meta-backward, Adam. Counters are ms per meta-step. Not part of the
 // comparison (run.py filters it out); it says where the time goes.
 void time_phases(benchmark::State& state, Device dev) {
-  Workload w = omniglot(false, state.range(0) == 0, false);
+  Workload w = omniglot(false, state.range(0) == 0, Mode::Loop);
   to_device(w, dev);
   meta::MAML maml(w.net, w.loss, w.opts);
   maml.meta_step(w.tasks);  // warm-up
@@ -345,26 +361,32 @@ BENCHMARK(BM_OmniglotConv4Phases)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-// Sinusoid: range(0) = 1: second order, range(1) = 1: task-batched. Omniglot: range(0) = 1:
-// strided, range(1) = 1: second order.
+// Sinusoid: second_order; batched = 1: task-batched; threaded = 1: tasks on threads. Omniglot:
+// strided = 1: the MAML paper's conv-4, else the max-pool one; the rest as for the sinusoid.
 BENCHMARK(BM_SinusoidMetaStep)
-    ->ArgNames({"second_order", "batched"})
-    ->Args({1, 0})
-    ->Args({0, 0})
-    ->Args({1, 1})
-    ->Args({0, 1})
+    ->ArgNames({"second_order", "batched", "threaded"})
+    ->Args({1, 0, 0})
+    ->Args({0, 0, 0})
+    ->Args({1, 1, 0})
+    ->Args({0, 1, 0})
+    ->Args({1, 0, 1})
+    ->Args({0, 0, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_OmniglotConv4MetaStep)
-    ->ArgNames({"strided", "second_order", "batched"})
-    ->Args({0, 1, 0})
-    ->Args({0, 0, 0})
-    ->Args({1, 1, 0})
-    ->Args({1, 0, 0})
-    ->Args({0, 1, 1})
-    ->Args({0, 0, 1})
-    ->Args({1, 1, 1})
-    ->Args({1, 0, 1})
+    ->ArgNames({"strided", "second_order", "batched", "threaded"})
+    ->Args({0, 1, 0, 0})
+    ->Args({0, 0, 0, 0})
+    ->Args({1, 1, 0, 0})
+    ->Args({1, 0, 0, 0})
+    ->Args({0, 1, 1, 0})
+    ->Args({0, 0, 1, 0})
+    ->Args({1, 1, 1, 0})
+    ->Args({1, 0, 1, 0})
+    ->Args({0, 1, 0, 1})
+    ->Args({0, 0, 0, 1})
+    ->Args({1, 1, 0, 1})
+    ->Args({1, 0, 0, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -3,10 +3,13 @@
 #include <cmath>
 
 #include "autograd/engine.h"
+#include "autograd/node.h"
+#include "nn/modules/dropout.h"
 #include "tensor/creation.h"
 #include "tensor/elementwise.h"
 #include "tensor/grad_mode.h"
 #include "tensor/indexing.h"
+#include "tensor/parallel.h"
 #include "tensor/reduce.h"
 
 namespace metagrad::meta {
@@ -52,6 +55,8 @@ MetaLearner::MetaLearner(std::shared_ptr<nn::Module> model, LossFn loss, MetaOpt
   MG_CHECK(opts_.inner_steps >= 0 && opts_.inner_lr >= 0 && opts_.meta_lr > 0, "meta",
            "invalid options: inner_steps ", opts_.inner_steps, ", inner_lr ", opts_.inner_lr,
            ", meta_lr ", opts_.meta_lr);
+  MG_CHECK(opts_.task_threads >= 1, "meta", "task_threads must be at least 1, got ",
+           opts_.task_threads);
 }
 
 StepResult MetaLearner::measure(const Tensor& output, const Tensor& target,
@@ -86,6 +91,7 @@ nn::ParamMap MAML::adapt(const nn::ParamMap& params, const Tensor& x, const Tens
 StepResult MAML::meta_step(const std::vector<Task>& tasks) {
   MG_CHECK(!tasks.empty(), "maml", "empty task batch");
   if (opts_.batch_tasks) return meta_step_batched(tasks);
+  if (opts_.task_threads > 1 && tasks.size() > 1) return meta_step_threaded(tasks);
   meta_opt_->zero_grad();
   StepResult mean_r{0, opts_.classification ? 0.0 : std::nan("")};
   const double w = 1.0 / static_cast<double>(tasks.size());
@@ -100,6 +106,68 @@ StepResult MAML::meta_step(const std::vector<Task>& tasks) {
     StepResult r = measure(out.detach(), t.query_y, l.detach());
     mean_r.loss += r.loss * w;
     if (opts_.classification) mean_r.accuracy += r.accuracy * w;
+  }
+  meta_opt_->step();
+  return mean_r;
+}
+
+// The per-task loop above with its tasks on threads (Note [Tasks on threads] in
+// tensor/parallel.h): each task's meta-gradient is taken with grad() rather than accumulated by
+// backward(), and the task gradients are summed in task order afterwards, the order in which
+// the loop's backward() calls accumulate them.
+StepResult MAML::meta_step_threaded(const std::vector<Task>& tasks) {
+  const std::string me = name();
+  const char* who = me.c_str();
+  const std::vector<Tensor> params = meta_opt_->parameters();
+  for (const Tensor& p : params)
+    MG_CHECK(p.device().is_cpu(), who, "task_threads > 1 runs tasks on CPU threads; a meta-"
+             "parameter of shape ", shape_str(p.shape()), " is on ", p.device().str());
+  if (model_->is_training()) {
+    const auto buffers = model_->named_buffers();
+    MG_CHECK(buffers.empty(), who, "task_threads > 1 needs a model whose training forward "
+             "updates no buffers, but it has '", buffers.empty() ? "" : buffers.front().first,
+             "' (build batch norms with track_running_stats(false), or use task_threads = 1)");
+    for (const auto& [n, m] : model_->named_modules()) {
+      const auto* d = dynamic_cast<const nn::DropoutImpl*>(m.get());
+      MG_CHECK(d == nullptr || !d->is_training() || d->options.p_ == 0, who,
+               "task_threads > 1 cannot run dropout ('", n, "'): its draws from the shared "
+               "generator would depend on the threads' timing; use task_threads = 1");
+    }
+  }
+  meta_opt_->zero_grad();
+  // The leaves' gradient accumulators, made here so that the threads only read them.
+  std::vector<autograd::Edge> leaf_edges;
+  for (const Tensor& p : params) leaf_edges.push_back(autograd::gradient_edge(p));
+
+  const size_t n = tasks.size();
+  const double w = 1.0 / static_cast<double>(n);
+  std::vector<std::vector<Tensor>> grads(n);
+  std::vector<StepResult> results(n);
+  parallel_for_each(static_cast<int64_t>(n), opts_.task_threads, [&](int64_t i) {
+    const Task& t = tasks[static_cast<size_t>(i)];
+    nn::ParamMap fast = adapt(nn::params_of(*model_), t.support_x, t.support_y, loss_,
+                              opts_.inner_steps, !opts_.first_order);
+    Tensor out = model_->forward(t.query_x, fast);
+    Tensor l = loss_(out, t.query_y);
+    grads[static_cast<size_t>(i)] =
+        grad({l * w}, params, {}, std::nullopt, /*create_graph=*/false, /*allow_unused=*/true);
+    results[static_cast<size_t>(i)] = measure(out.detach(), t.query_y, l.detach());
+  });
+  StepResult mean_r{0, opts_.classification ? 0.0 : std::nan("")};
+  for (size_t i = 0; i < n; ++i) {
+    mean_r.loss += results[i].loss * w;
+    if (opts_.classification) mean_r.accuracy += results[i].accuracy * w;
+  }
+  {
+    NoGradGuard ng;
+    for (size_t j = 0; j < params.size(); ++j) {
+      Tensor sum_g;
+      for (size_t i = 0; i < n; ++i) {
+        const Tensor& g = grads[i][j];
+        if (g.defined()) sum_g = sum_g.defined() ? sum_g + g : g;
+      }
+      if (sum_g.defined()) Tensor(params[j]).set_grad(sum_g);
+    }
   }
   meta_opt_->step();
   return mean_r;
@@ -219,6 +287,9 @@ Reptile::Reptile(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opt
   MG_CHECK(outer_step > 0, "reptile", "outer step size must be positive, got ", outer_step);
   MG_CHECK(!opts_.batch_tasks, "reptile",
            "batch_tasks is for the MAML family; Reptile adapts its tasks one by one");
+  MG_CHECK(opts_.task_threads == 1, "reptile",
+           "task_threads is for the MAML family; Reptile adapts its tasks one by one (got ",
+           opts_.task_threads, ")");
 }
 
 StepResult Reptile::meta_step(const std::vector<Task>& tasks) {

@@ -66,6 +66,15 @@ struct MetaOptions {
   // elementwise activations: the sinusoid MLP and the conv-4 nets
   // (Conv4Options::track_running_stats = false).
   bool batch_tasks = false;
+  // MAML family only, CPU only: how many tasks of the batch run at once, each on one thread
+  // with single-threaded kernels (Note [Tasks on threads] in tensor/parallel.h); 1 = one task
+  // at a time, every kernel on all OpenMP threads. The per-task meta-gradients are summed in
+  // task order, so the result does not depend on the count (>= 2) and equals the one-task-at-
+  // a-time loop run on one thread. Needs a model whose forward writes no shared state: in
+  // training mode no buffers (BatchNorm2d with track_running_stats(false)) and no dropout,
+  // and a loss function that may be called from several threads at once (the built-in ones
+  // can). Ignored by batch_tasks, which runs the batch as one computation.
+  int task_threads = 1;
 };
 
 class MetaLearner {
@@ -110,6 +119,7 @@ class MAML : public MetaLearner {
   virtual nn::ParamMap adapt(const nn::ParamMap& params, const Tensor& x, const Tensor& y,
                              const LossFn& loss, int steps, bool create_graph);
   StepResult meta_step_batched(const std::vector<Task>& tasks);
+  StepResult meta_step_threaded(const std::vector<Task>& tasks);
   ParamFilter filter_;
 };
 

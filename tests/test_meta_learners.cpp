@@ -8,6 +8,8 @@
 
 #include <metagrad/metagrad.h>
 
+#include <omp.h>
+
 #include <cmath>
 
 using namespace metagrad;
@@ -348,6 +350,129 @@ TEST(MetaLearners, TaskBatchedStepRejectsUnequalTasksAndReptile) {
   other.query_y = cat({small.query_y, small.query_y});
   EXPECT_MG_ERROR_HAS(maml.meta_step({small, other}), "[maml]", "tasks of equal shapes: task 1");
   EXPECT_MG_ERROR_HAS(meta::Reptile(net.ptr(), mse, o), "[reptile]", "batch_tasks");
+}
+
+// Note [Tasks on threads]: task_threads runs the per-task loop's tasks side by side, each on one
+// thread with single-threaded kernels, and sums their meta-gradients in task order: the loop's
+// result on one OpenMP thread, exactly, for any count >= 2. Every MAML-family learner on the
+// MLP, and the max-pool conv-4 net (batch norm without running statistics), second and first
+// order, in float64 and float32.
+namespace {
+struct ThreadedRun {
+  meta::StepResult r;
+  std::vector<std::vector<double>> grads;  // every meta-parameter's, in optimizer order
+};
+ThreadedRun run_step(std::shared_ptr<nn::Module> net, const std::string& algo,
+                     const meta::MetaOptions& o, const meta::LossFn& loss,
+                     const std::vector<Task>& tasks) {
+  std::unique_ptr<meta::MetaLearner> l;
+  if (algo == "anil") l = std::make_unique<meta::ANIL>(net, loss, o, "head");
+  else if (algo == "metasgd") l = std::make_unique<meta::MetaSGD>(net, loss, o);
+  else l = std::make_unique<meta::MAML>(net, loss, o);
+  ThreadedRun out{l->meta_step(tasks), {}};
+  for (const Tensor& p : l->meta_optimizer()->parameters())
+    out.grads.push_back(p.grad().defined() ? p.grad().to(DType::Float64).to_vector<double>()
+                                           : std::vector<double>{});
+  return out;
+}
+}  // namespace
+
+TEST(MetaLearners, TasksOnThreadsEqualTheLoopOnOneThread) {
+  const int before = omp_get_max_threads();
+  for (const std::string algo : {"maml", "fomaml", "anil", "metasgd", "conv4", "conv4_fo"}) {
+    const bool conv = algo.rfind("conv4", 0) == 0;
+    for (DType dtype : {DType::Float64, DType::Float32}) {
+      Generator gen(31);
+      meta::Conv4Options co;
+      co.n_way = 3;
+      co.hidden = 8;
+      co.image_size = 16;
+      co.track_running_stats = false;
+      std::vector<Task> tasks;
+      for (int t = 0; t < 5; ++t) {
+        if (!conv) {
+          tasks.push_back(sinusoid_task(gen, dtype));
+          continue;
+        }
+        Task k;
+        k.support_x = randn({6, 1, 16, 16}, dtype, &gen);
+        k.support_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6});
+        k.query_x = randn({9, 1, 16, 16}, dtype, &gen);
+        k.query_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 0, 1, 2}, {9});
+        tasks.push_back(k);
+      }
+      meta::MetaOptions o;
+      o.inner_steps = 2;
+      o.inner_lr = conv ? 0.1 : 0.05;
+      o.first_order = algo == "fomaml" || algo == "conv4_fo";
+      o.classification = conv;
+      auto fresh = [&] {
+        Generator g(5);
+        std::shared_ptr<nn::Module> net = conv ? meta::conv4(co, &g).ptr() : tanh_mlp(g).ptr();
+        net->to(dtype);
+        return net;
+      };
+      const meta::LossFn loss = conv ? meta::LossFn(ce) : meta::LossFn(mse);
+      const std::string what = algo + " " + dtype_name(dtype);
+      omp_set_num_threads(1);
+      const ThreadedRun loop = run_step(fresh(), algo, o, loss, tasks);
+      omp_set_num_threads(before);
+      for (int threads : {2, 3}) {
+        meta::MetaOptions ot = o;
+        ot.task_threads = threads;
+        const ThreadedRun par = run_step(fresh(), algo, ot, loss, tasks);
+        EXPECT_EQ(par.r.loss, loop.r.loss) << what << " " << threads;
+        if (conv) {
+          EXPECT_EQ(par.r.accuracy, loop.r.accuracy) << what;
+        }
+        ASSERT_EQ(par.grads.size(), loop.grads.size()) << what;
+        for (size_t i = 0; i < par.grads.size(); ++i)
+          EXPECT_EQ(par.grads[i], loop.grads[i]) << what << " " << threads << " parameter " << i;
+      }
+    }
+  }
+}
+
+TEST(MetaLearners, TasksOnThreadsRefuseSharedStateAndReptile) {
+  Generator gen(32);
+  meta::Conv4Options co;
+  co.n_way = 2;
+  co.hidden = 2;
+  co.image_size = 16;  // running statistics tracked (the default)
+  meta::MetaOptions o;
+  o.task_threads = 2;
+  o.classification = true;
+  Task k;
+  k.support_x = randn({2, 1, 16, 16}, DType::Float32, &gen);
+  k.support_y = tensor(std::vector<int64_t>{0, 1}, {2});
+  k.query_x = k.support_x;
+  k.query_y = k.support_y;
+  meta::MAML tracked(meta::conv4(co, &gen).ptr(), ce, o);
+  EXPECT_MG_ERROR_HAS(tracked.meta_step({k, k}), "[maml]", "track_running_stats(false)");
+
+  nn::Sequential dropped;
+  dropped->push_back("0", std::make_shared<nn::LinearImpl>(nn::LinearOptions(1, 4), &gen));
+  dropped->push_back("1", std::make_shared<nn::DropoutImpl>(0.5));
+  dropped->push_back("2", std::make_shared<nn::LinearImpl>(nn::LinearOptions(4, 1), &gen));
+  meta::MetaOptions om;
+  om.task_threads = 2;
+  meta::MAML with_dropout(dropped.ptr(), mse, om);
+  Task s = sinusoid_task(gen, DType::Float32);
+  EXPECT_MG_ERROR_HAS(with_dropout.meta_step({s, s}), "[maml]", "dropout ('1')");
+
+  // An error in one task comes back from meta_step (here a shape mismatch in task 1).
+  auto mlp = tanh_mlp(gen);
+  meta::MetaOptions od;
+  od.task_threads = 2;
+  meta::MAML maml(mlp.ptr(), mse, od);
+  Task good = sinusoid_task(gen), bad = good;
+  bad.query_x = ones({10, 3}, DType::Float64);
+  EXPECT_THROW(maml.meta_step({good, bad, good}), Error);
+
+  EXPECT_MG_ERROR_HAS(meta::Reptile(mlp.ptr(), mse, od), "[reptile]", "task_threads");
+  meta::MetaOptions zero;
+  zero.task_threads = 0;
+  EXPECT_MG_ERROR_HAS(meta::MAML(mlp.ptr(), mse, zero), "[meta]", "task_threads must be at least 1");
 }
 
 TEST(MetaLearners, SummaryIsMeanWithNormalConfidenceInterval) {

@@ -28,19 +28,38 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ORDER = ["sinusoid_so", "sinusoid_fo", "sinusoid_so_batched", "sinusoid_fo_batched",
+         "sinusoid_so_threaded", "sinusoid_fo_threaded",
          "omniglot_maxpool_so", "omniglot_maxpool_fo", "omniglot_strided_so", "omniglot_strided_fo",
          "omniglot_maxpool_so_batched", "omniglot_maxpool_fo_batched",
-         "omniglot_strided_so_batched", "omniglot_strided_fo_batched"]
-# metagrad's task-batched steps (MetaOptions::batch_tasks; for Omniglot the tasks' convolutions
-# as one grouped convolution) against the same PyTorch workload: PyTorch's rows are keyed by
-# the base name.
-BATCHED = "_batched"
+         "omniglot_strided_so_batched", "omniglot_strided_fo_batched",
+         "omniglot_maxpool_so_threaded", "omniglot_maxpool_fo_threaded",
+         "omniglot_strided_so_threaded", "omniglot_strided_fo_threaded"]
+# metagrad's other ways to run the same meta-batch, against the same PyTorch workload (PyTorch's
+# rows are keyed by the base name): task-batched steps (MetaOptions::batch_tasks; for Omniglot
+# the tasks' convolutions as one grouped convolution), and the per-task loop with its tasks on
+# all the threads at once (MetaOptions::task_threads; CPU only, so not in the cuda default).
+BATCHED, THREADED = "_batched", "_threaded"
 # Runs of either side that failed (a crash, an exit status); any makes the exit status 1.
 FAILED = []
 
 
 def base(name):
-    return name[:-len(BATCHED)] if name.endswith(BATCHED) else name
+    for suffix in (BATCHED, THREADED):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+def bench_name(label):
+    """bench_meta_step's benchmark name (without /real_time) of a workload label."""
+    mode = {"": (0, 0), BATCHED: (1, 0), THREADED: (0, 1)}[label[len(base(label)):]]
+    parts = base(label).split("_")
+    so = 1 if parts[-1] == "so" else 0
+    tail = f"batched:{mode[0]}/threaded:{mode[1]}"
+    if parts[0] == "sinusoid":
+        return f"BM_SinusoidMetaStep/second_order:{so}/{tail}"
+    strided = 1 if parts[1] == "strided" else 0
+    return f"BM_OmniglotConv4MetaStep/strided:{strided}/second_order:{so}/{tail}"
 
 
 def torch_python(gpu=False):
@@ -101,7 +120,8 @@ def main():
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="where both sides run (cuda: step times synchronised, peak device memory)")
     ap.add_argument("--python", default=None)
-    ap.add_argument("--workloads", default=",".join(ORDER))
+    ap.add_argument("--workloads", default=None,
+                    help="comma-separated rows (default: all; on cuda all but *_threaded)")
     ap.add_argument("--mg-min-time", type=float, default=None,
                     help="--benchmark_min_time for metagrad (an Omniglot step over it: 1 "
                          "iteration); default 1.0 on cpu, 0.5 on cuda")
@@ -128,8 +148,14 @@ def main():
                MG_BENCH_OMNIGLOT_TASKS=str(args.omniglot_tasks), MG_BENCH_DEVICE=args.device)
     if args.omp_wait_policy:
         env["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
-    wanted = args.workloads.split(",")
-    filt = "BM_(Sinusoid|OmniglotConv4)MetaStep"
+    wanted = (args.workloads.split(",") if args.workloads else
+              [k for k in ORDER if not (gpu and k.endswith(THREADED))])
+    args.workloads = ",".join(wanted)  # run_torch runs the base names of these
+    unknown = [w for w in wanted if w not in ORDER]
+    if unknown:
+        sys.exit(f"unknown workloads {unknown}; known: {','.join(ORDER)}")
+    # Only the wanted rows run (the batched Omniglot rows alone take minutes on the CPU).
+    filt = "^(" + "|".join(bench_name(w) for w in wanted) + ")/"
 
     # 1. Same computation: export from metagrad, check in PyTorch.
     check_lines = []
@@ -143,7 +169,7 @@ def main():
         checks = run_torch(py, env, args, ["--data", d, "--check-only"])
         for w in wanted:
             loss_files = [os.path.join(d, n, "loss.txt") for n in (w, base(w))]
-            if w.endswith(BATCHED) and all(os.path.exists(p) for p in loss_files):
+            if w != base(w) and all(os.path.exists(p) for p in loss_files):
                 lb, ll = (float(open(p).read()) for p in loss_files)
                 check_lines.append(f"- {w}: first-step loss {lb:.6f} vs the per-task loop's "
                                    f"{ll:.6f} (rel. diff {abs(lb - ll) / abs(ll):.1e})")
