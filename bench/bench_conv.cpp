@@ -1,12 +1,12 @@
 // Convolution and pooling benchmarks on the MAML Omniglot conv-4 shapes (a meta-batch of 32
 // tasks x 5 images = 160): conv2d forward, and forward + backward through autograd, for the
-// first layer [160, 1, 28, 28] x [64, 1, 3, 3] and the inner layers [160, 64, 14, 14] x
-// [64, 64, 3, 3] (stride 1, padding 1), with FLOP/s counters; next to each, the one sgemm of
-// the same size ([O, C kH kW] x [C kH kW, N OH OW]) through CBLAS, the ceiling im2col + GEMM
-// can reach. max_pool2d (2 x 2) forward and backward with bytes/s counters. Each conv2d is
+// first layer [160, 1, 28, 28] x [64, 1, 3, 3] and the inner layers [160, 64, H, H] x
+// [64, 64, 3, 3] (H = 14, 7, 3; stride 1, padding 1), with FLOP/s counters; next to each, the
+// one sgemm of the same size ([O, C kH kW] x [C kH kW, N OH OW]) through CBLAS, the ceiling
+// im2col + GEMM can reach. max_pool2d (2 x 2) forward and backward with bytes/s counters. Each conv2d is
 // validated against a direct loop over its first image before timing.
 //
-// Run: OMP_NUM_THREADS=2 build/h/bench/bench_conv --benchmark_repetitions=3
+// Run: OMP_NUM_THREADS=2 build/default/bench/bench_conv --benchmark_repetitions=3
 //        --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 #include <cblas.h>  // the ceiling; the library itself includes it in blas.cpp only
@@ -37,7 +37,12 @@ std::vector<float> values(int64_t n, uint64_t seed) {
 struct ConvShape {
   int64_t n, c, h, w, o, k;  // k x k kernel, stride 1, padding k / 2
 };
-const ConvShape kLayers[] = {{160, 1, 28, 28, 64, 3}, {160, 64, 14, 14, 64, 3}};
+// The max-pool conv-4's layers: the first, then the inner ones at 14 x 14, 7 x 7 and 3 x 3
+// (the last two take the pixel-map im2col of Note [Small-plane im2col]).
+const ConvShape kLayers[] = {{160, 1, 28, 28, 64, 3},
+                             {160, 64, 14, 14, 64, 3},
+                             {160, 64, 7, 7, 64, 3},
+                             {160, 64, 3, 3, 64, 3}};
 
 // Multiply-adds x 2 of one convolution.
 double conv_flops(const ConvShape& s) {

@@ -199,6 +199,39 @@ TEST(Elementwise, BinaryOnNonContiguousOperands) {
       EXPECT_DOUBLE_EQ(got[i * 4 + j], d[j * 5 + i] * d[j * 5 + 2 * i]);
 }
 
+// Operands read through a transpose, large enough for the tiled walk of Note [Transposed
+// pieces] (kernels/cpu/loops.h), with sizes that are not multiples of the tile: a copy, a
+// binary op with one transposed operand, a dtype-converting copy, an assignment into a
+// transposed view, and a where() with a transposed condition, against index arithmetic.
+TEST(Elementwise, TransposedOperandsInTiles) {
+  Generator gen(12);
+  const int64_t p = 3, r = 70, c = 45;  // planes of r x c
+  Tensor a = randn({p, r, c}, DType::Float64, &gen), b = randn({p, c, r}, DType::Float64, &gen);
+  const auto av = a.to_vector<double>(), bv = b.to_vector<double>();
+  auto at = [&](const std::vector<double>& v, int64_t i, int64_t j, int64_t k, int64_t cols) {
+    return v[static_cast<size_t>((i * (v.size() / static_cast<size_t>(p) / cols) + j) * cols + k)];
+  };
+  const Tensor bt = b.transpose(1, 2);  // [p, r, c], stride 1 along r
+  const auto copied = bt.contiguous().to_vector<double>();
+  const auto sum_v = (a + bt).to_vector<double>();
+  const auto as_f32 = bt.to(DType::Float32).to_vector<float>();
+  Tensor into = zeros({p, c, r}, DType::Float64);
+  into.transpose(1, 2).copy_(a);  // writes through the transposed view
+  const auto into_v = into.to_vector<double>();
+  const auto picked = where(bt > 0, a, bt).to_vector<double>();
+  for (int64_t i = 0; i < p; ++i)
+    for (int64_t j = 0; j < r; ++j)
+      for (int64_t k = 0; k < c; ++k) {
+        const size_t e = static_cast<size_t>((i * r + j) * c + k);
+        const double bv_t = at(bv, i, k, j, r), av_e = at(av, i, j, k, c);
+        ASSERT_EQ(copied[e], bv_t) << i << " " << j << " " << k;
+        ASSERT_EQ(sum_v[e], av_e + bv_t) << i << " " << j << " " << k;
+        ASSERT_EQ(as_f32[e], static_cast<float>(bv_t)) << i << " " << j << " " << k;
+        ASSERT_EQ(at(into_v, i, k, j, r), av_e) << i << " " << j << " " << k;
+        ASSERT_EQ(picked[e], bv_t > 0 ? av_e : bv_t) << i << " " << j << " " << k;
+      }
+}
+
 TEST(Elementwise, ComparisonsAndLogical) {
   Tensor a = tensor({1.0, 2.0, 3.0});
   Tensor b = tensor({3.0, 2.0, 1.0});

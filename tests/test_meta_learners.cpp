@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <thread>
 
 using namespace metagrad;
 using meta::Task;
@@ -431,6 +432,62 @@ TEST(MetaLearners, TasksOnThreadsEqualTheLoopOnOneThread) {
       }
     }
   }
+}
+
+// The claim under Note [Tasks on threads], with plain std::threads (which ThreadSanitizer
+// follows, unlike libgomp's barriers): MAML task steps on one shared conv-4 from two threads at
+// once, after the leaves' accumulators were made, give each task's sequential meta-gradient.
+// Built with -fsanitize=thread and run with OMP_NUM_THREADS=1, this test reports no race
+// (docs/performance.md, session 6); without the gradient_edge calls it reports the one in
+// gradient_edge's lazy accumulator.
+TEST(MetaLearners, TaskStepsOnSharedModelFromStdThreads) {
+  Generator gen(33);
+  meta::Conv4Options co;
+  co.n_way = 3;
+  co.hidden = 4;
+  co.image_size = 16;
+  co.track_running_stats = false;
+  auto net = meta::conv4(co, &gen);
+  net->to(DType::Float64);
+  std::vector<Task> tasks;
+  for (int t = 0; t < 4; ++t) {
+    Task k;
+    k.support_x = randn({6, 1, 16, 16}, DType::Float64, &gen);
+    k.support_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6});
+    k.query_x = randn({9, 1, 16, 16}, DType::Float64, &gen);
+    k.query_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 0, 1, 2}, {9});
+    tasks.push_back(k);
+  }
+  const std::vector<Tensor> params = net->parameters();
+  std::vector<autograd::Edge> edges;
+  for (const Tensor& p : params) edges.push_back(autograd::gradient_edge(p));
+  auto task_grad = [&](size_t i) {
+    const Task& t = tasks[i];
+    nn::ParamMap fast = meta::inner_loop(*net, nn::params_of(*net), t.support_x, t.support_y, ce,
+                                         {1, 0.1, /*create_graph=*/true});
+    Tensor l = ce(net->forward(t.query_x, fast), t.query_y);
+    return grad({l}, params, {}, std::nullopt, false, /*allow_unused=*/true);
+  };
+  // Kernels and BLAS on one thread everywhere (as parallel_for_each runs them), so that both
+  // runs take the same code paths.
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  set_blas_num_threads(1);
+  std::vector<std::vector<Tensor>> seq, par(tasks.size());
+  for (size_t i = 0; i < tasks.size(); ++i) seq.push_back(task_grad(i));
+  auto worker = [&](size_t first) {
+    omp_set_num_threads(1);  // a new thread starts from the environment's count
+    par[first] = task_grad(first);
+    par[first + 2] = task_grad(first + 2);
+  };
+  std::thread a(worker, 0), b(worker, 1);
+  a.join();
+  b.join();
+  set_blas_num_threads(0);
+  omp_set_num_threads(before);
+  for (size_t i = 0; i < tasks.size(); ++i)
+    for (size_t j = 0; j < params.size(); ++j)
+      EXPECT_EQ(par[i][j].to_vector<double>(), seq[i][j].to_vector<double>()) << i << " " << j;
 }
 
 TEST(MetaLearners, TasksOnThreadsRefuseSharedStateAndReptile) {
