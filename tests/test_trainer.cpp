@@ -96,6 +96,7 @@ TEST(Trainer, BadValuesExitWithCode2) {
       {"--ways", "many"},
       {"--device", "tpu", "--out", out},
       {"--iterations", "-3", "--out", out},
+      {"--task-threads", "0", "--out", out},
       {"--dataset", "omniglot", "--data-path", "/nonexistent/omniglot", "--out", out},
       {"--resume", "/nonexistent/run"},
       {"eval"}};
@@ -283,19 +284,31 @@ TEST(Trainer, SigintFinishesTheIterationSavesAndExits130) {
 
 // --batch-tasks on Omniglot (batch-statistics batch norm): the task-batched step logs the
 // per-task loop's training loss (float32 rounding apart) and writes no running statistics.
-TEST(Trainer, OmniglotBatchTasksLogsTheLoopsLoss) {
+// The per-task loop, the task-batched step (--batch-tasks) and the loop with its tasks on 2
+// threads (--task-threads) log the same first loss, and the last two build the conv-4 without
+// running statistics.
+TEST(Trainer, OmniglotBatchTasksAndTaskThreadsLogTheLoopsLoss) {
   const char* env = std::getenv("METAGRAD_OMNIGLOT");
   const std::string root = env && *env ? env : MG_OMNIGLOT_DIR;
   if (!fs::is_directory(fs::path(root) / "images_background"))
     GTEST_SKIP() << "Omniglot not found at " << root << " (set METAGRAD_OMNIGLOT)";
   std::vector<double> first_loss;
-  for (const char* batched : {"false", "true"}) {
-    const fs::path dir = temp_dir(std::string("omniglot_batch_") + batched);
-    CliRun r = run({"--preset", "maml-omniglot-5w1s", "--data-path", root, "--iterations", "1",
-                    "--meta-batch", "3", "--query", "2", "--val-every", "0", "--eval-tasks", "0",
-                    "--max-alphabets", "2", "--log-every", "1", "--batch-tasks", batched,
-                    "--out", dir.string()});
-    ASSERT_EQ(r.rc, 0) << r.err;
+  struct Mode {
+    const char* name;
+    std::vector<std::string> flags;
+    bool running_stats;
+  };
+  for (const Mode& m : {Mode{"loop", {}, true}, Mode{"batched", {"--batch-tasks", "true"}, false},
+                        Mode{"threaded", {"--task-threads", "2"}, false}}) {
+    const fs::path dir = temp_dir(std::string("omniglot_mode_") + m.name);
+    std::vector<std::string> args = {"--preset", "maml-omniglot-5w1s", "--data-path", root,
+                                     "--iterations", "1", "--meta-batch", "3", "--query", "2",
+                                     "--val-every", "0", "--eval-tasks", "0",
+                                     "--max-alphabets", "2", "--log-every", "1",
+                                     "--out", dir.string()};
+    args.insert(args.end(), m.flags.begin(), m.flags.end());
+    CliRun r = run(args);
+    ASSERT_EQ(r.rc, 0) << m.name << ": " << r.err;
     std::ifstream mf(dir / "metrics.csv");
     std::string header, row;
     std::getline(mf, header);
@@ -306,10 +319,11 @@ TEST(Trainer, OmniglotBatchTasksLogsTheLoopsLoss) {
     bool running = false;
     for (const auto& [name, t] : ck.groups.at("model"))
       running = running || name.find("running_mean") != std::string::npos;
-    EXPECT_EQ(running, std::string(batched) == "false") << "batch tasks " << batched;
+    EXPECT_EQ(running, m.running_stats) << m.name;
     fs::remove_all(dir);
   }
   EXPECT_NEAR(first_loss[1], first_loss[0], 1e-5 * first_loss[0]);
+  EXPECT_NEAR(first_loss[2], first_loss[0], 1e-5 * first_loss[0]);
 }
 
 TEST(Trainer, OmniglotSmokeRun) {

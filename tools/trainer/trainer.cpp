@@ -153,6 +153,7 @@ void validate(const Config& c) {
   check_positive("--meta-lr", c.meta_lr);
   check_positive("--iterations", static_cast<double>(c.iterations), true);
   check_positive("--threads", c.threads, true);
+  check_positive("--task-threads", c.task_threads);
   check_positive("--val-every", static_cast<double>(c.val_every), true);
   check_positive("--val-tasks", c.val_tasks);
   check_positive("--eval-tasks", c.eval_tasks, true);
@@ -190,6 +191,7 @@ std::string to_json(const Config& c) {
             {"dtype", c.dtype},
             {"max_alphabets", c.max_alphabets},
             {"batch_tasks", c.batch_tasks},
+            {"task_threads", c.task_threads},
             {"profile", c.profile}};
   return j.dump();
 }
@@ -234,6 +236,7 @@ Config config_from_json(const std::string& text) {
     get("dtype", c.dtype);
     get("max_alphabets", c.max_alphabets);
     get("batch_tasks", c.batch_tasks);
+    get("task_threads", c.task_threads);
     get("profile", c.profile);
   } catch (const std::exception& e) {
     throw UsageError(std::string("checkpoint: bad config field: ") + e.what());
@@ -280,6 +283,16 @@ bool batches_tasks(const Config& c) {
   return c.batch_tasks && c.algo != "reptile" && (c.dataset == "sinusoid" || c.bn == "batch");
 }
 
+// The tasks threads per meta-step (MetaOptions::task_threads, Note [Tasks on threads]): asked
+// for, the MAML family on the CPU, not task-batched, and a model whose training forward writes
+// no buffers: the sinusoid MLP, or the conv-4 with batch-statistics batch norm (built then
+// without running statistics, as for batches_tasks). 1 otherwise.
+int task_threads(const Config& c) {
+  const bool applies = c.algo != "reptile" && c.device == "cpu" && !batches_tasks(c) &&
+                       (c.dataset == "sinusoid" || c.bn == "batch");
+  return applies ? c.task_threads : 1;
+}
+
 // Everything a run needs besides the learner: the model, the loss and where tasks come from.
 class Problem {
  public:
@@ -297,8 +310,9 @@ class Problem {
       o.n_way = c.ways;
       o.strided = c.model == "strided";
       o.bn_mode = c.bn == "batch" ? nn::BNMode::BatchStats : nn::BNMode::RunningStats;
-      // a task-batched step takes no running statistics (in batch mode they are never read)
-      o.track_running_stats = !batches_tasks(c);
+      // task-batched and task-threaded steps take no running statistics (in batch mode they
+      // are never read)
+      o.track_running_stats = !batches_tasks(c) && task_threads(c) == 1;
       model_ = meta::conv4(o, &init).ptr();
       loss_ = [](const Tensor& o, const Tensor& y) { return nn::functional::cross_entropy(o, y); };
       classification_ = true;
@@ -383,6 +397,7 @@ std::unique_ptr<meta::MetaLearner> make_learner(const Config& c, const Problem& 
   o.meta_lr = c.algo == "reptile" ? 1e-3 : c.meta_lr;  // Reptile uses meta_lr as its step
   o.classification = p.classification();
   o.batch_tasks = batches_tasks(c);
+  o.task_threads = task_threads(c);
   if (c.algo == "maml" || c.algo == "fomaml")
     return std::make_unique<meta::MAML>(p.model(), p.loss(), o);
   if (c.algo == "anil") return std::make_unique<meta::ANIL>(p.model(), p.loss(), o, "head");
@@ -868,6 +883,10 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         "true: one task-batched step for the whole meta-batch where it applies (MAML family; "
         "Omniglot with --bn batch, for the GPU: slower on the CPU; same meta-gradient as the "
         "per-task loop, ignored otherwise); false: the per-task loop");
+  f.add("--task-threads", &Config::task_threads,
+        "per-task loop: run this many tasks at once, each on one CPU thread with single-threaded "
+        "kernels (MAML family on the CPU; Omniglot with --bn batch; not with --batch-tasks; "
+        "ignored otherwise); the meta-gradient of the one-thread loop, bit for bit");
   f.add("--profile", &Config::profile,
         "true: count and time the kernels of every meta-step (tensor/profiler.h); the table goes "
         "to stderr and <out>/kernels.txt at the end");

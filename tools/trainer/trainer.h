@@ -43,6 +43,7 @@ struct Config {
   std::string dtype = "float32";    // float32 | float64
   int max_alphabets = -1;           // Omniglot: keep only the first alphabets (quick runs)
   bool batch_tasks = false;         // MAML family on sinusoids: one batched step for all tasks
+  int task_threads = 1;             // MAML family on the CPU: tasks run this many at once
   bool profile = false;             // count and time the meta-steps' kernels (tensor/profiler.h)
 };
 
