@@ -42,9 +42,9 @@ nn::ParamMap inner_loop(nn::Module& model, const nn::ParamMap& params, const Ten
 
 double accuracy(const Tensor& logits, const Tensor& labels) {
   NoGradGuard ng;
-  MG_CHECK(logits.dim() == 2 && labels.dim() == 1 && logits.size(0) == labels.size(0),
-           "accuracy", "expects logits [N, C] and labels [N], got ", shape_str(logits.shape()),
-           " and ", shape_str(labels.shape()));
+  MG_CHECK(logits.dim() == 2 && labels.dim() == 1 && logits.size(0) == labels.size(0), "accuracy",
+           "expects logits [N, C] and labels [N], got ", shape_str(logits.shape()), " and ",
+           shape_str(labels.shape()));
   Tensor hit = eq(argmax(logits, 1), labels.to(DType::Int64));
   return mean(hit.to(DType::Float64)).item<double>();
 }
@@ -68,19 +68,43 @@ StepResult MetaLearner::measure(const Tensor& output, const Tensor& target,
 }
 
 StepResult MetaLearner::adapt_and_evaluate(const Task& task, int steps) {
-  nn::ParamMap fast = inner_loop(*model_, nn::params_of(*model_), task.support_x,
-                                 task.support_y, loss_, {steps, opts_.inner_lr, false});
+  nn::ParamMap fast = inner_loop(*model_, nn::params_of(*model_), task.support_x, task.support_y,
+                                 loss_, {steps, opts_.inner_lr, false});
   NoGradGuard ng;
   Tensor out = model_->forward(task.query_x, fast);
   return measure(out, task.query_y, loss_(out, task.query_y));
+}
+
+void MetaLearner::check_tasks_can_share_threads() {
+  const std::string me = name();
+  const char* who = me.c_str();
+  for (const Tensor& p : model_->parameters())
+    MG_CHECK(p.device().is_cpu(), who,
+             "task_threads > 1 runs tasks on CPU threads; a parameter "
+             "of shape ",
+             shape_str(p.shape()), " is on ", p.device().str());
+  if (!model_->is_training()) return;
+  const auto buffers = model_->named_buffers();
+  MG_CHECK(buffers.empty(), who,
+           "task_threads > 1 needs a model whose training forward updates "
+           "no buffers, but it has '",
+           buffers.empty() ? "" : buffers.front().first,
+           "' (build batch norms with track_running_stats(false), or use task_threads = 1)");
+  for (const auto& [n, m] : model_->named_modules()) {
+    const auto* d = dynamic_cast<const nn::DropoutImpl*>(m.get());
+    MG_CHECK(d == nullptr || !d->is_training() || d->options.p_ == 0, who,
+             "task_threads > 1 cannot run dropout ('", n,
+             "'): its draws from the shared "
+             "generator would depend on the threads' timing; use task_threads = 1");
+  }
 }
 
 // ---- MAML / FOMAML / ANIL ---------------------------------------------------------------
 
 MAML::MAML(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts, ParamFilter adapt)
     : MetaLearner(std::move(model), std::move(loss), opts), filter_(std::move(adapt)) {
-  meta_opt_ = std::make_unique<optim::Adam>(model_->parameters(),
-                                            optim::AdamOptions(opts_.meta_lr));
+  meta_opt_ =
+      std::make_unique<optim::Adam>(model_->parameters(), optim::AdamOptions(opts_.meta_lr));
 }
 
 nn::ParamMap MAML::adapt(const nn::ParamMap& params, const Tensor& x, const Tensor& y,
@@ -116,24 +140,8 @@ StepResult MAML::meta_step(const std::vector<Task>& tasks) {
 // backward(), and the task gradients are summed in task order afterwards, the order in which
 // the loop's backward() calls accumulate them.
 StepResult MAML::meta_step_threaded(const std::vector<Task>& tasks) {
-  const std::string me = name();
-  const char* who = me.c_str();
   const std::vector<Tensor> params = meta_opt_->parameters();
-  for (const Tensor& p : params)
-    MG_CHECK(p.device().is_cpu(), who, "task_threads > 1 runs tasks on CPU threads; a meta-"
-             "parameter of shape ", shape_str(p.shape()), " is on ", p.device().str());
-  if (model_->is_training()) {
-    const auto buffers = model_->named_buffers();
-    MG_CHECK(buffers.empty(), who, "task_threads > 1 needs a model whose training forward "
-             "updates no buffers, but it has '", buffers.empty() ? "" : buffers.front().first,
-             "' (build batch norms with track_running_stats(false), or use task_threads = 1)");
-    for (const auto& [n, m] : model_->named_modules()) {
-      const auto* d = dynamic_cast<const nn::DropoutImpl*>(m.get());
-      MG_CHECK(d == nullptr || !d->is_training() || d->options.p_ == 0, who,
-               "task_threads > 1 cannot run dropout ('", n, "'): its draws from the shared "
-               "generator would depend on the threads' timing; use task_threads = 1");
-    }
-  }
+  check_tasks_can_share_threads();
   meta_opt_->zero_grad();
   // The leaves' gradient accumulators, made here so that the threads only read them.
   std::vector<autograd::Edge> leaf_edges;
@@ -287,35 +295,41 @@ Reptile::Reptile(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opt
   MG_CHECK(outer_step > 0, "reptile", "outer step size must be positive, got ", outer_step);
   MG_CHECK(!opts_.batch_tasks, "reptile",
            "batch_tasks is for the MAML family; Reptile adapts its tasks one by one");
-  MG_CHECK(opts_.task_threads == 1, "reptile",
-           "task_threads is for the MAML family; Reptile adapts its tasks one by one (got ",
-           opts_.task_threads, ")");
 }
 
 StepResult Reptile::meta_step(const std::vector<Task>& tasks) {
   MG_CHECK(!tasks.empty(), "reptile", "empty task batch");
+  if (opts_.task_threads > 1 && tasks.size() > 1) check_tasks_can_share_threads();
   const nn::ParamMap theta = nn::params_of(*model_);
-  nn::ParamMap delta;  // sum_i (phi_i - theta)
-  StepResult mean_r{0, opts_.classification ? 0.0 : std::nan("")};
-  const double w = 1.0 / static_cast<double>(tasks.size());
-  for (const Task& t : tasks) {
+  const size_t n_tasks = tasks.size();
+  // Each task starts from its own detached copy of theta (leaves of its own: nothing shared
+  // to accumulate into), so the tasks may run on threads (task_threads; Note [Tasks on
+  // threads]); their phi_i - theta and metrics are summed in task order after.
+  std::vector<nn::ParamMap> moved(n_tasks);
+  std::vector<StepResult> results(n_tasks);
+  parallel_for_each(static_cast<int64_t>(n_tasks), opts_.task_threads, [&](int64_t i) {
+    const Task& t = tasks[static_cast<size_t>(i)];
     nn::ParamMap start;
     for (const auto& [n, p] : theta) start[n] = p.detach().requires_grad_(true);
     // Reptile trains on the whole task (support and query) with plain SGD.
     Tensor x = cat({t.support_x, t.query_x}, 0), y = cat({t.support_y, t.query_y}, 0);
-    nn::ParamMap phi = inner_loop(*model_, start, x, y, loss_,
-                                  {opts_.inner_steps, opts_.inner_lr, false});
+    nn::ParamMap phi =
+        inner_loop(*model_, start, x, y, loss_, {opts_.inner_steps, opts_.inner_lr, false});
     NoGradGuard ng;
     Tensor out = model_->forward(t.query_x, phi);
-    StepResult r = measure(out, t.query_y, loss_(out, t.query_y));
-    mean_r.loss += r.loss * w;
-    if (opts_.classification) mean_r.accuracy += r.accuracy * w;
-    for (const auto& [n, p] : phi) {
-      Tensor d = p.detach() - theta.at(n).detach();
-      delta[n] = delta.count(n) ? delta[n] + d : d;
-    }
-  }
+    results[static_cast<size_t>(i)] = measure(out, t.query_y, loss_(out, t.query_y));
+    for (const auto& [n, p] : phi)
+      moved[static_cast<size_t>(i)][n] = p.detach() - theta.at(n).detach();
+  });
+  StepResult mean_r{0, opts_.classification ? 0.0 : std::nan("")};
+  const double w = 1.0 / static_cast<double>(n_tasks);
   NoGradGuard ng;
+  nn::ParamMap delta;  // sum_i (phi_i - theta), in task order
+  for (size_t i = 0; i < n_tasks; ++i) {
+    mean_r.loss += results[i].loss * w;
+    if (opts_.classification) mean_r.accuracy += results[i].accuracy * w;
+    for (const auto& [n, d] : moved[i]) delta[n] = delta.count(n) ? delta[n] + d : d;
+  }
   for (const auto& [n, p] : theta) {
     Tensor param = p;
     add_(param, delta.at(n) * (outer_step_ * w));

@@ -66,14 +66,15 @@ struct MetaOptions {
   // elementwise activations: the sinusoid MLP and the conv-4 nets
   // (Conv4Options::track_running_stats = false).
   bool batch_tasks = false;
-  // MAML family only, CPU only: how many tasks of the batch run at once, each on one thread
+  // CPU only: how many tasks of the batch run at once, each on one thread
   // with single-threaded kernels (Note [Tasks on threads] in tensor/parallel.h); 1 = one task
   // at a time, every kernel on all OpenMP threads. The per-task meta-gradients are summed in
   // task order, so the result does not depend on the count (>= 2) and equals the one-task-at-
   // a-time loop run on one thread. Needs a model whose forward writes no shared state: in
   // training mode no buffers (BatchNorm2d with track_running_stats(false)) and no dropout,
   // and a loss function that may be called from several threads at once (the built-in ones
-  // can). Ignored by batch_tasks, which runs the batch as one computation.
+  // can). Reptile too (its tasks' moves summed in task order). Ignored by batch_tasks, which
+  // runs the batch as one computation.
   int task_threads = 1;
 };
 
@@ -96,6 +97,9 @@ class MetaLearner {
  protected:
   MetaLearner(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts);
   StepResult measure(const Tensor& output, const Tensor& target, const Tensor& loss) const;
+  // Throws unless the model may run several tasks at once on CPU threads (task_threads > 1):
+  // parameters on the CPU and, in training mode, no buffers and no dropout.
+  void check_tasks_can_share_threads();
 
   std::shared_ptr<nn::Module> model_;
   LossFn loss_;

@@ -354,14 +354,15 @@ TEST(MetaLearners, TaskBatchedStepRejectsUnequalTasksAndReptile) {
 }
 
 // Note [Tasks on threads]: task_threads runs the per-task loop's tasks side by side, each on one
-// thread with single-threaded kernels, and sums their meta-gradients in task order: the loop's
-// result on one OpenMP thread, exactly, for any count >= 2. Every MAML-family learner on the
-// MLP, and the max-pool conv-4 net (batch norm without running statistics), second and first
-// order, in float64 and float32.
+// thread with single-threaded kernels, and sums their meta-gradients (Reptile: their moves) in
+// task order: the loop's result on one OpenMP thread, exactly, for any count >= 2. Every
+// learner on the MLP, and MAML on the max-pool conv-4 net (batch norm without running
+// statistics), second and first order, in float64 and float32.
 namespace {
 struct ThreadedRun {
   meta::StepResult r;
-  std::vector<std::vector<double>> grads;  // every meta-parameter's, in optimizer order
+  // every meta-parameter's gradient (optimizer order), then the parameters after the step
+  std::vector<std::vector<double>> grads;
 };
 ThreadedRun run_step(std::shared_ptr<nn::Module> net, const std::string& algo,
                      const meta::MetaOptions& o, const meta::LossFn& loss,
@@ -369,18 +370,23 @@ ThreadedRun run_step(std::shared_ptr<nn::Module> net, const std::string& algo,
   std::unique_ptr<meta::MetaLearner> l;
   if (algo == "anil") l = std::make_unique<meta::ANIL>(net, loss, o, "head");
   else if (algo == "metasgd") l = std::make_unique<meta::MetaSGD>(net, loss, o);
+  else if (algo == "reptile") l = std::make_unique<meta::Reptile>(net, loss, o, 0.5);
   else l = std::make_unique<meta::MAML>(net, loss, o);
   ThreadedRun out{l->meta_step(tasks), {}};
-  for (const Tensor& p : l->meta_optimizer()->parameters())
-    out.grads.push_back(p.grad().defined() ? p.grad().to(DType::Float64).to_vector<double>()
-                                           : std::vector<double>{});
+  if (l->meta_optimizer())
+    for (const Tensor& p : l->meta_optimizer()->parameters())
+      out.grads.push_back(p.grad().defined() ? p.grad().to(DType::Float64).to_vector<double>()
+                                             : std::vector<double>{});
+  for (const Tensor& p : net->parameters())  // after the update
+    out.grads.push_back(p.to(DType::Float64).to_vector<double>());
   return out;
 }
 }  // namespace
 
 TEST(MetaLearners, TasksOnThreadsEqualTheLoopOnOneThread) {
   const int before = omp_get_max_threads();
-  for (const std::string algo : {"maml", "fomaml", "anil", "metasgd", "conv4", "conv4_fo"}) {
+  for (const std::string algo :
+       {"maml", "fomaml", "anil", "metasgd", "reptile", "conv4", "conv4_fo"}) {
     const bool conv = algo.rfind("conv4", 0) == 0;
     for (DType dtype : {DType::Float64, DType::Float32}) {
       Generator gen(31);
@@ -490,7 +496,7 @@ TEST(MetaLearners, TaskStepsOnSharedModelFromStdThreads) {
       EXPECT_EQ(par[i][j].to_vector<double>(), seq[i][j].to_vector<double>()) << i << " " << j;
 }
 
-TEST(MetaLearners, TasksOnThreadsRefuseSharedStateAndReptile) {
+TEST(MetaLearners, TasksOnThreadsRefuseSharedState) {
   Generator gen(32);
   meta::Conv4Options co;
   co.n_way = 2;
@@ -526,7 +532,8 @@ TEST(MetaLearners, TasksOnThreadsRefuseSharedStateAndReptile) {
   bad.query_x = ones({10, 3}, DType::Float64);
   EXPECT_THROW(maml.meta_step({good, bad, good}), Error);
 
-  EXPECT_MG_ERROR_HAS(meta::Reptile(mlp.ptr(), mse, od), "[reptile]", "task_threads");
+  meta::Reptile reptile(meta::conv4(co, &gen).ptr(), ce, o, 0.1);
+  EXPECT_MG_ERROR_HAS(reptile.meta_step({k, k}), "[reptile]", "track_running_stats(false)");
   meta::MetaOptions zero;
   zero.task_threads = 0;
   EXPECT_MG_ERROR_HAS(meta::MAML(mlp.ptr(), mse, zero), "[meta]", "task_threads must be at least 1");

@@ -283,13 +283,13 @@ bool batches_tasks(const Config& c) {
   return c.batch_tasks && c.algo != "reptile" && (c.dataset == "sinusoid" || c.bn == "batch");
 }
 
-// The tasks threads per meta-step (MetaOptions::task_threads, Note [Tasks on threads]): asked
-// for, the MAML family on the CPU, not task-batched, and a model whose training forward writes
-// no buffers: the sinusoid MLP, or the conv-4 with batch-statistics batch norm (built then
+// The tasks run at once per meta-step (MetaOptions::task_threads, Note [Tasks on threads]):
+// asked for, on the CPU, not task-batched, and a model whose training forward writes no
+// buffers: the sinusoid MLP, or the conv-4 with batch-statistics batch norm (built then
 // without running statistics, as for batches_tasks). 1 otherwise.
 int task_threads(const Config& c) {
-  const bool applies = c.algo != "reptile" && c.device == "cpu" && !batches_tasks(c) &&
-                       (c.dataset == "sinusoid" || c.bn == "batch");
+  const bool applies =
+      c.device == "cpu" && !batches_tasks(c) && (c.dataset == "sinusoid" || c.bn == "batch");
   return applies ? c.task_threads : 1;
 }
 
@@ -885,8 +885,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         "per-task loop, ignored otherwise); false: the per-task loop");
   f.add("--task-threads", &Config::task_threads,
         "per-task loop: run this many tasks at once, each on one CPU thread with single-threaded "
-        "kernels (MAML family on the CPU; Omniglot with --bn batch; not with --batch-tasks; "
-        "ignored otherwise); the meta-gradient of the one-thread loop, bit for bit");
+        "kernels (on the CPU; Omniglot with --bn batch; not with --batch-tasks; ignored "
+        "otherwise); the meta-gradient of the one-thread loop, bit for bit");
   f.add("--profile", &Config::profile,
         "true: count and time the kernels of every meta-step (tensor/profiler.h); the table goes "
         "to stderr and <out>/kernels.txt at the end");
