@@ -211,9 +211,10 @@ Tensor max_pool2d_double_backward(const Tensor& gg, const Tensor& indices) {
 // coefficients] in kernels/norm_math.h):
 //   dx = w invstd (g - sum(g) / M - xhat sum(g xhat) / M) + g_mean / M - g_invstd invstd^2 xhat / M
 //   dw = sum(g xhat),  db = sum(g)
-// A first derivative (grad mode off) runs the fused kernel; a recorded one (create_graph) the
-// same formula in differentiable ops with mean and invstd recomputed from x, so that what is
-// recorded is the exact gradient as a function of x and differentiates correctly.
+// A first derivative (grad mode off) runs the fused kernel on the saved mean and invstd (Note
+// [Saved batch-norm statistics]); a recorded one (create_graph) the same formula in
+// differentiable ops with mean and invstd recomputed from x, so that what is recorded is the
+// exact gradient as a function of x and differentiates correctly.
 Grads native_batch_norm_backward_rule(const GradCtx& c) {
   const bool has_w = (c.args.i & 1) != 0, has_b = (c.args.i & 2) != 0;
   const size_t wi = 1, bi = has_w ? 2 : 1;  // positions of weight and bias among the inputs
@@ -224,8 +225,9 @@ Grads native_batch_norm_backward_rule(const GradCtx& c) {
   const Tensor &g = c.grads[0], &g_mean = c.grads[1], &g_invstd = c.grads[2];
   Tensor gx, gw, gb;
   if (!GradMode::is_enabled()) {
-    std::tie(gx, gw, gb) =
-        native_batch_norm_backward(g, x, w, eps, g_mean, g_invstd, {need_x, need_w, need_b});
+    // the forward's statistics, saved (Note [Saved batch-norm statistics])
+    std::tie(gx, gw, gb) = native_batch_norm_backward(g, x, w, eps, g_mean, g_invstd,
+                                                      {need_x, need_w, need_b}, c.out[1], c.out[2]);
   } else {
     std::vector<int64_t> dims = {0};
     Shape bshape(static_cast<size_t>(x.dim()), 1);  // [1, C, 1, ...]
@@ -529,7 +531,7 @@ const Table& table() {
       // differentiable ops when recorded
       {"native_batch_norm", {[](const GradCtx& c) -> Grads {
          return native_batch_norm_backward_rule(c);
-       }, kSaveInputs}},
+       }, kSaveInputs | kSaveTrailingOutputs}},
   };
   return t;
 }

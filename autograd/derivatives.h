@@ -24,7 +24,16 @@ struct GradCtx {
 
 using DerivativeFn = std::vector<Tensor> (*)(const GradCtx&);
 
-enum Saves : uint8_t { kSaveNothing = 0, kSaveInputs = 1, kSaveOutputs = 2, kSaveBoth = 3 };
+// What a node keeps for its rule. kSaveTrailingOutputs keeps every output but the first (the
+// small ones: batch norm's statistics, Note [Saved batch-norm statistics]); the rule's out[0]
+// is then undefined.
+enum Saves : uint8_t {
+  kSaveNothing = 0,
+  kSaveInputs = 1,
+  kSaveOutputs = 2,
+  kSaveBoth = 3,
+  kSaveTrailingOutputs = 4,
+};
 
 struct Derivative {
   DerivativeFn fn;

@@ -30,9 +30,14 @@ class OpNode final : public Node {
     if (!d_) return;
     if (d_->saves & kSaveInputs)
       for (const Tensor& t : inputs) saved_in_.emplace_back(t, false);
-    if (d_->saves & kSaveOutputs)
-      for (size_t i = 0; i < outputs.size(); ++i)
+    if (d_->saves & (kSaveOutputs | kSaveTrailingOutputs))
+      for (size_t i = 0; i < outputs.size(); ++i) {
+        if (i == 0 && !(d_->saves & kSaveOutputs)) {
+          saved_out_.emplace_back();  // unpacks as undefined
+          continue;
+        }
         saved_out_.emplace_back(outputs[i], true, static_cast<uint32_t>(i));
+      }
   }
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {

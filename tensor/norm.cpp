@@ -90,7 +90,9 @@ std::tuple<Tensor, Tensor, Tensor> native_batch_norm_backward(const Tensor& grad
                                                               const Tensor& x, const Tensor& weight,
                                                               double eps, const Tensor& grad_mean,
                                                               const Tensor& grad_invstd,
-                                                              std::array<bool, 3> output_mask) {
+                                                              std::array<bool, 3> output_mask,
+                                                              const Tensor& saved_mean,
+                                                              const Tensor& saved_invstd) {
   const char* op = "native_batch_norm_backward";
   check_input(op, x);
   MG_CHECK(grad_out.defined(), op, "grad_out is undefined");
@@ -101,7 +103,12 @@ std::tuple<Tensor, Tensor, Tensor> native_batch_norm_backward(const Tensor& grad
   check_per_channel(op, weight, "weight", x);
   check_per_channel(op, grad_mean, "grad_mean", x);
   check_per_channel(op, grad_invstd, "grad_invstd", x);
-  detail::check_same_device(op, {&grad_out, &x, &weight, &grad_mean, &grad_invstd});
+  check_per_channel(op, saved_mean, "saved_mean", x);
+  check_per_channel(op, saved_invstd, "saved_invstd", x);
+  MG_CHECK(saved_mean.defined() == saved_invstd.defined(), op,
+           "saved_mean and saved_invstd go together: give both or neither");
+  detail::check_same_device(op, {&grad_out, &x, &weight, &grad_mean, &grad_invstd, &saved_mean,
+                                 &saved_invstd});
   const BatchNormGeometry g = geometry(x, eps);
   Tensor gx, gw, gb;
   if (output_mask[0]) gx = Tensor::empty(x.shape(), x.options());
@@ -115,18 +122,21 @@ std::tuple<Tensor, Tensor, Tensor> native_batch_norm_backward(const Tensor& grad
     } else {
       const Tensor gy = dense(grad_out), xd = dense(x), w = dense(weight);
       const Tensor gm = dense(grad_mean), gi = dense(grad_invstd);
+      const Tensor sm = dense(saved_mean), si = dense(saved_invstd);
       const kernels::BatchNormBackwardArgs a{.weight = data_or_null(w),
                                              .grad_mean = data_or_null(gm),
                                              .grad_invstd = data_or_null(gi),
                                              .grad_x = gx.defined() ? gx.raw_data() : nullptr,
                                              .grad_weight = gw.defined() ? gw.raw_data() : nullptr,
-                                             .grad_bias = gb.defined() ? gb.raw_data() : nullptr};
+                                             .grad_bias = gb.defined() ? gb.raw_data() : nullptr,
+                                             .saved_mean = data_or_null(sm),
+                                             .saved_invstd = data_or_null(si)};
       MG_KERNEL(x.device(), batch_norm_backward, x.dtype(), g, gy.raw_data(), xd.raw_data(), a);
     }
   }
   // No derivative entry: a graph through this op throws when differentiated (tensor/norm.h).
   std::vector<Tensor> inputs = {grad_out, x};
-  for (const Tensor* t : {&weight, &grad_mean, &grad_invstd})
+  for (const Tensor* t : {&weight, &grad_mean, &grad_invstd, &saved_mean, &saved_invstd})
     if (t->defined()) inputs.push_back(*t);
   std::vector<Tensor> outputs;
   for (const Tensor* t : {&gx, &gw, &gb})

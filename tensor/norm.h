@@ -14,11 +14,15 @@
 //     derivative (and so on).
 // Both forms include the gradients that reach the mean and invstd outputs (zero unless a user
 // differentiates through them), so the op is exact for all three outputs.
-// The rule saves the inputs only: the table saves either all outputs or none, and saving them
-// would keep y (activation-sized) alive for the graph's lifetime just to reuse two [C] vectors.
-// The backward kernel recomputes the statistics instead, with the forward's code and order
-// (so the same values), one extra read of x that stays in cache for the pass that follows
-// (Note [Batch-norm kernel passes] in kernels/cpu/norm.cpp).
+//
+// Note [Saved batch-norm statistics]: the rule saves the inputs and the two [C] statistics,
+// not y (kSaveTrailingOutputs: y is activation-sized and would stay alive for the graph's
+// lifetime). The fused first derivative hands mean and invstd to the kernel, which on the CPU
+// then skips recomputing them: one pass over x (in double, the forward's per-channel moments)
+// less per backward, 2.5% of the conv-4 meta-step (docs/performance.md, session 6). For
+// float64 the values are those a recomputation gives (same code, same order); for float32 they
+// are rounded to float32, as PyTorch's saved statistics are. The CUDA kernel recomputes them
+// (kernels/args.h).
 #pragma once
 #include <array>
 #include <tuple>
@@ -45,9 +49,13 @@ std::tuple<Tensor, Tensor, Tensor> native_batch_norm(const Tensor& x, const Tens
 // Not differentiable (recorded without a derivative, so a backward pass through it throws):
 // differentiate native_batch_norm instead, whose rule calls this for first derivatives and
 // its differentiable twin for higher ones.
+// saved_mean and saved_invstd: the forward's mean and invstd outputs, both or neither; given,
+// the CPU kernel reads them instead of recomputing the statistics from x (Note [Saved
+// batch-norm statistics]).
 std::tuple<Tensor, Tensor, Tensor> native_batch_norm_backward(
     const Tensor& grad_out, const Tensor& x, const Tensor& weight, double eps,
     const Tensor& grad_mean = {}, const Tensor& grad_invstd = {},
-    std::array<bool, 3> output_mask = {true, true, true});
+    std::array<bool, 3> output_mask = {true, true, true}, const Tensor& saved_mean = {},
+    const Tensor& saved_invstd = {});
 
 }  // namespace metagrad

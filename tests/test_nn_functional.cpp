@@ -366,6 +366,38 @@ TEST(BatchNorm, FusedMatchesComposedTwin) {
   }
 }
 
+// Note [Saved batch-norm statistics]: the fused backward on the forward's mean and invstd equals
+// the one that recomputes them (float64: the same values, so exactly; float32: to its
+// rounding), the two go together, and autograd keeps them (an in-place change is caught).
+TEST(BatchNorm, BackwardOnSavedStatisticsEqualsRecomputing) {
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    const Shape s = {7, 3, 9, 10};
+    const Tensor x = t64(uniform(7 * 3 * 90, -2, 3, 50), s).to(dt);
+    const Tensor w = t64(uniform(3, 0.5, 1.5, 51), {3}).to(dt);
+    const Tensor gy = t64(uniform(7 * 3 * 90, -1, 1, 52), s).to(dt);
+    auto [y, mu, is] = native_batch_norm(x, w, {}, 1e-5);
+    auto [gx0, gw0, gb0] = native_batch_norm_backward(gy, x, w, 1e-5);
+    auto [gx1, gw1, gb1] =
+        native_batch_norm_backward(gy, x, w, 1e-5, {}, {}, {true, true, true}, mu, is);
+    const double tol = dt == DType::Float64 ? 0.0 : 1e-5;
+    expect_tensors_close(gx1, gx0, tol, std::string(dtype_name(dt)) + " grad_x");
+    expect_tensors_close(gw1, gw0, tol, std::string(dtype_name(dt)) + " grad_weight");
+    expect_tensors_close(gb1, gb0, tol, std::string(dtype_name(dt)) + " grad_bias");
+    EXPECT_MG_ERROR_HAS(native_batch_norm_backward(gy, x, w, 1e-5, {}, {}, {true, true, true}, mu),
+                        "[native_batch_norm_backward]", "give both or neither");
+    EXPECT_MG_ERROR_HAS(native_batch_norm_backward(gy, x, w, 1e-5, {}, {}, {true, true, true},
+                                                   mu, ones({4}, dt)),
+                        "[native_batch_norm_backward]", "saved_invstd has shape [4]");
+  }
+  const Tensor x = t64(uniform(4 * 2 * 3, -1, 1, 53), {4, 2, 3}).requires_grad_(true);
+  auto [y, mu, is] = native_batch_norm(x, {}, {}, 1e-5);
+  {
+    NoGradGuard ng;
+    mu += 1.0;
+  }
+  EXPECT_MG_ERROR_HAS(sum(y).backward(), "[autograd]", "modified by an in-place operation");
+}
+
 TEST(BatchNorm, FusedBackwardFloat32AndDegenerateShapes) {
   // float32: the fused kernels against the float64 composition, to float32 precision.
   const Shape s = {8, 4, 6, 6};

@@ -13,8 +13,8 @@
 //
 // Note [Batch-norm kernel passes]: forward = the statistics pass over x, then one pass
 // y = x * scale + shift with per-channel scale = w invstd, shift = b - mean scale. Backward =
-// the statistics again (Note [Fused batch norm] in tensor/norm.h says why they are not saved),
-// one pass for sum(g) and sum(g (x - mean)), and one pass
+// the forward's statistics (Note [Saved batch-norm statistics] in tensor/norm.h; recomputed
+// from x when not given), one pass for sum(g) and sum(g (x - mean)), and one pass
 //   gx = k1 g + k2 x + k3   (per-channel k1, k2, k3: Note [Batch-norm backward coefficients] in
 //   kernels/norm_math.h).
 // A channel of a conv-4 query batch ([75, 64, 28, 28] float32: 235 KB) stays in L2 between the
@@ -174,11 +174,21 @@ void backward(const BatchNormGeometry& g, const T* gy, const T* x, const BatchNo
   auto* gx = static_cast<T*>(a.grad_x);
   auto* gw = static_cast<T*>(a.grad_weight);
   auto* gb = static_cast<T*>(a.grad_bias);
+  const auto* saved_mean = static_cast<const T*>(a.saved_mean);
+  const auto* saved_invstd = static_cast<const T*>(a.saved_invstd);
 #pragma omp parallel for schedule(static) if (parallel_over_channels(g))
   for (int64_t k = 0; k < g.c; ++k) {
     const int64_t at = k * g.inner;
-    const Moments mo = channel_moments(x + at, g.n, g.inner, stride);
-    const double is = bn_invstd(mo.m2, mo.count, g.eps);
+    Moments mo;
+    double is;
+    if (saved_mean && saved_invstd) {  // the forward's (Note [Saved batch-norm statistics])
+      mo.mean = static_cast<double>(saved_mean[k]);
+      mo.count = static_cast<double>(g.n * g.inner);
+      is = static_cast<double>(saved_invstd[k]);
+    } else {
+      mo = channel_moments(x + at, g.n, g.inner, stride);
+      is = bn_invstd(mo.m2, mo.count, g.eps);
+    }
     double sg = 0, sgx = 0;  // sum(g), sum(g (x - mean))
     for (int64_t r = 0; r < g.n; ++r)
       grad_sums_run(gy + r * stride + at, x + r * stride + at, g.inner, mo.mean, &sg, &sgx);

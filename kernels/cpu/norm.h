@@ -16,8 +16,8 @@ void batch_norm_forward(DType dtype, const BatchNormGeometry& g, const void* x, 
                         const void* bias, void* y, void* mean, void* invstd);
 
 // The gradient of native_batch_norm (tensor/norm.h) for the incoming gradient grad_y of y and
-// those of mean and invstd in `a`. The statistics are recomputed from x exactly as the forward
-// computes them (same code, same order: the same values).
+// those of mean and invstd in `a`. The statistics are the forward's saved ones in `a` where
+// given, else recomputed from x exactly as the forward computes them (same code, same order).
 void batch_norm_backward(DType dtype, const BatchNormGeometry& g, const void* grad_y, const void* x,
                          const BatchNormBackwardArgs& a);
 
