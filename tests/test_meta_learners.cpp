@@ -100,6 +100,16 @@ Task sinusoid_task(Generator& gen, DType dtype = DType::Float64) {
   return {xs, ys, xq, yq};
 }
 
+// A 3-way task for the small conv-4 nets (16 x 16 images): 2 support and 3 query images a class.
+Task conv_task(Generator& gen, DType dtype) {
+  Task k;
+  k.support_x = randn({6, 1, 16, 16}, dtype, &gen);
+  k.support_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6});
+  k.query_x = randn({9, 1, 16, 16}, dtype, &gen);
+  k.query_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 0, 1, 2}, {9});
+  return k;
+}
+
 }  // namespace
 
 TEST(MetaLearners, MamlMetaGradientOfMlpMatchesFiniteDifferences) {
@@ -288,14 +298,7 @@ TEST(MetaLearners, TaskBatchedConv4StepEqualsPerTaskLoop) {
       b->to(DType::Float64);
       b->load_state_dict(a->state_dict());
       std::vector<Task> tasks;
-      for (int t = 0; t < 3; ++t) {
-        Task k;
-        k.support_x = randn({6, 1, 16, 16}, DType::Float64, &gen);
-        k.support_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6});
-        k.query_x = randn({9, 1, 16, 16}, DType::Float64, &gen);
-        k.query_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 0, 1, 2}, {9});
-        tasks.push_back(k);
-      }
+      for (int t = 0; t < 3; ++t) tasks.push_back(conv_task(gen, DType::Float64));
       meta::MetaOptions o;
       o.inner_steps = 2;
       o.inner_lr = 0.1;
@@ -396,18 +399,8 @@ TEST(MetaLearners, TasksOnThreadsEqualTheLoopOnOneThread) {
       co.image_size = 16;
       co.track_running_stats = false;
       std::vector<Task> tasks;
-      for (int t = 0; t < 5; ++t) {
-        if (!conv) {
-          tasks.push_back(sinusoid_task(gen, dtype));
-          continue;
-        }
-        Task k;
-        k.support_x = randn({6, 1, 16, 16}, dtype, &gen);
-        k.support_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6});
-        k.query_x = randn({9, 1, 16, 16}, dtype, &gen);
-        k.query_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 0, 1, 2}, {9});
-        tasks.push_back(k);
-      }
+      for (int t = 0; t < 5; ++t)
+        tasks.push_back(conv ? conv_task(gen, dtype) : sinusoid_task(gen, dtype));
       meta::MetaOptions o;
       o.inner_steps = 2;
       o.inner_lr = conv ? 0.1 : 0.05;
@@ -456,14 +449,7 @@ TEST(MetaLearners, TaskStepsOnSharedModelFromStdThreads) {
   auto net = meta::conv4(co, &gen);
   net->to(DType::Float64);
   std::vector<Task> tasks;
-  for (int t = 0; t < 4; ++t) {
-    Task k;
-    k.support_x = randn({6, 1, 16, 16}, DType::Float64, &gen);
-    k.support_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2}, {6});
-    k.query_x = randn({9, 1, 16, 16}, DType::Float64, &gen);
-    k.query_y = tensor(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 0, 1, 2}, {9});
-    tasks.push_back(k);
-  }
+  for (int t = 0; t < 4; ++t) tasks.push_back(conv_task(gen, DType::Float64));
   const std::vector<Tensor> params = net->parameters();
   std::vector<autograd::Edge> edges;
   for (const Tensor& p : params) edges.push_back(autograd::gradient_edge(p));
