@@ -220,6 +220,8 @@ std::vector<Case> cases() {
       {2, 3, 7, 6, 2, 3, 3, {.padding = {2, 2}, .dilation = {2, 2}}},
       {2, 2, 6, 7, 3, 5, 5, {.padding = {2, 2}}},
       {2, 2, 3, 1, 2, 3, 3, {.padding = {1, 1}}},
+      // A small output of a large plane (stride 15): no pixel map (Note [Small-plane im2col]).
+      {2, 2, 40, 40, 3, 3, 3, {.stride = {15, 15}}},
   };
 }
 

@@ -341,7 +341,9 @@ Plan plan_of(const Conv2dGeometry& g, const Dims& d, int64_t small_plane) {
   const Chunks ch = chunks_of(g, d, threads, sizeof(T));
   const int64_t work = g.n * g.groups * d.og * d.k * d.l;
   Plan p{ch, ch.count > 1 && threads > 1 && work >= kParallelWork, {}};
-  if (d.l <= small_plane && !pointwise(g)) p.map = plane_map(g);
+  // A small output of a large plane (a long stride) would copy the whole plane per channel
+  // for a few gathers: the map only where the plane is no larger than the column matrix.
+  if (d.l <= small_plane && d.hw <= g.kh * g.kw * d.l && !pointwise(g)) p.map = plane_map(g);
   return p;
 }
 const PlaneMap* map_of(const Plan& p) {
