@@ -455,8 +455,12 @@ void weight_backward(const Conv2dGeometry& g, const T* gy, const T* x, T* gw) {
   const PlaneMap* map = map_of(p);
   const int64_t wsize = g.o * d.k;
   blas_sync_num_threads();
-  // Each thread sums its chunks into a private copy of gw; the copies are added after, in
-  // thread order (deterministic for a given thread count).
+  // Each thread sums its chunks into a private copy of gw, kept transposed (each group's
+  // [og, k] block as [k, og]); the copies are added after, in thread order (deterministic for a
+  // given thread count), and transposed back on the way. Why transposed: gW[g]^T = col gy^T
+  // is the product [k, nb * l] x [nb * l, og], which OpenBLAS runs 8-16% faster than gy col^T
+  // ([og, nb * l] x [nb * l, k], 123 against 133-139 GFLOP/s on one core for the conv-4 inner
+  // layer's chunks); the transposes are of the weight gradient, 37K values per group.
   const int threads = p.parallel ? omp_get_max_threads() : 1;
   BlasSingleThreadScope one_blas_thread(p.parallel);  // Note [BLAS inside OpenMP loops]
   std::vector<T> partial(static_cast<size_t>(threads * wsize), T(0));
@@ -488,17 +492,23 @@ void weight_backward(const Conv2dGeometry& g, const T* gy, const T* x, T* gw) {
           gather_rows(gyg, g.o * d.l, d.og, d.l, nb, gyc.data());
           gm = gyc.data();
         }
-        // gW[g] += gy col^T: [og, nb * l] x [nb * l, k]
-        gemm<T>(false, true, d.og, d.k, ld, T(1), gm, ld, cm, ld, T(1), mine + gr * d.og * d.k,
-                d.k);
+        // gW[g]^T += col gy^T: [k, nb * l] x [nb * l, og]
+        gemm<T>(false, true, d.k, d.og, ld, T(1), cm, ld, gm, ld, T(1), mine + gr * d.og * d.k,
+                d.og);
       }
     }
   }
+  // Row j of group gr's transposed block, summed over the threads, is column j of its gw block.
 #pragma omp parallel for schedule(static) if (used > 1 && wsize * used >= kParallelWork)
-  for (int64_t e = 0; e < wsize; ++e) {
-    T s = partial[static_cast<size_t>(e)];
-    for (int t = 1; t < used; ++t) s += partial[static_cast<size_t>(t * wsize + e)];
-    gw[e] = s;
+  for (int64_t r = 0; r < g.groups * d.k; ++r) {
+    const int64_t gr = r / d.k, j = r % d.k;
+    const T* src = partial.data() + gr * d.og * d.k + j * d.og;
+    T* dst = gw + gr * d.og * d.k + j;
+    for (int64_t o = 0; o < d.og; ++o) {
+      T s = src[o];
+      for (int t = 1; t < used; ++t) s += src[t * wsize + o];
+      dst[o * d.k] = s;
+    }
   }
 }
 
