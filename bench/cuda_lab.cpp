@@ -348,6 +348,14 @@ void run_pointwise(const Config& cfg, const Tensor& x, const Tensor& y, const Te
         return {max_err(ends(add(x, row), 0, k), add(ends(xc, 0, k), row_c), kElem), 0};
       },
       [&] { add(x, row); });
+  const Tensor col = y.select(1, 0).unsqueeze(1), col_c = yc.select(1, 0).unsqueeze(1);
+  measure(
+      cfg, bw_row("binary", "add (column broadcast)", sq + " + [" + std::to_string(s) + ", 1]"),
+      2 * kF32 * n + kF32 * static_cast<double>(s),
+      [&]() -> CheckResult {
+        return {max_err(ends(add(x, col), 0, k), add(ends(xc, 0, k), ends(col_c, 0, k)), kElem), 0};
+      },
+      [&] { add(x, col); });
   measure(
       cfg, bw_row("binary", "mul (transposed operand)", sq + " * .t()"), 3 * kF32 * n,
       [&]() -> CheckResult {
@@ -355,6 +363,13 @@ void run_pointwise(const Config& cfg, const Tensor& x, const Tensor& y, const Te
                 0};
       },
       [&] { mul(x, y.t()); });
+
+  measure(
+      cfg, bw_row("unary", "contiguous() of .t()", sq), 2 * kF32 * n,
+      [&]() -> CheckResult {
+        return {max_err(ends(y.t().contiguous(), 0, k), ends(yc.t(), 0, k), kElem), 0};
+      },
+      [&] { y.t().contiguous(); });
 
   // where
   const Tensor cond = gt(y, 0.0);

@@ -22,24 +22,11 @@ inline constexpr int64_t kChunk = 16384;
 // transpose (x.t().contiguous(), a + b.t()) crosses with a large stride: row by row, each of
 // its elements is on a cache line of its own, evicted before the next row comes back for the
 // line's other elements (a 1024 x 1024 float copy ran at 1.9 GB/s). When an operand steps by 1
-// along the second-innermost dim instead, the two inner dims are walked in tiles of
-// kTileRows x kTileCols: the tile's rows are still pieces along the innermost dim, but the
-// transposed operand's lines are shared by the tile's consecutive rows and stay in L1 between
-// them (kTileCols lines of 64 bytes per 16 rows: 4 KB).
+// along the second-innermost dim instead (transposed_inner, kernels/strided.h), the two inner
+// dims are walked in tiles of kTileRows x kTileCols: the tile's rows are still pieces along the
+// innermost dim, but the transposed operand's lines are shared by the tile's consecutive rows
+// and stay in L1 between them (kTileCols lines of 64 bytes per 16 rows: 4 KB).
 inline constexpr int64_t kTileRows = 32, kTileCols = 64;
-
-template <int N>
-bool transposed_inner(const StridedLayout<N>& L) {
-  if (L.ndim < 2) return false;
-  const int b = L.ndim - 1, a = b - 1;
-  if (L.shape[a] < 16 || L.shape[b] < 16) return false;  // a tile is all there is
-  for (int k = 0; k < N; ++k) {
-    const int64_t sa = L.strides[k][a] < 0 ? -L.strides[k][a] : L.strides[k][a];
-    const int64_t sb = L.strides[k][b] < 0 ? -L.strides[k][b] : L.strides[k][b];
-    if (sa == 1 && sb > 16) return true;
-  }
-  return false;
-}
 
 // Calls piece(off, inner_strides, n) for disjoint pieces covering the layout. `off` holds each
 // operand's element offset of the piece's first element; inner_strides the innermost strides.

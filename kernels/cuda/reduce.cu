@@ -31,10 +31,11 @@
 // Note [CUDA reduction accuracy]: accumulators as on the CPU (Note [Reduction accuracy] in
 // kernels/cpu/reduce.cpp): float32 and float64 sums, products, var, logsumexp and norms in
 // double; integer and bool sums and products in uint64 (wrap-around) written as int64; max
-// and min in the input type. Var/Std take two passes (the mean, then the squared deviations)
-// and LogSumExp two (the max, then the shifted exps), each pass's per-output result kept in
-// double in a Workspace. float32 exps use expf (within 2 ulp; the CPU's exp_f32 is within 1.5),
-// so float32 logsumexp may differ from the CPU in the last bit.
+// and min in the input type. Var/Std and LogSumExp read their input once, where the CPU takes
+// two passes: Var's state is the shifted moments (Note [Shifted moments] in kernels/online.h),
+// LogSumExp's the running max and rescaled sum of exps (Note [Online logsumexp]); both agree
+// with the CPU's two passes to rounding. float32 exps use expf (within 2 ulp; the CPU's exp_f32
+// is within 1.5), so float32 logsumexp may differ from the CPU in the last bit.
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -43,6 +44,7 @@
 #include "kernels/cuda/common.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/dtype.h"
+#include "kernels/online.h"
 #include "kernels/strided.h"
 
 namespace metagrad::kernels::cuda {
@@ -78,19 +80,13 @@ __device__ __forceinline__ bool is_nan(T x) {
   }
 }
 
-__device__ __forceinline__ bool is_inf(double x) {
-  return x == std::numeric_limits<double>::infinity() ||
-         x == -std::numeric_limits<double>::infinity();
-}
-
 // 1/d, +inf for d <= 0 (so that 0 * inverse(0) is NaN), as the CPU's.
 inline double inverse(double d) {
   return d > 0 ? 1.0 / d : std::numeric_limits<double>::infinity();
 }
 
 // ---- maps (element -> accumulated term) and fins (accumulator -> output) -------------------
-// bind(o) returns the map specialised to output o (loading that output's centre, for the
-// second pass of Var/Std and LogSumExp) once, before the walk over its elements.
+// bind(o) returns the map specialised to output o, once, before the walk over its elements.
 
 template <typename Acc>
 struct ToAcc {
@@ -105,31 +101,6 @@ struct AbsMap {  // |x| in double, for the +-inf norms
   template <typename T>
   __device__ double operator()(T x) const {
     return ::fabs(static_cast<double>(x));
-  }
-};
-
-struct SqDevMap {  // (x - mean)^2, Var/Std's second pass
-  const double* mean;
-  double c;
-  __device__ SqDevMap bind(int64_t o) const { return {mean, mean[o]}; }
-  template <typename T>
-  __device__ double operator()(T x) const {
-    const double d = static_cast<double>(x) - c;
-    return d * d;
-  }
-};
-
-template <typename T>
-struct ExpShiftMap {  // exp(x - m), LogSumExp's second pass; the subtraction in T as the CPU
-  const double* shift;
-  T c;
-  __device__ ExpShiftMap bind(int64_t o) const { return {shift, static_cast<T>(shift[o])}; }
-  __device__ double operator()(T x) const {
-    if constexpr (std::is_same_v<T, float>) {
-      return static_cast<double>(::expf(x - c));
-    } else {
-      return ::exp(x - c);
-    }
   }
 };
 
@@ -162,28 +133,9 @@ struct FinId {
   }
 };
 
-struct FinScale {  // Mean, and the mean of Var's first pass
+struct FinScale {  // Mean
   double scale;
   __device__ double operator()(double a, int64_t) const { return a * scale; }
-};
-
-struct FinVar {
-  double scale;
-  bool root;
-  __device__ double operator()(double a, int64_t) const {
-    return root ? ::sqrt(a * scale) : a * scale;
-  }
-};
-
-// LogSumExp's shift: the row max, or 0 where it is infinite (a row of -inf then gives
-// log(0) = -inf and a +inf gives +inf, rather than the NaN of inf - inf). NaN stays NaN.
-struct FinZeroInf {
-  __device__ double operator()(double a, int64_t) const { return is_inf(a) ? 0.0 : a; }
-};
-
-struct FinLse {
-  const double* shift;
-  __device__ double operator()(double a, int64_t o) const { return ::log(a) + shift[o]; }
 };
 
 struct FinNorm {
@@ -287,6 +239,42 @@ struct ArgOp {
   }
 };
 
+// LogSumExp in one pass (Note [Online logsumexp]); the output is log(s) + shift as the CPU's.
+template <typename T>
+struct LseOp {
+  using in_t = T;
+  using acc_t = online::LseState<T>;
+  T* out;
+  __device__ LseOp bind(int64_t) const { return *this; }
+  __device__ acc_t init() const { return online::lse_init<T>(); }
+  __device__ acc_t step(acc_t a, T x, int64_t) const { return online::lse_step(a, x); }
+  __device__ acc_t merge(acc_t a, acc_t b) const { return online::lse_merge(a, b); }
+  __device__ void store(int64_t o, acc_t a) const {
+    out[o] = static_cast<T>(online::lse_finish(a).logsumexp());
+  }
+};
+
+// Var (or Std, root) in one pass (Note [Shifted moments]): the sum of squared deviations
+// times scale = 1 / (n - correction), +inf where that is not positive (NaN for 0 * inf).
+template <typename T>
+struct VarOp {
+  using in_t = T;
+  using acc_t = online::Moments;
+  double scale;
+  bool root;
+  T* out;
+  __device__ VarOp bind(int64_t) const { return *this; }
+  __device__ acc_t init() const { return online::moments_init(); }
+  __device__ acc_t step(acc_t a, T x, int64_t) const {
+    return online::moments_step(a, static_cast<double>(x));
+  }
+  __device__ acc_t merge(acc_t a, acc_t b) const { return online::moments_merge(a, b); }
+  __device__ void store(int64_t o, acc_t a) const {
+    const double v = online::moments_m2(a) * scale;
+    out[o] = static_cast<T>(root ? ::sqrt(v) : v);
+  }
+};
+
 // ---- warp shuffles of accumulators ---------------------------------------------------------
 
 template <typename T>
@@ -301,6 +289,15 @@ __device__ __forceinline__ T shfl_down(T x, int d) {
 template <typename T>
 __device__ __forceinline__ ArgAcc<T> shfl_down(ArgAcc<T> a, int d) {
   return {shfl_down(a.v, d), shfl_down(a.i, d)};
+}
+
+template <typename T>
+__device__ __forceinline__ online::LseState<T> shfl_down(online::LseState<T> a, int d) {
+  return {shfl_down(a.m, d), shfl_down(a.s, d)};
+}
+
+__device__ __forceinline__ online::Moments shfl_down(online::Moments a, int d) {
+  return {shfl_down(a.n, d), shfl_down(a.k, d), shfl_down(a.s1, d), shfl_down(a.s2, d)};
 }
 
 // ---- the engine ----------------------------------------------------------------------------
@@ -722,28 +719,13 @@ void reduce(ReduceOp op, const ReduceInput& in, void* values, int64_t* indices, 
     case ReduceOp::Std:
       return MG_DISPATCH_FLOAT(in.dtype, [&] {
         using T = scalar_t;
-        // Pass 1: the mean of each output's elements, in double.
-        Workspace mean_ws(static_cast<size_t>(g.n_out) * sizeof(double));
-        auto* mean = mean_ws.as<double>();
-        run(g, p, in.data,
-            AddOp<T, double, double, ToAcc<double>, FinScale>{{}, {inverse(n)}, mean});
-        // Pass 2: the sum of squared deviations from it.
         const double scale = inverse(n - param > 0 ? n - param : 0.0);
-        run(g, p, in.data,
-            AddOp<T, double, T, SqDevMap, FinVar>{
-                {mean, 0.0}, {scale, op == ReduceOp::Std}, static_cast<T*>(values)});
+        run(g, p, in.data, VarOp<T>{scale, op == ReduceOp::Std, static_cast<T*>(values)});
       });
     case ReduceOp::LogSumExp:
       return MG_DISPATCH_FLOAT(in.dtype, [&] {
         using T = scalar_t;
-        // Pass 1: each output's shift (its max, 0 where infinite), so exp(x - m) <= 1.
-        Workspace shift_ws(static_cast<size_t>(g.n_out) * sizeof(double));
-        auto* shift = shift_ws.as<double>();
-        run(g, p, in.data,
-            ExtremeOp<T, double, double, true, ToAcc<double>, FinZeroInf>{{}, {}, shift});
-        run(g, p, in.data,
-            AddOp<T, double, T, ExpShiftMap<T>, FinLse>{
-                {shift, T(0)}, {shift}, static_cast<T*>(values)});
+        run(g, p, in.data, LseOp<T>{static_cast<T*>(values)});
       });
     case ReduceOp::Norm:
       return MG_DISPATCH_FLOAT(in.dtype, [&] {

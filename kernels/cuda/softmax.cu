@@ -4,10 +4,8 @@
 // write) where the composition x - logsumexp(x) launched five kernels.
 //
 // Note [CUDA softmax]: a row's statistics are its max m and s = sum exp(x - m), gathered in
-// one pass with the online rule (Milakov and Gimelshein 2018): a thread keeps (m, s) over the
-// elements it visits; a larger x rescales s by exp(m - x). Two partial states merge as
-// m = max(m1, m2), s = s1 exp(m1 - m) + s2 exp(m2 - m), written symmetrically so that the
-// xor-butterfly leaves every lane the bitwise same state. Layouts:
+// one pass with the online rule of kernels/online.h (Note [Online logsumexp]): a thread keeps
+// (m, s) over the elements it visits, the states merge by warp butterfly. Layouts:
 //   * a warp per row (inner == 1, n <= kWarpRow): lanes read consecutive elements;
 //   * a block per row (inner == 1, longer rows): each warp merges by butterfly, the block's
 //     warps are merged from shared memory in warp order by every thread;
@@ -27,6 +25,7 @@
 #include "kernels/cuda/common.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/dtype.h"
+#include "kernels/online.h"
 
 namespace metagrad::kernels::cuda {
 
@@ -42,76 +41,19 @@ constexpr int64_t kWarpRow = 1024;                 // rows up to this long take 
 constexpr int64_t kMaxBlocks = int64_t{132} * 32;  // a few waves of an H100 (as grid_for)
 
 template <typename T>
-__device__ __forceinline__ T exp_t(T x) {
-  if constexpr (std::is_same_v<T, float>) {
-    return ::expf(x);
-  } else {
-    return ::exp(x);
-  }
-}
-
-// exp(v - m) for v <= m in double, 1 where they are equal (also for m = +-inf, which the
-// final step overrides), so that no inf - inf makes a NaN out of nothing.
+using Stats = online::LseState<T>;
 template <typename T>
-__device__ __forceinline__ double rescale(T v, T m) {
-  return v == m ? 1.0 : ::exp(static_cast<double>(v) - static_cast<double>(m));
-}
-
-template <typename T>
-struct Stats {
-  T m;       // the largest element seen (-inf: none yet); NaN never enters it
-  double s;  // sum of exp(x - m) over the elements seen; NaN once a NaN was seen
-};
-
-template <typename T>
-__device__ __forceinline__ Stats<T> init() {
-  return {-std::numeric_limits<T>::infinity(), 0.0};
-}
-
-template <typename T>
-__device__ __forceinline__ Stats<T> step(Stats<T> a, T x) {
-  if (x > a.m) return {x, a.s * rescale(a.m, x) + 1.0};
-  // x <= m, or x NaN (exp(NaN) = NaN then spreads); x == m also when both are -inf
-  a.s += x == a.m ? 1.0 : static_cast<double>(exp_t<T>(x - a.m));
-  return a;
-}
-
-// Symmetric in a and b (max, then a sum of two products), bitwise.
-template <typename T>
-__device__ __forceinline__ Stats<T> merge(Stats<T> a, Stats<T> b) {
-  const T m = a.m > b.m ? a.m : b.m;
-  return {m, a.s * rescale(a.m, m) + b.s * rescale(b.m, m)};
-}
+using Final = online::LseFinal<T>;
+using online::exp_t;
 
 template <typename T>
 __device__ __forceinline__ Stats<T> warp_merge(Stats<T> a) {
 #pragma unroll
   for (int d = kWarp / 2; d > 0; d /= 2) {
     const Stats<T> b{__shfl_xor_sync(0xffffffffu, a.m, d), __shfl_xor_sync(0xffffffffu, a.s, d)};
-    a = merge(a, b);
+    a = online::lse_merge(a, b);
   }
   return a;
-}
-
-// The row's shift and sum as the CPU has them (shift 0 where the max is infinite: the sum of
-// exp(x) is then +inf, or 0 for a row of -inf); a NaN sum stays NaN.
-template <typename T>
-struct Final {
-  T shift;
-  double s;
-  double log_s;
-};
-
-template <typename T>
-__device__ __forceinline__ Final<T> finish(Stats<T> a) {
-  T shift = a.m;
-  double s = a.s;
-  if (s == s &&
-      (a.m == std::numeric_limits<T>::infinity() || a.m == -std::numeric_limits<T>::infinity())) {
-    shift = T(0);
-    s = a.m > T(0) ? std::numeric_limits<double>::infinity() : 0.0;
-  }
-  return {shift, s, ::log(s)};
 }
 
 template <typename T>
@@ -130,9 +72,9 @@ __global__ void softmax_warp_rows(bool log, int64_t rows, int64_t n, const T* __
   for (int64_t r = warp; r < rows; r += warps) {  // the same r for every lane of the warp
     const T* xr = x + r * n;
     T* yr = y + r * n;
-    Stats<T> st = init<T>();
-    for (int64_t j = lane; j < n; j += kWarp) st = step(st, xr[j]);
-    const Final<T> f = finish(warp_merge(st));
+    Stats<T> st = online::lse_init<T>();
+    for (int64_t j = lane; j < n; j += kWarp) st = online::lse_step(st, xr[j]);
+    const Final<T> f = online::lse_finish(warp_merge(st));
     for (int64_t j = lane; j < n; j += kWarp) yr[j] = output(log, xr[j], f);
   }
 }
@@ -147,8 +89,8 @@ __global__ void softmax_block_rows(bool log, int64_t rows, int64_t n, const T* _
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {  // the same r for the whole block
     const T* xr = x + r * n;
     T* yr = y + r * n;
-    Stats<T> st = init<T>();
-    for (int64_t j = t; j < n; j += kThreads) st = step(st, xr[j]);
+    Stats<T> st = online::lse_init<T>();
+    for (int64_t j = t; j < n; j += kThreads) st = online::lse_step(st, xr[j]);
     st = warp_merge(st);
     if (lane == 0) {
       sm[w] = st.m;
@@ -156,8 +98,8 @@ __global__ void softmax_block_rows(bool log, int64_t rows, int64_t n, const T* _
     }
     __syncthreads();
     Stats<T> all{sm[0], ss[0]};
-    for (int k = 1; k < kWarps; ++k) all = merge(all, Stats<T>{sm[k], ss[k]});
-    const Final<T> f = finish(all);
+    for (int k = 1; k < kWarps; ++k) all = online::lse_merge(all, Stats<T>{sm[k], ss[k]});
+    const Final<T> f = online::lse_finish(all);
     for (int64_t j = t; j < n; j += kThreads) yr[j] = output(log, xr[j], f);
     __syncthreads();  // the shared slots are read before the next row overwrites them
   }
@@ -173,9 +115,9 @@ __global__ void softmax_columns(bool log, int64_t outer, int64_t n, int64_t inne
     const int64_t o = c / inner, j = c - o * inner;
     const T* xc = x + o * n * inner + j;
     T* yc = y + o * n * inner + j;
-    Stats<T> st = init<T>();
-    for (int64_t i = 0; i < n; ++i) st = step(st, xc[i * inner]);
-    const Final<T> f = finish(st);
+    Stats<T> st = online::lse_init<T>();
+    for (int64_t i = 0; i < n; ++i) st = online::lse_step(st, xc[i * inner]);
+    const Final<T> f = online::lse_finish(st);
     for (int64_t i = 0; i < n; ++i) yc[i * inner] = output(log, xc[i * inner], f);
   }
 }

@@ -1,0 +1,148 @@
+// CUDA kernel paths that the op table (tests/test_cuda_ops.cpp) reaches only by chance: each
+// layout path of the elementwise kernels (vector with broadcast operands, tiled transposes,
+// divided strided offsets) and the one-pass var / logsumexp / softmax on data far from zero,
+// on special values and on the split and column layouts. Every result is compared with the
+// CPU's: elementwise results exactly, statistics within rounding. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <metagrad/metagrad.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "tests/cuda_test_util.h"
+
+namespace {
+
+using namespace metagrad;
+using mg_cuda_test::allclose;
+
+class CudaKernels : public mg_cuda_test::CudaTest {};
+
+struct LayoutCase {
+  std::string name;
+  std::vector<Shape> shapes;  // the operands' base tensors, made on each device
+  std::function<Tensor(const std::vector<Tensor>&)> fn;
+};
+
+std::vector<LayoutCase> layout_cases() {
+  using V = const std::vector<Tensor>&;
+  return {
+      {"contiguous add", {{300, 256}, {300, 256}}, [](V t) { return t[0] + t[1]; }},
+      {"row broadcast, vector", {{300, 256}, {256}}, [](V t) { return t[0] + t[1]; }},
+      {"row broadcast, odd rows", {{300, 257}, {257}}, [](V t) { return t[0] * t[1]; }},
+      {"column broadcast", {{300, 256}, {300, 1}}, [](V t) { return t[0] - t[1]; }},
+      {"middle broadcast", {{8, 50, 64}, {8, 1, 64}}, [](V t) { return t[0] * t[1]; }},
+      {"scalar operand", {{1000}}, [](V t) { return t[0] * 2.5; }},
+      {"transposed operand", {{200, 150}, {150, 200}}, [](V t) { return t[0] + t[1].t(); }},
+      {"transposed operands, ragged tiles",
+       {{77, 130}, {130, 77}, {130, 77}},
+       [](V t) { return where(t[0] > 0.0, t[1].t(), t[2].t()); }},
+      {"transposed copy", {{77, 130}}, [](V t) { return t[0].t().contiguous(); }},
+      {"copy into a transposed view",
+       {{77, 130}, {130, 77}},
+       [](V t) {
+         Tensor y = t[1].clone();
+         y.t().copy_(t[0]);
+         return y;
+       }},
+      {"batched transpose",
+       {{5, 40, 70}},
+       [](V t) {
+         return t[0].permute({0, 2, 1}).contiguous();
+       }},
+      {"4-d transposed inner dims",
+       {{3, 4, 33, 20}, {3, 4, 20, 33}},
+       [](V t) { return t[0] * t[1].transpose(2, 3); }},
+      {"copy between transposed views",
+       {{64, 96}},
+       [](V t) {
+         Tensor y = zeros_like(t[0]);
+         y.t().copy_(t[0].t());
+         return y;
+       }},
+      {"misaligned contiguous", {{1001}}, [](V t) { return t[0].narrow(0, 1, 1000) + 1.0; }},
+      {"misaligned rows", {{300, 256}, {255}}, [](V t) { return t[0].narrow(1, 1, 255) + t[1]; }},
+      {"every other column", {{64, 200}}, [](V t) { return exp(t[0].slice(1, 0, 200, 2)); }},
+      {"cast of a transposed operand",
+       {{100, 90}},
+       [](V t) {
+         return t[0].t().to(t[0].dtype() == DType::Float32 ? DType::Float64 : DType::Float32);
+       }},
+      {"integer add with a transpose",
+       {{60, 70}, {70, 60}},
+       [](V t) { return (t[0] * 100.0).to(DType::Int64) + (t[1] * 100.0).to(DType::Int64).t(); }},
+  };
+}
+
+TEST_F(CudaKernels, ElementwiseLayoutsMatchTheCpuExactly) {
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    for (const LayoutCase& c : layout_cases()) {
+      SCOPED_TRACE(c.name + (dtype == DType::Float32 ? ", float32" : ", float64"));
+      manual_seed(3);
+      std::vector<Tensor> cpu, gpu;
+      for (const Shape& s : c.shapes) {
+        cpu.push_back(randn(s, TensorOptions().dtype(dtype)));
+        gpu.push_back(cpu.back().to(Device::cuda()));
+      }
+      const Tensor want = c.fn(cpu), got = c.fn(gpu);
+      EXPECT_TRUE(got.device().is_cuda());
+      EXPECT_TRUE(allclose(got, want, 0.0, 0.0));
+    }
+  }
+}
+
+// Rows of special values: all -inf, one +inf, a NaN, +inf and -inf, two +inf, ordinary.
+Tensor special_rows(DType dtype) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  std::vector<double> v;
+  const std::vector<std::vector<double>> rows = {{-inf, -inf, -inf, -inf}, {1, inf, 2, 3},
+                                                 {1, nan, 2, 3},           {inf, -inf, 0, 1},
+                                                 {inf, 0, inf, -2},        {0.5, -1, 2, -inf}};
+  for (const auto& r : rows) v.insert(v.end(), r.begin(), r.end());
+  return tensor(v, {6, 4}).to(dtype);
+}
+
+TEST_F(CudaKernels, OnePassStatisticsMatchTheCpu) {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    const double rtol = dtype == DType::Float64 ? 1e-10 : 1e-5;
+    SCOPED_TRACE(dtype == DType::Float64 ? "float64" : "float32");
+    manual_seed(5);
+    const TensorOptions opts = TensorOptions().dtype(dtype);
+    // Far from zero (one pass must not cancel), long rows (split), columns, several dims.
+    const std::vector<std::pair<std::string, Tensor>> inputs = {
+        {"offset 1e6", randn({64, 1000}, opts) + 1e6},
+        {"offset -3e4, scale 40", randn({33, 517}, opts) * 40.0 - 3e4},
+        {"long rows", randn({3, 300000}, opts) * 3.0 + 7.0},
+        {"tall", randn({5000, 7}, opts) + 100.0},
+        {"4-d", randn({4, 6, 9, 11}, opts) * 20.0}};
+    for (const auto& [name, x] : inputs) {
+      SCOPED_TRACE(name);
+      const Tensor g = x.to(Device::cuda());
+      const int64_t last = x.dim() - 1;
+      EXPECT_TRUE(allclose(var(g, {last}), var(x, {last}), rtol, 0.0)) << "var, last dim";
+      EXPECT_TRUE(allclose(var(g, {0}), var(x, {0}), rtol, 0.0)) << "var, dim 0";
+      EXPECT_TRUE(
+          allclose(metagrad::std(g, {0, last}, 0), metagrad::std(x, {0, last}, 0), rtol, 0.0))
+          << "std";
+      EXPECT_TRUE(allclose(var(g), var(x), rtol, 0.0)) << "var, everything";
+      EXPECT_TRUE(allclose(logsumexp(g, {last}), logsumexp(x, {last}), rtol, 0.0)) << "lse";
+      EXPECT_TRUE(allclose(logsumexp(g, {0}), logsumexp(x, {0}), rtol, 0.0)) << "lse, dim 0";
+      EXPECT_TRUE(allclose(softmax(g, last), softmax(x, last), rtol, 1e-12)) << "softmax";
+      EXPECT_TRUE(allclose(log_softmax(g, 0), log_softmax(x, 0), rtol, 0.0)) << "log_softmax";
+    }
+    const Tensor s = special_rows(dtype), sg = s.to(Device::cuda());
+    EXPECT_TRUE(allclose(logsumexp(sg, {1}), logsumexp(s, {1}), rtol, 0.0));
+    EXPECT_TRUE(allclose(var(sg, {1}), var(s, {1}), rtol, 0.0));
+    EXPECT_TRUE(allclose(softmax(sg, 1), softmax(s, 1), rtol, 0.0));
+    EXPECT_TRUE(allclose(log_softmax(sg, 1), log_softmax(s, 1), rtol, 0.0));
+    // A constant row has variance exactly 0 (never a tiny negative, whose root is NaN).
+    const Tensor c = full({4, 1000}, 1e8 + 0.25, opts).to(Device::cuda());
+    EXPECT_TRUE(allclose(metagrad::std(c, {1}), zeros({4}, opts), 0.0, 0.0));
+  }
+}
+
+}  // namespace
