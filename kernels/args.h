@@ -117,9 +117,8 @@ struct BatchNormBackwardArgs {
   void* grad_x;       // [n, c, inner]
   void* grad_weight;  // [c]
   void* grad_bias;    // [c]
-  // The forward's mean and invstd ([c]), or null: then recomputed from x. The CPU kernel uses
-  // them when given (Note [Saved batch-norm statistics] in tensor/norm.h); the CUDA kernel
-  // recomputes them always.
+  // The forward's mean and invstd ([c]), or null: then recomputed from x (Note [Saved
+  // batch-norm statistics] in tensor/norm.h).
   const void* saved_mean = nullptr;
   const void* saved_invstd = nullptr;
 };

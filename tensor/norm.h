@@ -18,11 +18,11 @@
 // Note [Saved batch-norm statistics]: the rule saves the inputs and the two [C] statistics,
 // not y (kSaveTrailingOutputs: y is activation-sized and would stay alive for the graph's
 // lifetime). The fused first derivative hands mean and invstd to the kernel, which on the CPU
-// then skips recomputing them: one pass over x (in double, the forward's per-channel moments)
-// less per backward, 2.5% of the conv-4 meta-step (docs/performance.md, session 6). For
-// float64 the values are those a recomputation gives (same code, same order); for float32 they
-// are rounded to float32, as PyTorch's saved statistics are. The CUDA kernel recomputes them
-// (kernels/args.h).
+// then skips recomputing them: on the CPU one pass over x (in double, the forward's
+// per-channel moments) less per backward, 2.5% of the conv-4 meta-step (docs/performance.md,
+// session 6); on the GPU likewise one read of x per channel. For float64 the values are those a
+// recomputation gives (same code, same order); for float32 they are rounded to float32, as
+// PyTorch's saved statistics are.
 #pragma once
 #include <array>
 #include <tuple>
@@ -50,8 +50,8 @@ std::tuple<Tensor, Tensor, Tensor> native_batch_norm(const Tensor& x, const Tens
 // differentiate native_batch_norm instead, whose rule calls this for first derivatives and
 // its differentiable twin for higher ones.
 // saved_mean and saved_invstd: the forward's mean and invstd outputs, both or neither; given,
-// the CPU kernel reads them instead of recomputing the statistics from x (Note [Saved
-// batch-norm statistics]).
+// the kernels read them instead of recomputing the statistics from x (Note [Saved batch-norm
+// statistics]).
 std::tuple<Tensor, Tensor, Tensor> native_batch_norm_backward(
     const Tensor& grad_out, const Tensor& x, const Tensor& weight, double eps,
     const Tensor& grad_mean = {}, const Tensor& grad_invstd = {},

@@ -145,4 +145,35 @@ TEST_F(CudaKernels, OnePassStatisticsMatchTheCpu) {
   }
 }
 
+// Batch norm's one-pass channel statistics on data far from zero, and its backward with and
+// without the forward's saved statistics.
+TEST_F(CudaKernels, BatchNormStatisticsFarFromZeroMatchTheCpu) {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    SCOPED_TRACE(dtype == DType::Float64 ? "float64" : "float32");
+    const double rtol = dtype == DType::Float64 ? 1e-10 : 1e-4;
+    manual_seed(8);
+    const TensorOptions opts = TensorOptions().dtype(dtype);
+    const Tensor x = randn({16, 8, 5, 5}, opts) * 0.5 + 1e4, w = randn({8}, opts),
+                 b = randn({8}, opts), gy = randn({16, 8, 5, 5}, opts);
+    const Device cuda = Device::cuda();
+    const auto [y, mean, invstd] = native_batch_norm(x, w, b, 1e-5);
+    const auto [yg, meang, invstdg] = native_batch_norm(x.to(cuda), w.to(cuda), b.to(cuda), 1e-5);
+    EXPECT_TRUE(allclose(meang, mean, rtol, 0.0));
+    EXPECT_TRUE(allclose(invstdg, invstd, rtol, 0.0));
+    EXPECT_TRUE(allclose(yg, y, rtol, rtol));
+    for (bool saved : {false, true}) {
+      SCOPED_TRACE(saved ? "saved statistics" : "recomputed statistics");
+      const auto [gx, gw, gb] =
+          native_batch_norm_backward(gy, x, w, 1e-5, {}, {}, {true, true, true},
+                                     saved ? mean : Tensor(), saved ? invstd : Tensor());
+      const auto [gxg, gwg, gbg] = native_batch_norm_backward(
+          gy.to(cuda), x.to(cuda), w.to(cuda), 1e-5, {}, {}, {true, true, true},
+          saved ? meang : Tensor(), saved ? invstdg : Tensor());
+      EXPECT_TRUE(allclose(gxg, gx, rtol, rtol));
+      EXPECT_TRUE(allclose(gwg, gw, rtol, rtol));
+      EXPECT_TRUE(allclose(gbg, gb, rtol, rtol));
+    }
+  }
+}
+
 }  // namespace

@@ -6,9 +6,11 @@
 //     channel's n * inner values (value j at row j / inner, column j % inner) in a fixed
 //     interleaving, accumulating in double, and the block merges the partial sums with warp
 //     shuffles and shared memory in a fixed tree order, so every result is deterministic.
-//     Statistics take two passes (the mean, then the squared deviations), as on the CPU; the
-//     backward's channel kernel recomputes them (Note [Fused batch norm] in tensor/norm.h) and
-//     adds a third pass for sum(g) and sum(g (x - mean)). One thread per channel then turns the
+//     Statistics take one pass (shifted moments, Note [Shifted moments] in kernels/online.h;
+//     the CPU takes two). The backward's channel kernel takes the forward's saved mean and
+//     invstd when it is given them (Note [Saved batch-norm statistics] in tensor/norm.h), else
+//     recomputes them, and adds a pass for sum(g) and sum(g (x - mean)). One thread per channel
+//     then turns the
 //     sums into the per-channel coefficients (scale and shift, or k1, k2, k3), written to a
 //     Workspace in the tensor's dtype as the CPU rounds them.
 //   * An elementwise kernel over the whole tensor, one thread per element (grid-stride):
@@ -24,6 +26,7 @@
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/dtype.h"
 #include "kernels/norm_math.h"
+#include "kernels/online.h"
 
 namespace metagrad::kernels::cuda {
 
@@ -61,25 +64,41 @@ __device__ __forceinline__ I channel_offset(I j, I inner, I stride) {
   return row * stride + (j - row * inner);
 }
 
+// The merged moments of every thread's v, returned to all threads of the block; `smem` holds
+// kWarps states. Called by every thread (full-mask shuffles); the merge order is fixed.
+__device__ online::Moments block_moments(online::Moments v, online::Moments* smem) {
+  const int lane = static_cast<int>(threadIdx.x & 31), warp = static_cast<int>(threadIdx.x >> 5);
+  auto shfl = [](online::Moments a, int d) {
+    return online::Moments{
+        __shfl_down_sync(0xffffffffu, a.n, d), __shfl_down_sync(0xffffffffu, a.k, d),
+        __shfl_down_sync(0xffffffffu, a.s1, d), __shfl_down_sync(0xffffffffu, a.s2, d)};
+  };
+  for (int d = 16; d > 0; d >>= 1) v = online::moments_merge(v, shfl(v, d));
+  __syncthreads();  // the previous call's readers of smem are done
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < kWarps ? smem[lane] : online::moments_init();
+    for (int d = 16; d > 0; d >>= 1) v = online::moments_merge(v, shfl(v, d));
+    if (lane == 0) smem[0] = v;
+  }
+  __syncthreads();
+  return smem[0];
+}
+
 struct ChannelStats {
   double mean, invstd;
 };
 
-// Mean and invstd of the channel at x (rows `stride` apart), two passes.
+// Mean and invstd of the channel at x (rows `stride` apart, m >= 1 values), one pass.
 template <typename T, typename I>
 __device__ ChannelStats channel_stats(const T* __restrict__ x, I m, I inner, I stride, double eps,
-                                      double* smem) {
-  double s = 0;
+                                      online::Moments* smem) {
+  online::Moments mo = online::moments_init();
   for (I j = threadIdx.x; j < m; j += kChannelThreads)
-    s += static_cast<double>(x[channel_offset(j, inner, stride)]);
-  const double mean = block_sum(s, smem) / static_cast<double>(m);
-  double q = 0;
-  for (I j = threadIdx.x; j < m; j += kChannelThreads) {
-    const double d = static_cast<double>(x[channel_offset(j, inner, stride)]) - mean;
-    q += d * d;
-  }
-  const double m2 = block_sum(q, smem);
-  return {mean, bn_invstd(m2, static_cast<double>(m), eps)};
+    mo = online::moments_step(mo, static_cast<double>(x[channel_offset(j, inner, stride)]));
+  mo = block_moments(mo, smem);
+  return {mo.k + mo.s1 / mo.n, bn_invstd(online::moments_m2(mo), static_cast<double>(m), eps)};
 }
 
 // One block per channel: mean, invstd, and coef = {scale [c], shift [c]}.
@@ -88,7 +107,7 @@ __global__ void __launch_bounds__(kChannelThreads)
     forward_channel_kernel(BatchNormGeometry g, const T* __restrict__ x, const T* __restrict__ w,
                            const T* __restrict__ b, T* __restrict__ mean, T* __restrict__ invstd,
                            T* __restrict__ coef) {
-  __shared__ double smem[kWarps];
+  __shared__ online::Moments smem[kWarps];
   const I c = static_cast<I>(g.c), inner = static_cast<I>(g.inner), k = blockIdx.x;
   const ChannelStats st =
       channel_stats(x + k * inner, static_cast<I>(g.n) * inner, inner, c * inner, g.eps, smem);
@@ -113,20 +132,26 @@ __global__ void forward_apply_kernel(I total, I c, I inner, const T* __restrict_
   }
 }
 
-// One block per channel: the statistics again, sum(g) and sum(g (x - mean)); grad_weight,
-// grad_bias, and coef = {k1 [c], k2 [c], k3 [c]} when coef is non-null (grad_x wanted).
+// One block per channel: the statistics (the forward's saved ones when given, else again),
+// sum(g) and sum(g (x - mean)); grad_weight, grad_bias, and coef = {k1 [c], k2 [c], k3 [c]}
+// when coef is non-null (grad_x wanted).
 template <typename T, typename I>
 __global__ void __launch_bounds__(kChannelThreads)
     backward_channel_kernel(BatchNormGeometry g, const T* __restrict__ gy, const T* __restrict__ x,
                             const T* __restrict__ w, const T* __restrict__ g_mean,
-                            const T* __restrict__ g_invstd, T* __restrict__ gw, T* __restrict__ gb,
-                            T* __restrict__ coef) {
+                            const T* __restrict__ g_invstd, const T* __restrict__ saved_mean,
+                            const T* __restrict__ saved_invstd, T* __restrict__ gw,
+                            T* __restrict__ gb, T* __restrict__ coef) {
   __shared__ double smem[kWarps];
+  __shared__ online::Moments msmem[kWarps];
   const I c = static_cast<I>(g.c), inner = static_cast<I>(g.inner), k = blockIdx.x;
   const I m = static_cast<I>(g.n) * inner, stride = c * inner;
   const T* xk = x + k * inner;
   const T* gk = gy + k * inner;
-  const ChannelStats st = channel_stats(xk, m, inner, stride, g.eps, smem);
+  const ChannelStats st =
+      saved_mean && saved_invstd
+          ? ChannelStats{static_cast<double>(saved_mean[k]), static_cast<double>(saved_invstd[k])}
+          : channel_stats(xk, m, inner, stride, g.eps, msmem);
   double sg = 0, sgx = 0;
   for (I j = threadIdx.x; j < m; j += kChannelThreads) {
     const I at = channel_offset(j, inner, stride);
@@ -191,7 +216,8 @@ void backward(const BatchNormGeometry& g, const T* gy, const T* x, const BatchNo
   T* coef = ws.as<T>();
   backward_channel_kernel<T, I><<<static_cast<unsigned>(g.c), kChannelThreads, 0, stream()>>>(
       g, gy, x, static_cast<const T*>(a.weight), static_cast<const T*>(a.grad_mean),
-      static_cast<const T*>(a.grad_invstd), static_cast<T*>(a.grad_weight),
+      static_cast<const T*>(a.grad_invstd), static_cast<const T*>(a.saved_mean),
+      static_cast<const T*>(a.saved_invstd), static_cast<T*>(a.grad_weight),
       static_cast<T*>(a.grad_bias), coef);
   MG_CUDA_LAUNCH_CHECK();
   if (!a.grad_x) return;
