@@ -9,6 +9,7 @@ namespace metagrad::kernels::cpu {
 
 void copy(DType dst_t, DType src_t, Extent e, Operand dst, Operand src) {
   auto L = StridedLayout<2>::make(e.rank, e.shape, {dst.strides, src.strides});
+  if (L.numel == 0) return;  // (an empty tensor's data may be null: no memcpy from null)
   if (dst_t == src_t && L.contiguous(0) && L.contiguous(1)) {
     std::memcpy(dst.data, src.data, static_cast<size_t>(L.numel) * dtype_size(dst_t));
     return;
@@ -19,8 +20,10 @@ void copy(DType dst_t, DType src_t, Extent e, Operand dst, Operand src) {
     MG_DISPATCH_ALL(src_t, [&] {
       // Casting to bool means "is nonzero", as in C++ and PyTorch.
       elementwise<D, scalar_t>(L, dst.data, ins, [](scalar_t x) {
-        if constexpr (std::is_same_v<D, bool>) return x != scalar_t(0);
-        else return static_cast<D>(x);
+        if constexpr (std::is_same_v<D, bool>)
+          return x != scalar_t(0);
+        else
+          return static_cast<D>(x);
       });
     });
   });

@@ -186,6 +186,14 @@ void sgd_step(DType, int64_t, void*, const void*, void*, const SGDStepArgs&) {
 void adam_step(DType, int64_t, void*, const void*, void*, void*, void*, const AdamStepArgs&) {
   no_cuda("adam");
 }
+void sgd_step_multi(DType, int, const int64_t*, void* const*, const void* const*, void* const*,
+                    const SGDStepArgs&) {
+  no_cuda("sgd");
+}
+void adam_step_multi(DType, int, const int64_t*, void* const*, const void* const*, void* const*,
+                     void* const*, void* const*, const AdamStepArgs&) {
+  no_cuda("adam");
+}
 void random_uniform(DType, Extent, Operand, uint64_t, uint64_t, double, double) {
   no_cuda("rand");
 }

@@ -79,4 +79,15 @@ void adam_step(DType dtype, int64_t n, void* p, const void* g, void* m, void* v,
   });
 }
 
+void sgd_step_multi(DType dtype, int count, const int64_t* n, void* const* p, const void* const* g,
+                    void* const* buf, const SGDStepArgs& a) {
+  for (int k = 0; k < count; ++k) sgd_step(dtype, n[k], p[k], g[k], buf ? buf[k] : nullptr, a);
+}
+
+void adam_step_multi(DType dtype, int count, const int64_t* n, void* const* p, const void* const* g,
+                     void* const* m, void* const* v, void* const* vmax, const AdamStepArgs& a) {
+  for (int k = 0; k < count; ++k)
+    adam_step(dtype, n[k], p[k], g[k], m[k], v[k], vmax ? vmax[k] : nullptr, a);
+}
+
 }  // namespace metagrad::kernels::cpu

@@ -17,4 +17,13 @@ void sgd_step(DType dtype, int64_t n, void* p, const void* g, void* buf, const S
 void adam_step(DType dtype, int64_t n, void* p, const void* g, void* m, void* v, void* vmax,
                const AdamStepArgs& a);
 
+// The twins of the CUDA multi-tensor updates (kernels/cuda/cuda_kernels.h), so that the
+// optimizers take one path on both devices: here tensor by tensor, as the single-tensor
+// updates, since the CPU has no launch cost to save. buf may be null when momentum == 0, vmax
+// when !amsgrad.
+void sgd_step_multi(DType dtype, int count, const int64_t* n, void* const* p, const void* const* g,
+                    void* const* buf, const SGDStepArgs& a);
+void adam_step_multi(DType dtype, int count, const int64_t* n, void* const* p, const void* const* g,
+                     void* const* m, void* const* v, void* const* vmax, const AdamStepArgs& a);
+
 }  // namespace metagrad::kernels::cpu

@@ -63,6 +63,15 @@ void batch_norm_backward(DType dtype, const BatchNormGeometry& g, const void* gr
 void sgd_step(DType dtype, int64_t n, void* p, const void* g, void* buf, const SGDStepArgs& a);
 void adam_step(DType dtype, int64_t n, void* p, const void* g, void* m, void* v, void* vmax,
                const AdamStepArgs& a);
+// Multi-tensor updates: for k in [0, count), the n[k] contiguous elements at p[k], g[k], buf[k]
+// (...) are updated as sgd_step / adam_step would, in one launch per 64 tensors instead of one
+// per tensor (Note [Multi-tensor tables] in optim.cu). n, p, g, ... are host arrays of `count`
+// entries; buf may be null when a.momentum == 0 and vmax when !a.amsgrad. Every tensor shares
+// `a` (so the same first_step flag, the same Adam step count); distinct k must not overlap.
+void sgd_step_multi(DType dtype, int count, const int64_t* n, void* const* p, const void* const* g,
+                    void* const* buf, const SGDStepArgs& a);
+void adam_step_multi(DType dtype, int count, const int64_t* n, void* const* p, const void* const* g,
+                     void* const* m, void* const* v, void* const* vmax, const AdamStepArgs& a);
 
 // ---- random.cu --------------------------------------------------------------------------
 void random_uniform(DType dtype, Extent e, Operand out, uint64_t seed, uint64_t offset, double from,

@@ -1,6 +1,6 @@
 // Fused SGD and Adam/AdamW updates on the GPU: the twin of kernels/cpu/optim.cpp, one thread
-// per element, and the multi-tensor variants of kernels/cuda/optim_multi.h that update many
-// tensors in one launch.
+// per element, and the multi-tensor variants (Note [Multi-tensor tables]) that update many
+// tensors in one launch, which the optimizers use.
 //
 // Note [Bit-identical optimizer updates]: each element gets exactly the CPU's arithmetic, in
 // the same order and in the parameter's dtype, with every scalar cast to that dtype on the
@@ -15,7 +15,6 @@
 #include "kernels/args.h"
 #include "kernels/cuda/common.h"
 #include "kernels/cuda/cuda_kernels.h"
-#include "kernels/cuda/optim_multi.h"
 #include "kernels/dtype.h"
 #include "kernels/error.h"
 
@@ -160,6 +159,11 @@ __global__ void adam_kernel(int64_t n, T* p, const T* g, T* m, T* v, T* vmax,
 }
 
 // ---- multi-tensor ---------------------------------------------------------------------
+
+// Tensors per launch: the table of pointers travels as a kernel parameter, which must stay
+// under the classic 4 KB limit; longer lists are split into several launches.
+constexpr int kMultiTensorChunk = 64;
+
 // Note [Multi-tensor tables]: the tensors of one launch are laid end to end in one flat index
 // space: tensor k covers [start[k], start[k + 1]). The table travels as a __grid_constant__
 // kernel parameter (no copy to device memory, no host buffer to keep alive, read through the

@@ -41,6 +41,15 @@ AdamBase<Options, kDecoupled>::AdamBase(const char* name, std::vector<ParamGroup
 template <typename Options, bool kDecoupled>
 void AdamBase<Options, kDecoupled>::step() {
   NoGradGuard no_grad;
+  // p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (Note [Multi-tensor updates])
+  FusedBatch batch(5);
+  kernels::AdamStepArgs args{};
+  auto flush = [&] {
+    if (batch.empty()) return;
+    MG_KERNEL(batch.device(), adam_step_multi, batch.dtype(), batch.count(), batch.sizes(),
+              batch.data(0), batch.data(1), batch.data(2), batch.data(3), batch.data(4), args);
+    batch.clear();
+  };
   for (size_t g = 0; g < this->groups_.size(); ++g) {
     const Options& o = this->options_[g];
     const auto [b1, b2] = o.betas_;
@@ -67,11 +76,12 @@ void AdamBase<Options, kDecoupled>::step() {
       const double bc2_sqrt = std::sqrt(1 - std::pow(b2, static_cast<double>(t)));
       if (p.is_contiguous() && this->fusable_with(d, p) && this->fusable_with(m, p) &&
           this->fusable_with(v, p) && (!vmax || this->fusable_with(*vmax, p))) {
-        // The fused kernel (kernels/cpu/optim.h): one pass, same arithmetic as below.
-        MG_KERNEL(p.device(), adam_step, p.dtype(), p.numel(), p.raw_data(), d.raw_data(),
-                  m.raw_data(), v.raw_data(), vmax ? vmax->raw_data() : nullptr,
-                  {o.lr_, b1, b2, o.eps_, o.weight_decay_, o.amsgrad_, kDecoupled, o.lr_ / bc1,
-                   bc2_sqrt});
+        // The fused kernel (kernels/cpu/optim.h, kernels/cuda/optim.cu): one pass, same
+        // arithmetic as below. The step count decides the bias corrections: part of the key.
+        if (!batch.accepts(p, t)) flush();
+        args = {o.lr_,      b1,         b2,          o.eps_,  o.weight_decay_,
+                o.amsgrad_, kDecoupled, o.lr_ / bc1, bc2_sqrt};
+        batch.add(p, t, {&p, &d, &m, &v, vmax});
         for (const Tensor* t2 : {&p, &m, &v}) t2->bump_version();
         if (vmax) vmax->bump_version();
         continue;
@@ -95,6 +105,7 @@ void AdamBase<Options, kDecoupled>::step() {
       Tensor denom = sqrt(second) / bc2_sqrt + o.eps_;
       p -= m / denom * (o.lr_ / bc1);
     }
+    flush();  // the next group has its own hyper-parameters
   }
 }
 

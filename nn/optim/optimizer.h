@@ -7,6 +7,7 @@
 // parameter (the Module's, a ParamMap's) sees the new values.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
@@ -35,6 +36,64 @@ template <typename Options>
 struct ParamGroup {
   std::vector<Tensor> params;
   Options options;
+};
+
+// Note [Multi-tensor updates]: the optimizers gather the parameters their fused kernel takes
+// (contiguous, state of the same layout) into batches of one device, dtype and update
+// arguments, and hand each batch to one multi-tensor kernel call: on the GPU one launch per 64
+// tensors instead of one per tensor (a conv-4 has 18 parameter tensors), on the CPU the same
+// per-tensor loops as before. Parameters are independent, so the values are exactly those of
+// one update after another. A batch keeps every tensor it points into alive until it runs.
+class FusedBatch {
+ public:
+  explicit FusedBatch(size_t operands) : data_(operands), present_(operands, false) {}
+
+  bool empty() const { return sizes_.empty(); }
+  // Whether a parameter p with update arguments `key` (equal keys: equal arguments) may join.
+  bool accepts(const Tensor& p, int64_t key) const {
+    return empty() || (p.device() == device_ && p.dtype() == dtype_ && key == key_);
+  }
+  // Adds p's operands (p first; null or undefined for an absent state buffer).
+  void add(const Tensor& p, int64_t key, std::initializer_list<const Tensor*> operands) {
+    if (empty()) {
+      device_ = p.device();
+      dtype_ = p.dtype();
+      key_ = key;
+    }
+    sizes_.push_back(p.numel());
+    size_t k = 0;
+    for (const Tensor* t : operands) {
+      const bool there = t != nullptr && t->defined();
+      data_[k].push_back(there ? t->raw_data() : nullptr);  // null also for an empty tensor
+      if (there) {
+        present_[k] = true;
+        keep_.push_back(*t);
+      }
+      ++k;
+    }
+  }
+  void clear() {
+    sizes_.clear();
+    keep_.clear();
+    for (auto& d : data_) d.clear();
+    present_.assign(present_.size(), false);
+  }
+
+  Device device() const { return device_; }
+  DType dtype() const { return dtype_; }
+  int count() const { return static_cast<int>(sizes_.size()); }
+  const int64_t* sizes() const { return sizes_.data(); }
+  // Operand k's pointers, or null when no tensor of the batch has that operand.
+  void* const* data(size_t k) const { return present_[k] ? data_[k].data() : nullptr; }
+
+ private:
+  Device device_ = Device::cpu();
+  DType dtype_ = DType::Float32;
+  int64_t key_ = 0;
+  std::vector<int64_t> sizes_;
+  std::vector<std::vector<void*>> data_;
+  std::vector<bool> present_;
+  std::vector<Tensor> keep_;
 };
 
 class Optimizer {

@@ -37,6 +37,14 @@ SGD::SGD(std::vector<ParamGroup<SGDOptions>> groups)
 
 void SGD::step() {
   NoGradGuard no_grad;
+  FusedBatch batch(3);  // p, grad, momentum buffer (Note [Multi-tensor updates])
+  kernels::SGDStepArgs args{};
+  auto flush = [&] {
+    if (batch.empty()) return;
+    MG_KERNEL(batch.device(), sgd_step_multi, batch.dtype(), batch.count(), batch.sizes(),
+              batch.data(0), batch.data(1), batch.data(2), args);
+    batch.clear();
+  };
   for (size_t g = 0; g < groups_.size(); ++g) {
     const SGDOptions& o = options_[g];
     for (size_t i = 0; i < groups_[g].size(); ++i) {
@@ -50,9 +58,9 @@ void SGD::step() {
         // as below.
         const bool first = buf && !buf->defined();
         if (first) *buf = empty_like(p);
-        MG_KERNEL(p.device(), sgd_step, p.dtype(), p.numel(), p.raw_data(), d.raw_data(),
-                  buf ? buf->raw_data() : nullptr,
-                  {o.lr_, o.momentum_, o.dampening_, o.weight_decay_, o.nesterov_, first});
+        if (!batch.accepts(p, first)) flush();
+        args = {o.lr_, o.momentum_, o.dampening_, o.weight_decay_, o.nesterov_, first};
+        batch.add(p, first, {&p, &d, buf});
         p.bump_version();
         if (buf) buf->bump_version();
         continue;
@@ -70,6 +78,7 @@ void SGD::step() {
       }
       p -= d * o.lr_;
     }
+    flush();  // the next group has its own hyper-parameters
   }
 }
 
