@@ -7,8 +7,8 @@
 
 #include "kernels/cpu/index.h"
 #include "tensor/creation.h"
-#include "tensor/grad_mode.h"
 #include "tensor/dispatch.h"
+#include "tensor/grad_mode.h"
 #include "tensor/tensor_iter.h"
 #include "tensor/type_promotion.h"
 
@@ -19,7 +19,6 @@ namespace {
 void check_operand(const char* op, const Tensor& t, const char* what) {
   MG_CHECK(t.defined(), op, "got an undefined ", what);
 }
-
 
 // Shape and strides with a 0-d tensor seen as 1-d of size 1, so that dim 0 always exists.
 struct Geom {
@@ -75,7 +74,9 @@ int64_t check_scatter(const char* op, const Tensor& self, int64_t dim, const Ten
   return d;
 }
 
-// self[.. index ..] += src after every index has been checked; self is written only then.
+// self[.. index ..] += src after every index has been checked; self is written only then. On
+// the GPU the kernel checks them itself and a bad one is raised at the next wait (Note
+// [Deferred device errors] in kernels/cuda/runtime.h): no host wait here.
 void scatter_add_into(const char* op, Tensor& self, int64_t d, Tensor index, Tensor src) {
   detail::check_no_internal_overlap(op, self);
   {
@@ -84,11 +85,11 @@ void scatter_add_into(const char* op, Tensor& self, int64_t d, Tensor index, Ten
     if (src.storage() == self.storage()) src = src.clone();
   }
   const Geom gs = geom(self), gi = geom(index), gsrc = geom(src);
-  check_indices(op, index, gi, d, gs.shape[d]);
+  if (!self.device().is_cuda()) check_indices(op, index, gi, d, gs.shape[d]);
   MG_KERNEL(self.device(), scatter_add, self.dtype(), index.dtype(), extent_of(gi.shape),
             static_cast<int>(d), {self.raw_data(), gs.strides.data()},
             {index.raw_data(), gi.strides.data()}, {src.raw_data(), gsrc.strides.data()},
-            gs.strides[d]);
+            gs.strides[d], gs.shape[d]);
 }
 
 // Source coordinate of output coordinate o along a dim of size n padded by `left`, or -1
@@ -238,8 +239,8 @@ Tensor one_hot(const Tensor& labels, int64_t num_classes) {
     num_classes = mx + 1;
   } else {
     int64_t bad = 0;
-    if (MG_KERNEL(labels.device(), find_index_out_of_range, labels.dtype(), extent_of(g.shape),
-                  in, num_classes, &bad)) {
+    if (MG_KERNEL(labels.device(), find_index_out_of_range, labels.dtype(), extent_of(g.shape), in,
+                  num_classes, &bad)) {
       MG_CHECK(bad >= 0, op, "class values must be non-negative, got ", bad);
       detail::fail(op, "class value ", bad, " is out of range for num_classes ", num_classes);
     }
@@ -295,8 +296,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   shape[d] = total;
   const Device dev = ref ? ref->device() : tensors[0].device();
   for (size_t i = 0; i < tensors.size(); ++i)
-    MG_CHECK(tensors[i].device() == dev, op, "expected all tensors on one device, got ",
-             dev.str(), " and ", tensors[i].device().str(), " (tensor ", i, ")");
+    MG_CHECK(tensors[i].device() == dev, op, "expected all tensors on one device, got ", dev.str(),
+             " and ", tensors[i].device().str(), " (tensor ", i, ")");
   Tensor out = Tensor::empty(shape, TensorOptions(dtype).device(dev));
   // Each input is copied (and converted) into its slice of the output.
   const int64_t step = out.stride(d) * static_cast<int64_t>(dtype_size(dtype));

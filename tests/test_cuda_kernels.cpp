@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tests/cuda_test_util.h"
+#include "tests/test_util.h"
 
 namespace {
 
@@ -213,6 +214,45 @@ TEST_F(CudaKernels, MultiTensorOptimizerStepsEqualTheCpuBitwise) {
     for (size_t i = 0; i < cpu.size(); ++i)
       EXPECT_TRUE(allclose(gpu[i], cpu[i], 0.0, 0.0)) << "parameter " << i;
   }
+}
+
+// gather, index_select, scatter_add and max_pool2d_backward check their indices on the device
+// and raise a bad one at the host's next wait, without a wait of their own (Note [Deferred
+// device errors]); the device then goes on, and the error is raised once.
+TEST_F(CudaKernels, BadIndicesAreRaisedAtTheNextWaitWithoutStallingTheOp) {
+  const Device cuda = Device::cuda(), cpu = Device::cpu();
+  manual_seed(4);
+  const Tensor x = randn({4, 5}).to(cuda);
+  const Tensor bad = tensor<int64_t>({0, 7, 1, 2}, {4, 1}).to(cuda);
+  cuda::synchronize();
+  cuda::reset_launch_stats();
+  Tensor y = gather(x, 1, bad);
+  Tensor z = index_select(x, 1, tensor<int64_t>({1, -1}).to(cuda));
+  EXPECT_EQ(cuda::launch_stats().host_waits, 0u) << "gather and index_select must not wait";
+  EXPECT_MG_ERROR(y.to(cpu), "[gather] index 7 is out of bounds for a dimension of size 5");
+  EXPECT_NO_THROW(cuda::synchronize());  // raised once (index_select's -1 came second)
+  const Tensor good = tensor<int64_t>({0, 4, 1, 2}, {4, 1});
+  EXPECT_TRUE(allclose(gather(x, 1, good.to(cuda)), gather(x.to(cpu), 1, good), 0.0, 0.0));
+  EXPECT_MG_ERROR(sum(index_select(x, 0, tensor<int64_t>({4}).to(cuda))).item<float>(),
+                  "[gather] index 4 is out of bounds for a dimension of size 4");
+
+  // scatter_add: the entries with good indices are added, the bad one skipped.
+  const Tensor self = zeros({3, 4}).to(cuda);
+  const Tensor index = tensor<int64_t>({0, 9, 2}, {3, 1}).to(cuda);
+  cuda::reset_launch_stats();
+  const Tensor s = scatter_add(self, 1, index, ones({3, 1}).to(cuda));
+  EXPECT_EQ(cuda::launch_stats().host_waits, 0u) << "scatter_add must not wait";
+  EXPECT_MG_ERROR(cuda::synchronize(), "[scatter_add] index 9 is out of bounds");
+  EXPECT_EQ(s.to(cpu).to_vector<float>(), (std::vector<float>{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0}));
+
+  // max_pool2d_backward with an index outside the 2 x 2 input plane.
+  const Tensor gy = ones({1, 1, 1, 2}).to(cuda);
+  const Tensor idx = tensor<int64_t>({3, 4}, {1, 1, 1, 2}).to(cuda);
+  cuda::reset_launch_stats();
+  const Tensor gx = max_pool2d_backward(gy, idx, {1, 1, 2, 2});
+  EXPECT_EQ(cuda::launch_stats().host_waits, 0u) << "max_pool2d_backward must not wait";
+  EXPECT_MG_ERROR(gx.to(cpu), "[max_pool2d_backward] index 4 is out of range for an input plane");
+  EXPECT_NO_THROW(cuda::synchronize());
 }
 
 }  // namespace

@@ -282,7 +282,7 @@ bool gather(size_t elem_size, DType index_t, Extent e, Operand out, Operand src,
 }
 
 void scatter_add(DType dtype, DType index_t, Extent e, int dim, Operand self, Operand index,
-                 Operand src, int64_t self_dim_stride) {
+                 Operand src, int64_t self_dim_stride, int64_t /*self_dim_size: checked above*/) {
   MG_DISPATCH_INDEX("scatter_add", index_t, [&] {
     using I = scalar_t;
     MG_DISPATCH_ALL(

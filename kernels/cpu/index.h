@@ -29,10 +29,12 @@ bool gather(size_t elem_size, DType index_t, Extent e, Operand out, Operand src,
 
 // self[p with coordinate `dim` replaced by index[p]] += src[p] for every position p of the
 // index shape `e` (self's strides for `dim` are ignored: self_dim_stride is used with the
-// index). The indices must already be checked. Deterministic: positions that differ only
-// along `dim` (the only ones that can hit the same element) are summed in order by one thread.
+// index; self_dim_size is self's size along `dim`). The indices must already be checked here
+// (the CUDA twin checks them itself, Note [Deferred device errors]). Deterministic: positions
+// that differ only along `dim` (the only ones that can hit the same element) are summed in
+// order by one thread.
 void scatter_add(DType dtype, DType index_t, Extent e, int dim, Operand self, Operand index,
-                 Operand src, int64_t self_dim_stride);
+                 Operand src, int64_t self_dim_stride, int64_t self_dim_size);
 
 // out (contiguous int64, n x num_classes, zero-filled by the caller)[i, labels[i]] = 1; the
 // labels (contiguous, n of them) must already be checked to lie in [0, num_classes).

@@ -113,6 +113,7 @@ LaunchStats launch_stats() {
   return {};
 }
 void reset_launch_stats() {}
+void check_device_errors(int) {}  // no device, no deferred errors
 void set_allow_tf32(bool) {}
 bool allow_tf32() {
   return false;
@@ -150,7 +151,7 @@ void index_min_max(DType, Extent, Operand, int64_t*, int64_t*) {
 bool gather(size_t, DType, Extent, Operand, Operand, Operand, int64_t, int64_t) {
   no_cuda("gather");
 }
-void scatter_add(DType, DType, Extent, int, Operand, Operand, Operand, int64_t) {
+void scatter_add(DType, DType, Extent, int, Operand, Operand, Operand, int64_t, int64_t) {
   no_cuda("scatter_add");
 }
 void one_hot(DType, int64_t, const void*, int64_t*, int64_t) {

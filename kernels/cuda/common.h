@@ -38,6 +38,31 @@ void count_library_call();  // LaunchStats::library_calls
 
 namespace metagrad::cuda {
 
+// The error slot of a device (Note [Deferred device errors] in runtime.h): mapped host memory
+// that kernels write and the host reads after a wait.
+struct DeviceErrorSlot {
+  unsigned int raised;  // 0 until a kernel records an error
+  int site;             // which op (DeviceErrorSite)
+  long long value;      // the bad index
+  long long bound;      // the size it had to stay below
+};
+enum DeviceErrorSite : int { kSiteGather = 1, kSiteScatterAdd = 2, kSiteMaxPool2dBackward = 3 };
+
+// The current device's slot as a device pointer, created on first use.
+DeviceErrorSlot* device_error_slot();
+
+#ifdef __CUDACC__
+// Records the first error of the device; later ones (until the host clears it) are dropped.
+__device__ __forceinline__ void raise_device_error(DeviceErrorSlot* slot, int site, long long value,
+                                                   long long bound) {
+  if (atomicCAS(&slot->raised, 0u, 1u) == 0u) {
+    slot->site = site;
+    slot->value = value;
+    slot->bound = bound;
+  }
+}
+#endif
+
 // The current stream of the current device (Note [Streams] in runtime.h).
 inline cudaStream_t stream() {
   return static_cast<cudaStream_t>(current_stream_handle(-1));

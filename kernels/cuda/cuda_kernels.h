@@ -2,8 +2,11 @@
 // (kernels/cpu/*.h, types in kernels/args.h), so the tensor layer picks a backend with one
 // branch on the device. Every pointer is device memory of the current device; every launch goes
 // to the current stream (kernels/cuda/runtime.h) and returns without waiting, except where a
-// function returns a value the host needs (the index checks, max_pool2d_backward's check,
-// random_bernoulli_tensor's check), which synchronise that stream.
+// function returns a value the host needs (find_index_out_of_range, index_min_max,
+// random_bernoulli_tensor's check), which synchronise that stream. gather, scatter_add and
+// max_pool2d_backward check their indices on the device instead and report a bad one at the
+// host's next wait (Note [Deferred device errors] in runtime.h): their bool results are false
+// only where no kernel runs (gather from an empty dimension).
 //
 // In a build without CUDA, kernels/cpu/no_cuda.cpp defines each of these to throw
 // "[op] this build has no CUDA support"; the tensor layer never gets there, because no CUDA
@@ -39,7 +42,7 @@ void index_min_max(DType index_t, Extent e, Operand index, int64_t* min, int64_t
 bool gather(size_t elem_size, DType index_t, Extent e, Operand out, Operand src, Operand index,
             int64_t src_dim_stride, int64_t dim_size);
 void scatter_add(DType dtype, DType index_t, Extent e, int dim, Operand self, Operand index,
-                 Operand src, int64_t self_dim_stride);
+                 Operand src, int64_t self_dim_stride, int64_t self_dim_size);
 void one_hot(DType label_t, int64_t n, const void* labels, int64_t* out, int64_t num_classes);
 void pad(DType dtype, int rank, const int64_t* out_shape, void* out, const void* src,
          const int64_t* src_strides, const int64_t* maps, double value);

@@ -5,9 +5,11 @@
 // results are deterministic and bitwise equal to the CPU's.
 //
 // Every kernel is one thread per element (or per scatter_add column) in a grid-stride loop;
-// operands are addressed through the coalesced StridedLayout the CPU uses. The checks that
-// return a bool to the host (find_index_out_of_range, gather) and index_min_max synchronise
-// the current stream to read their result back.
+// operands are addressed through the coalesced StridedLayout the CPU uses. gather and
+// scatter_add check their indices on the device and report a bad one at the host's next wait
+// (Note [Deferred device errors] in runtime.h), so neither stalls the queue. The checks that
+// return an answer to the host (find_index_out_of_range, index_min_max, used by one_hot and on
+// error paths) synchronise the current stream to read it back.
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -166,37 +168,34 @@ void min_max_impl(Extent e, Operand index, int64_t* mn, int64_t* mx) {
 // ---- gather ----------------------------------------------------------------------------------
 
 // Operands 0 = out, 1 = src (stride of dim zeroed), 2 = index. A bad index reads element 0 of
-// its row (in bounds: size > 0) and raises *bad_flag; the output is then discarded by the
-// caller, as on the CPU.
+// its row (in bounds: size > 0) and is recorded in the device's error slot, which the host
+// raises at its next wait (Note [Deferred device errors]).
 template <typename W, typename I>
 __global__ void gather_kernel(StridedLayout<3> L, W* __restrict__ out, const W* __restrict__ src,
                               const I* __restrict__ index, int64_t src_dim_stride, int64_t size,
-                              int* bad_flag) {
+                              metagrad::cuda::DeviceErrorSlot* err) {
   for (int64_t i = thread_id(); i < L.numel; i += thread_count()) {
     int64_t off[3];
     offsets_of(L, i, off);
     const int64_t v = static_cast<int64_t>(index[off[2]]);
     const bool b = out_of_range(v, size);
     out[off[0]] = src[off[1] + (b ? 0 : v) * src_dim_stride];
-    if (b) *bad_flag = 1;  // every writer stores the same value: a benign race
+    if (b) metagrad::cuda::raise_device_error(err, metagrad::cuda::kSiteGather, v, size);
   }
 }
 
+// False only when every index must be out of range (size 0); a bad index among good ones is
+// reported at the next wait instead.
 template <typename W, typename I>
 bool gather_impl(Extent e, Operand out, Operand src, Operand index, int64_t sd, int64_t size) {
   const auto L = StridedLayout<3>::make(e.rank, e.shape, {out.strides, src.strides, index.strides});
   if (L.numel == 0) return true;
   if (size == 0) return false;  // every index is out of range, and src has nothing to read
-  Workspace ws(sizeof(int));
-  int* flag = ws.as<int>();
-  MG_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int), stream()));
   gather_kernel<W, I><<<grid_for(L.numel), kThreads, 0, stream()>>>(
       L, static_cast<W*>(out.data), static_cast<const W*>(src.data),
-      static_cast<const I*>(index.data), sd, size, flag);
+      static_cast<const I*>(index.data), sd, size, metagrad::cuda::device_error_slot());
   MG_CUDA_LAUNCH_CHECK();
-  int bad = 0;
-  metagrad::cuda::memcpy_to_host(&bad, flag, sizeof(bad));  // waits for the stream
-  return bad == 0;
+  return true;
 }
 
 // ---- scatter_add -----------------------------------------------------------------------------
@@ -213,11 +212,13 @@ __device__ __forceinline__ T add(T a, T b) {
 // One thread per position of the index shape with `dim` collapsed (operands 0 = self,
 // 1 = index, 2 = src); it runs over the K entries along `dim` in order, exactly as the CPU.
 // Two threads never write the same element of self (their positions differ outside `dim`),
-// so no atomics are needed and every element sums in the CPU's order.
+// so no atomics are needed and every element sums in the CPU's order. An index outside
+// [0, size) is skipped and recorded (Note [Deferred device errors]).
 template <typename T, typename I>
 __global__ void scatter_add_kernel(StridedLayout<3> L, T* __restrict__ self,
                                    const I* __restrict__ index, const T* __restrict__ src,
-                                   int64_t K, int64_t ik, int64_t sk, int64_t self_dim_stride) {
+                                   int64_t K, int64_t ik, int64_t sk, int64_t self_dim_stride,
+                                   int64_t size, metagrad::cuda::DeviceErrorSlot* err) {
   for (int64_t i = thread_id(); i < L.numel; i += thread_count()) {
     int64_t off[3];
     offsets_of(L, i, off);
@@ -225,14 +226,20 @@ __global__ void scatter_add_kernel(StridedLayout<3> L, T* __restrict__ self,
     const I* ix = index + off[1];
     const T* s = src + off[2];
     for (int64_t k = 0; k < K; ++k) {
-      T& d = o[static_cast<int64_t>(ix[k * ik]) * self_dim_stride];
+      const int64_t v = static_cast<int64_t>(ix[k * ik]);
+      if (out_of_range(v, size)) {
+        metagrad::cuda::raise_device_error(err, metagrad::cuda::kSiteScatterAdd, v, size);
+        continue;
+      }
+      T& d = o[v * self_dim_stride];
       d = add(d, s[k * sk]);
     }
   }
 }
 
 template <typename T, typename I>
-void scatter_add_impl(Extent e, int dim, Operand self, Operand index, Operand src, int64_t sd) {
+void scatter_add_impl(Extent e, int dim, Operand self, Operand index, Operand src, int64_t sd,
+                      int64_t size) {
   int64_t shape[kMaxDims] = {};
   for (int d = 0; d < e.rank; ++d) shape[d] = e.shape[d];
   const int64_t K = shape[dim];
@@ -242,7 +249,8 @@ void scatter_add_impl(Extent e, int dim, Operand self, Operand index, Operand sr
   if (L.numel == 0) return;
   scatter_add_kernel<T, I><<<grid_for(L.numel), kThreads, 0, stream()>>>(
       L, static_cast<T*>(self.data), static_cast<const I*>(index.data),
-      static_cast<const T*>(src.data), K, index.strides[dim], src.strides[dim], sd);
+      static_cast<const T*>(src.data), K, index.strides[dim], src.strides[dim], sd, size,
+      metagrad::cuda::device_error_slot());
   MG_CUDA_LAUNCH_CHECK();
 }
 
@@ -305,11 +313,12 @@ bool gather(size_t elem_size, DType index_t, Extent e, Operand out, Operand src,
 }
 
 void scatter_add(DType dtype, DType index_t, Extent e, int dim, Operand self, Operand index,
-                 Operand src, int64_t self_dim_stride) {
+                 Operand src, int64_t self_dim_stride, int64_t self_dim_size) {
   MG_DISPATCH_INDEX("scatter_add", index_t, [&] {
     using I = scalar_t;
-    MG_DISPATCH_ALL(
-        dtype, [&] { scatter_add_impl<scalar_t, I>(e, dim, self, index, src, self_dim_stride); });
+    MG_DISPATCH_ALL(dtype, [&] {
+      scatter_add_impl<scalar_t, I>(e, dim, self, index, src, self_dim_stride, self_dim_size);
+    });
   });
 }
 

@@ -30,7 +30,6 @@ namespace {
 using metagrad::cuda::grid_for;
 using metagrad::cuda::kThreads;
 using metagrad::cuda::stream;
-using metagrad::cuda::Workspace;
 
 __device__ __forceinline__ int64_t thread_id() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -88,26 +87,14 @@ __global__ void max_forward_kernel(Pool2dGeometry g, int64_t n, const T* __restr
 
 // ---- max_pool2d_backward -----------------------------------------------------------------------
 
-// *first = the smallest position e whose idx[e] lies outside [0, in). A thread visits its
-// positions in increasing order, so its first hit is its smallest.
-__global__ void first_bad_index_kernel(int64_t n, const int64_t* __restrict__ idx, int64_t in,
-                                       unsigned long long* first) {
-  for (int64_t e = thread_id(); e < n; e += thread_count()) {
-    const int64_t v = idx[e];
-    if (v < 0 || v >= in) {
-      atomicMin(first, static_cast<unsigned long long>(e));
-      return;
-    }
-  }
-}
-
-// One warp per plane (Note [CUDA pooling backward]); gx is already zeroed. All indices are in
-// range. The loop bounds depend on the plane only, so the whole warp runs every iteration and
-// the full-mask ballot and __syncwarp are safe.
+// One warp per plane (Note [CUDA pooling backward]); gx is already zeroed. An index outside
+// [0, in) is skipped and recorded (Note [Deferred device errors] in runtime.h). The loop bounds
+// depend on the plane only, so the whole warp runs every iteration and the full-mask ballot
+// and __syncwarp are safe.
 template <typename T>
 __global__ void max_backward_kernel(int64_t planes, int64_t in, int64_t out,
                                     const T* __restrict__ gy, const int64_t* __restrict__ idx,
-                                    T* __restrict__ gx) {
+                                    T* __restrict__ gx, metagrad::cuda::DeviceErrorSlot* err) {
   const int lane = static_cast<int>(threadIdx.x & 31);
   const int64_t warp = thread_id() >> 5, warps = thread_count() >> 5;
   for (int64_t p = warp; p < planes; p += warps) {
@@ -116,10 +103,13 @@ __global__ void max_backward_kernel(int64_t planes, int64_t in, int64_t out,
     const int64_t* ip = idx + p * out;
     for (int64_t base = 0; base < out; base += 32) {
       const int64_t e = base + lane;
-      const unsigned active = __ballot_sync(0xffffffffu, e < out);
-      if (e < out) {
-        const int64_t i = ip[e];
-        const unsigned same = __match_any_sync(active, static_cast<unsigned long long>(i));
+      const int64_t i = e < out ? ip[e] : 0;
+      const bool ok = e < out && i >= 0 && i < in;
+      if (e < out && !ok)
+        metagrad::cuda::raise_device_error(err, metagrad::cuda::kSiteMaxPool2dBackward, i, in);
+      const unsigned good = __ballot_sync(0xffffffffu, ok);
+      if (ok) {
+        const unsigned same = __match_any_sync(good, static_cast<unsigned long long>(i));
         if (lane == __ffs(static_cast<int>(same)) - 1) {  // the group's lowest lane adds, in order
           T acc = gp[i];
           for (unsigned m = same; m != 0; m &= m - 1)
@@ -198,29 +188,15 @@ void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, voi
 }
 
 bool max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* gy, const int64_t* idx,
-                         void* gx, int64_t* bad) {
-  // Every index is checked before anything is written (the first bad one in memory order).
+                         void* gx, int64_t* /*bad: raised at the next wait instead*/) {
   const int64_t n = g.planes * g.oh * g.ow, in = g.h * g.w;
-  if (n > 0) {
-    Workspace ws(sizeof(unsigned long long));
-    auto* first = ws.as<unsigned long long>();
-    MG_CUDA_CHECK(cudaMemsetAsync(first, 0xff, sizeof(unsigned long long), stream()));  // none
-    first_bad_index_kernel<<<grid_for(n), kThreads, 0, stream()>>>(n, idx, in, first);
-    MG_CUDA_LAUNCH_CHECK();
-    unsigned long long pos = 0;
-    metagrad::cuda::memcpy_to_host(&pos, first, sizeof(pos));  // waits for the stream
-    if (pos != std::numeric_limits<unsigned long long>::max()) {
-      metagrad::cuda::memcpy_to_host(bad, idx + pos, sizeof(int64_t));
-      return false;
-    }
-  }
   MG_DISPATCH_FLOAT(dtype, [&] {
     const int64_t bytes = g.planes * in * static_cast<int64_t>(sizeof(scalar_t));
     MG_CUDA_CHECK(cudaMemsetAsync(gx, 0, static_cast<size_t>(bytes), stream()));  // +0.0 bits
     if (n == 0) return;
     max_backward_kernel<scalar_t><<<grid_for(g.planes * 32), kThreads, 0, stream()>>>(
         g.planes, in, g.oh * g.ow, static_cast<const scalar_t*>(gy), idx,
-        static_cast<scalar_t*>(gx));
+        static_cast<scalar_t*>(gx), metagrad::cuda::device_error_slot());
     MG_CUDA_LAUNCH_CHECK();
   });
   return true;

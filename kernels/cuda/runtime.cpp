@@ -6,6 +6,10 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -92,6 +96,56 @@ class DeviceScope {
   bool changed_ = false;
 };
 
+// ---- deferred device errors (Note [Deferred device errors] in runtime.h) -------------------
+
+// One slot of mapped, pinned host memory per device, made on first use and kept for the
+// process (the unique_ptr frees it at exit, ignoring a driver already shut down).
+class ErrorSlots {
+ public:
+  struct Slot {
+    DeviceErrorSlot* host = nullptr;
+    DeviceErrorSlot* device = nullptr;
+  };
+
+  Slot get(int device) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = slots_.find(device);
+    if (it != slots_.end()) return it->second.slot;
+    void* h = nullptr;
+    MG_CUDA_CHECK(
+        cudaHostAlloc(&h, sizeof(DeviceErrorSlot), cudaHostAllocMapped | cudaHostAllocPortable));
+    Owned owned;
+    owned.memory.reset(h);
+    std::memset(h, 0, sizeof(DeviceErrorSlot));
+    void* d = nullptr;
+    MG_CUDA_CHECK(cudaHostGetDevicePointer(&d, h, 0));
+    owned.slot = {static_cast<DeviceErrorSlot*>(h), static_cast<DeviceErrorSlot*>(d)};
+    return slots_.emplace(device, std::move(owned)).first->second.slot;
+  }
+
+  DeviceErrorSlot* host_if_made(int device) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = slots_.find(device);
+    return it == slots_.end() ? nullptr : it->second.slot.host;
+  }
+
+ private:
+  struct FreeHost {
+    void operator()(void* p) const { (void)cudaFreeHost(p); }
+  };
+  struct Owned {
+    std::unique_ptr<void, FreeHost> memory;
+    Slot slot;
+  };
+  std::mutex mu_;
+  std::map<int, Owned> slots_;
+};
+
+ErrorSlots& error_slots() {
+  static ErrorSlots slots;
+  return slots;
+}
+
 // Note [Streams]: the current stream per host thread and device; null is the default stream.
 constexpr int kMaxDevices = 64;
 thread_local void* t_current[kMaxDevices] = {};
@@ -101,8 +155,52 @@ std::atomic<bool> g_allow_tf32{false};
 }  // namespace
 
 void synchronize(int device) {
-  DeviceScope scope(resolve(device));
+  const int d = resolve(device);
+  DeviceScope scope(d);
   MG_CUDA_CHECK(cudaDeviceSynchronize());
+  check_device_errors(d);
+}
+
+DeviceErrorSlot* device_error_slot() {
+  // Cached per host thread, so that a launch takes no lock.
+  thread_local DeviceErrorSlot* cached[kMaxDevices] = {};
+  const int d = current_device();
+  MG_CHECK(d < kMaxDevices, "cuda", "device index ", d, " is beyond ", kMaxDevices);
+  if (!cached[d]) cached[d] = error_slots().get(d).device;
+  return cached[d];
+}
+
+void check_device_errors(int device) {
+  if (cuda_device_count() == 0) return;
+  const int d = resolve(device);
+  volatile DeviceErrorSlot* s = error_slots().host_if_made(d);
+  if (s == nullptr || s->raised == 0) return;
+  const int site = s->site;
+  const long long value = s->value, bound = s->bound;
+  s->raised = 0;  // reported once; the device goes on
+  // e.g. "[gather] index 7 is out of bounds for a dimension of size 5 (in gather or
+  // index_select, found on cuda:0 by a kernel queued before this wait; ...)"
+  const char* found = " found on cuda:";
+  const char* invalid = " by a kernel queued before this wait; the op's outputs are invalid)";
+  switch (site) {
+    case kSiteGather:
+      ::metagrad::detail::fail("gather", "index ", value,
+                               " is out of bounds for a dimension of size ", bound,
+                               " (in gather or index_select,", found, d, invalid);
+    case kSiteScatterAdd:
+      ::metagrad::detail::fail("scatter_add", "index ", value,
+                               " is out of bounds for a dimension of size ", bound, " (", found + 1,
+                               d,
+                               " by a kernel queued before this wait; the entries with good "
+                               "indices were added)");
+    case kSiteMaxPool2dBackward:
+      ::metagrad::detail::fail("max_pool2d_backward", "index ", value,
+                               " is out of range for an input plane of ", bound, " elements (",
+                               found + 1, d, invalid);
+    default:
+      ::metagrad::detail::fail("cuda", "a kernel recorded an unknown error (site ", site,
+                               ", value ", value, ") on cuda:", d);
+  }
 }
 
 void* current_stream_handle(int device) {
@@ -154,6 +252,7 @@ Stream::~Stream() {
 
 void Stream::synchronize() const {
   MG_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(handle_)));
+  check_device_errors(device_);
 }
 
 bool Stream::query() const {
@@ -207,6 +306,7 @@ void Event::record(const Stream* s) {
 
 void Event::synchronize() const {
   MG_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(handle_)));
+  check_device_errors(device_);
 }
 
 void Event::wait(const Stream& s) const {
@@ -245,6 +345,7 @@ void memcpy_to_host(void* dst, const void* src, size_t nbytes) {
   g_host_waits.fetch_add(1, std::memory_order_relaxed);
   MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream()));
   MG_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  check_device_errors();
 }
 
 void memcpy_device_to_device(void* dst, const void* src, size_t nbytes) {

@@ -7,7 +7,19 @@
 // Note [Streams]: each device has a current stream per host thread, the default (legacy)
 // stream unless a StreamGuard says otherwise, as in PyTorch. Every kernel, cuBLAS and cuDNN
 // call goes to the current stream and returns at once; the host waits only in item(),
-// to(cpu), the index checks that must report a bad index, and synchronize().
+// to(cpu), synchronize() and a few ops that must answer on the host (one_hot inferring its
+// class count, the checks that run only on an error path).
+//
+// Note [Deferred device errors]: a bad argument that only the device sees (an index out of
+// range in gather / index_select, scatter_add or max_pool2d_backward) is not checked by a host
+// wait before the op, which would stall the queue on every call of the meta-step's hot path.
+// The kernel itself finds it, skips the bad element (nothing is read or written out of bounds)
+// and records the first one it meets in the device's error slot, a few bytes of mapped host
+// memory; the host raises it as metagrad::Error at its next wait on that device (item(),
+// to(cpu), synchronize(), Stream / Event::synchronize), naming the op, the bad value and the
+// bound. The op's outputs are then invalid (scatter_add has added the good entries), as after
+// PyTorch's device-side assertions, but the device stays usable. The CPU checks before
+// writing anything and raises at the op.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -126,6 +138,11 @@ void memcpy_device_to_device(void* dst, const void* src, size_t nbytes);
 // MG_CUDA_LAUNCH_CHECK), cuBLAS / cuDNN operations (each launches one or more kernels of its
 // own), and host waits (device-to-host copies: item(), to(cpu), the index checks). Counted
 // for all threads and devices together; bench_meta_step reports them per meta-step.
+// Raises the error a kernel recorded on `device` (-1: the current one) since the last check,
+// if any, and clears it (Note [Deferred device errors]). Every host wait calls it; it reads
+// host memory only, so it is free to call at any time.
+void check_device_errors(int device = -1);
+
 struct LaunchStats {
   uint64_t kernels = 0;
   uint64_t library_calls = 0;
