@@ -16,12 +16,13 @@
 #include "tensor/conv.h"
 #include "tensor/creation.h"
 #include "tensor/elementwise.h"
-#include "tensor/indexing.h"
 #include "tensor/grad_mode.h"
+#include "tensor/indexing.h"
 #include "tensor/linalg.h"
 #include "tensor/norm.h"
 #include "tensor/pool.h"
 #include "tensor/reduce.h"
+#include "tensor/softmax.h"
 #include "tensor/view_grad.h"
 
 namespace metagrad::autograd {
@@ -61,8 +62,7 @@ int64_t reduced_count(const detail::OpArgs& a) {
 // d/dx_i prod(x) = prod_{j != i} x_j. Dividing out/x fails at zeros, so when any element is
 // zero the product of the others is formed directly: x with its own entry replaced by 1,
 // multiplied along the reduced dims (after moving them last and flattening them).
-Tensor prod_backward(const Tensor& g, const Tensor& x, const Tensor& out,
-                     const detail::OpArgs& a) {
+Tensor prod_backward(const Tensor& g, const Tensor& x, const Tensor& out, const detail::OpArgs& a) {
   Tensor ge = expand_reduced(g, a);
   Tensor oute = expand_reduced(out, a);
   const bool has_zero = (x == 0).to(DType::Int64).to_vector<int64_t>() !=
@@ -79,20 +79,19 @@ Tensor prod_backward(const Tensor& g, const Tensor& x, const Tensor& out,
   Shape flat(xp.shape().begin(), xp.shape().end() - static_cast<int64_t>(a.dims.size()));
   Shape kept = flat;
   flat.push_back(n);
-  Tensor xf = xp.reshape(flat);                              // [..., n]
+  Tensor xf = xp.reshape(flat);  // [..., n]
   Shape rep = kept;
   rep.push_back(n);
   rep.push_back(n);
-  Tensor xr = xf.unsqueeze(-2).expand(rep);                  // [..., n(i), n(j)] = x_j
+  Tensor xr = xf.unsqueeze(-2).expand(rep);  // [..., n(i), n(j)] = x_j
   Tensor diag = eye(n, n, TensorOptions(DType::Bool).device(g.device()));
-  Tensor others = prod(where(diag, 1.0, xr), {-1});          // prod_{j != i} x_j
+  Tensor others = prod(where(diag, 1.0, xr), {-1});  // prod_{j != i} x_j
   Tensor back = others.reshape(xp.shape()).permute(inv);
   return ge * back;
 }
 
 // Routes the gradient of a max/min over `dim` to the chosen index.
-Tensor index_reduction_backward(const Tensor& g, const Tensor& indices,
-                                const detail::OpArgs& a) {
+Tensor index_reduction_backward(const Tensor& g, const Tensor& indices, const detail::OpArgs& a) {
   Tensor gk = a.flag ? g : g.unsqueeze(a.i);
   Tensor ik = a.flag ? indices : indices.unsqueeze(a.i);
   return scatter_add(zeros(a.shape, g.options()), a.i, ik, gk);
@@ -157,15 +156,19 @@ Pool2dParams pool_params(const detail::OpArgs& a) {
 
 // Note [Convolution is bilinear]: write T(x, w, gy) = <gy, conv2d(x, w)>, a trilinear form.
 // The three convolution ops are its partial gradients:
-//   conv2d(x, w) = dT/dgy,  conv2d_input_backward(gy, w) = dT/dx,  conv2d_weight_backward(gy, x) = dT/dw.
+//   conv2d(x, w) = dT/dgy,  conv2d_input_backward(gy, w) = dT/dx,  conv2d_weight_backward(gy, x) =
+//   dT/dw.
 // For a linear map y = f(a) (the others held fixed) the gradient is gg -> f^T(gg), and every
 // such adjoint is again a partial gradient of T, so each op's derivatives are the other ops:
-//   y = conv2d(x, w) + b:       dx = conv2d_input_backward(g, w)   dw = conv2d_weight_backward(g, x)
+//   y = conv2d(x, w) + b:       dx = conv2d_input_backward(g, w)   dw = conv2d_weight_backward(g,
+//   x)
 //                               db = sum of g over N, H, W
 //   gx = conv2d_input_backward(gy, w):  <gg, gx> = T(gg, w, gy) = <gy, conv2d(gg, w)>, so
-//                               dgy = conv2d(gg, w)                dw = conv2d_weight_backward(gy, gg)
+//                               dgy = conv2d(gg, w)                dw = conv2d_weight_backward(gy,
+//                               gg)
 //   gw = conv2d_weight_backward(gy, x): <gg, gw> = T(x, gg, gy) = <gy, conv2d(x, gg)>, so
-//                               dgy = conv2d(x, gg)                dx = conv2d_input_backward(gy, gg)
+//                               dgy = conv2d(x, gg)                dx = conv2d_input_backward(gy,
+//                               gg)
 // Each rule is thus written in differentiable ops and convolution's derivatives of every order
 // are exact (PyTorch's _convolution_double_backward rests on the same identities).
 Grads conv2d_backward(const GradCtx& c) {
@@ -266,33 +269,52 @@ const Table& table() {
   static const Table t = {
       // ---- views ---------------------------------------------------------------------------
       // reshape/view/squeeze/unsqueeze/flatten: the same elements, so g takes the old shape.
-      {"reshape", {[](const GradCtx& c) -> Grads { return {c.g().reshape(c.args.shape)}; }, kSaveNothing}},
+      {"reshape",
+       {[](const GradCtx& c) -> Grads { return {c.g().reshape(c.args.shape)}; }, kSaveNothing}},
       // permute: apply the inverse permutation.
-      {"permute", {[](const GradCtx& c) -> Grads {
-         std::vector<int64_t> inv(c.args.dims.size());
-         for (size_t i = 0; i < inv.size(); ++i) inv[c.args.dims[i]] = static_cast<int64_t>(i);
-         return {c.g().permute(inv)};
-       }, kSaveNothing}},
+      {"permute",
+       {[](const GradCtx& c) -> Grads {
+          std::vector<int64_t> inv(c.args.dims.size());
+          for (size_t i = 0; i < inv.size(); ++i) inv[c.args.dims[i]] = static_cast<int64_t>(i);
+          return {c.g().permute(inv)};
+        },
+        kSaveNothing}},
       // expand: every copy of an element contributed, so sum them back.
-      {"expand", {[](const GradCtx& c) -> Grads { return {sum_to(c.g(), c.args.shape)}; }, kSaveNothing}},
+      {"expand",
+       {[](const GradCtx& c) -> Grads { return {sum_to(c.g(), c.args.shape)}; }, kSaveNothing}},
       // slice: the gradient lands in the sliced region of zeros.
-      {"slice", {[](const GradCtx& c) -> Grads {
-         return {slice_backward(c.g(), c.args.shape, c.args.i, c.args.dims[0], c.args.dims[1], c.args.dims[2])};
-       }, kSaveNothing}},
-      {"slice_backward", {[](const GradCtx& c) -> Grads {
-         return {c.g().slice(c.args.i, c.args.dims[0], c.args.dims[1], c.args.dims[2])};
-       }, kSaveNothing}},
-      {"select", {[](const GradCtx& c) -> Grads {
-         return {select_backward(c.g(), c.args.shape, c.args.i, c.args.j)};
-       }, kSaveNothing}},
-      {"select_backward", {[](const GradCtx& c) -> Grads { return {c.g().select(c.args.i, c.args.j)}; }, kSaveNothing}},
+      {"slice",
+       {[](const GradCtx& c) -> Grads {
+          return {slice_backward(c.g(), c.args.shape, c.args.i, c.args.dims[0], c.args.dims[1],
+                                 c.args.dims[2])};
+        },
+        kSaveNothing}},
+      {"slice_backward",
+       {[](const GradCtx& c) -> Grads {
+          return {c.g().slice(c.args.i, c.args.dims[0], c.args.dims[1], c.args.dims[2])};
+        },
+        kSaveNothing}},
+      {"select",
+       {[](const GradCtx& c) -> Grads {
+          return {select_backward(c.g(), c.args.shape, c.args.i, c.args.j)};
+        },
+        kSaveNothing}},
+      {"select_backward",
+       {[](const GradCtx& c) -> Grads { return {c.g().select(c.args.i, c.args.j)}; },
+        kSaveNothing}},
       // clone, dtype conversion: identity (the engine casts back to the input's dtype).
       {"clone", {[](const GradCtx& c) -> Grads { return {c.g()}; }, kSaveNothing}},
-      {"to_dtype", {[](const GradCtx& c) -> Grads { return {c.g().to(c.in_meta[0].dtype)}; }, kSaveNothing}},
+      {"to_dtype",
+       {[](const GradCtx& c) -> Grads { return {c.g().to(c.in_meta[0].dtype)}; }, kSaveNothing}},
       // to(device): a copy across devices; the gradient goes back the same way.
-      {"to_device", {[](const GradCtx& c) -> Grads { return {c.g().to(c.in_meta[0].device)}; }, kSaveNothing}},
+      {"to_device",
+       {[](const GradCtx& c) -> Grads { return {c.g().to(c.in_meta[0].device)}; }, kSaveNothing}},
       // copy_(self, src): self's old value is overwritten (no gradient); src arrives broadcast.
-      {"copy_", {[](const GradCtx& c) -> Grads { return {Tensor(), c.g()}; }, kSaveNothing}},
+      {"copy_",
+       {[](const GradCtx& c) -> Grads {
+          return {Tensor(), c.g()};
+        },
+        kSaveNothing}},
       // fill_: the result is a constant.
       {"fill_", {[](const GradCtx&) -> Grads { return {Tensor()}; }, kSaveNothing}},
 
@@ -317,221 +339,308 @@ const Table& table() {
       // d sqrt(x) = dx / (2 sqrt(x))
       {"sqrt", {[](const GradCtx& c) -> Grads { return {c.g() / (c.out[0] * 2)}; }, kSaveOutputs}},
       // d x^(-1/2) = -1/2 x^(-3/2) dx = -1/2 y^3 dx
-      {"rsqrt", {[](const GradCtx& c) -> Grads { return {c.g() * pow(c.out[0], 3) * -0.5}; }, kSaveOutputs}},
+      {"rsqrt",
+       {[](const GradCtx& c) -> Grads { return {c.g() * pow(c.out[0], 3) * -0.5}; }, kSaveOutputs}},
       // d sin x = cos x dx
       {"sin", {[](const GradCtx& c) -> Grads { return {c.g() * cos(c.in[0])}; }, kSaveInputs}},
       // d cos x = -sin x dx
       {"cos", {[](const GradCtx& c) -> Grads { return {-c.g() * sin(c.in[0])}; }, kSaveInputs}},
       // d tan x = (1 + tan^2 x) dx
-      {"tan", {[](const GradCtx& c) -> Grads { return {c.g() * (square(c.out[0]) + 1)}; }, kSaveOutputs}},
+      {"tan",
+       {[](const GradCtx& c) -> Grads { return {c.g() * (square(c.out[0]) + 1)}; }, kSaveOutputs}},
       // d tanh x = (1 - tanh^2 x) dx
-      {"tanh", {[](const GradCtx& c) -> Grads { return {c.g() * (1 - square(c.out[0]))}; }, kSaveOutputs}},
+      {"tanh",
+       {[](const GradCtx& c) -> Grads { return {c.g() * (1 - square(c.out[0]))}; }, kSaveOutputs}},
       // d s(x) = s(x) (1 - s(x)) dx
-      {"sigmoid", {[](const GradCtx& c) -> Grads {
-         return {c.g() * c.out[0] * (1 - c.out[0])};
-       }, kSaveOutputs}},
+      {"sigmoid",
+       {[](const GradCtx& c) -> Grads { return {c.g() * c.out[0] * (1 - c.out[0])}; },
+        kSaveOutputs}},
       // d relu(x) = [x > 0] dx (0 at the kink, as PyTorch), one fused pass; y = relu(x) > 0
       // exactly where x > 0, so the saved output serves as the mask
-      {"relu", {[](const GradCtx& c) -> Grads { return {threshold_backward(c.g(), c.out[0])}; }, kSaveOutputs}},
+      {"relu",
+       {[](const GradCtx& c) -> Grads { return {threshold_backward(c.g(), c.out[0])}; },
+        kSaveOutputs}},
       // d (1/x) = -1/x^2 dx = -y^2 dx
-      {"reciprocal", {[](const GradCtx& c) -> Grads { return {-c.g() * square(c.out[0])}; }, kSaveOutputs}},
+      {"reciprocal",
+       {[](const GradCtx& c) -> Grads { return {-c.g() * square(c.out[0])}; }, kSaveOutputs}},
       // d x^2 = 2x dx
       {"square", {[](const GradCtx& c) -> Grads { return {c.g() * c.in[0] * 2}; }, kSaveInputs}},
       // d erf(x) = 2/sqrt(pi) e^(-x^2) dx
-      {"erf", {[](const GradCtx& c) -> Grads {
-         return {c.g() * exp(-square(c.in[0])) * (2.0 / std::sqrt(M_PI))};
-       }, kSaveInputs}},
+      {"erf",
+       {[](const GradCtx& c) -> Grads {
+          return {c.g() * exp(-square(c.in[0])) * (2.0 / std::sqrt(M_PI))};
+        },
+        kSaveInputs}},
       // d x^p = p x^(p-1) dx
-      {"pow_scalar", {[](const GradCtx& c) -> Grads {
-         const double p = c.args.a;
-         if (p == 0) return {zeros_like(c.g())};
-         return {c.g() * pow(c.in[0], p - 1) * p};
-       }, kSaveInputs}},
+      {"pow_scalar",
+       {[](const GradCtx& c) -> Grads {
+          const double p = c.args.a;
+          if (p == 0) return {zeros_like(c.g())};
+          return {c.g() * pow(c.in[0], p - 1) * p};
+        },
+        kSaveInputs}},
       // clamp passes the gradient where lo <= x <= hi
-      {"clamp", {[](const GradCtx& c) -> Grads {
-         const Tensor& x = c.in[0];
-         return {where(logical_and(x >= c.args.a, x <= c.args.b), c.g(), 0)};
-       }, kSaveInputs}},
+      {"clamp",
+       {[](const GradCtx& c) -> Grads {
+          const Tensor& x = c.in[0];
+          return {where(logical_and(x >= c.args.a, x <= c.args.b), c.g(), 0)};
+        },
+        kSaveInputs}},
 
       // ---- binary (broadcast gradients are summed back by the engine) -----------------------
-      {"add", {[](const GradCtx& c) -> Grads { return {c.g(), c.g()}; }, kSaveNothing}},
-      {"sub", {[](const GradCtx& c) -> Grads { return {c.g(), c.needs[1] ? -c.g() : Tensor()}; }, kSaveNothing}},
+      {"add",
+       {[](const GradCtx& c) -> Grads {
+          return {c.g(), c.g()};
+        },
+        kSaveNothing}},
+      {"sub",
+       {[](const GradCtx& c) -> Grads {
+          return {c.g(), c.needs[1] ? -c.g() : Tensor()};
+        },
+        kSaveNothing}},
       // d(ab) = b da + a db
-      {"mul", {[](const GradCtx& c) -> Grads {
-         return {c.needs[0] ? c.g() * c.in[1] : Tensor(), c.needs[1] ? c.g() * c.in[0] : Tensor()};
-       }, kSaveInputs}},
+      {"mul",
+       {[](const GradCtx& c) -> Grads {
+          return {c.needs[0] ? c.g() * c.in[1] : Tensor(), c.needs[1] ? c.g() * c.in[0] : Tensor()};
+        },
+        kSaveInputs}},
       // d(a/b) = da / b - a db / b^2
-      {"div", {[](const GradCtx& c) -> Grads {
-         const Tensor &a = c.in[0], &b = c.in[1];
-         return {c.needs[0] ? c.g() / b : Tensor(), c.needs[1] ? -c.g() * a / square(b) : Tensor()};
-       }, kSaveInputs}},
+      {"div",
+       {[](const GradCtx& c) -> Grads {
+          const Tensor &a = c.in[0], &b = c.in[1];
+          return {c.needs[0] ? c.g() / b : Tensor(),
+                  c.needs[1] ? -c.g() * a / square(b) : Tensor()};
+        },
+        kSaveInputs}},
       // d a^b = b a^(b-1) da + a^b log(a) db (the db term taken as 0 where a = 0)
-      {"pow", {[](const GradCtx& c) -> Grads {
-         const Tensor &a = c.in[0], &b = c.in[1];
-         Grads r(2);
-         if (c.needs[0]) r[0] = c.g() * b * pow(a, b - 1);
-         if (c.needs[1]) r[1] = where(a == 0, 0.0, c.g() * pow(a, b) * log(where(a == 0, 1.0, a)));
-         return r;
-       }, kSaveInputs}},
+      {"pow",
+       {[](const GradCtx& c) -> Grads {
+          const Tensor &a = c.in[0], &b = c.in[1];
+          Grads r(2);
+          if (c.needs[0]) r[0] = c.g() * b * pow(a, b - 1);
+          if (c.needs[1]) r[1] = where(a == 0, 0.0, c.g() * pow(a, b) * log(where(a == 0, 1.0, a)));
+          return r;
+        },
+        kSaveInputs}},
       // max(a, b): the larger input gets the gradient; ties split it evenly (PyTorch's rule)
-      {"maximum", {[](const GradCtx& c) -> Grads {
-         const Tensor &a = c.in[0], &b = c.in[1];
-         Tensor w = (a > b).to(c.g().dtype()) + (a == b).to(c.g().dtype()) * 0.5;
-         return {c.g() * w, c.g() * (1 - w)};
-       }, kSaveInputs}},
-      {"minimum", {[](const GradCtx& c) -> Grads {
-         const Tensor &a = c.in[0], &b = c.in[1];
-         Tensor w = (a < b).to(c.g().dtype()) + (a == b).to(c.g().dtype()) * 0.5;
-         return {c.g() * w, c.g() * (1 - w)};
-       }, kSaveInputs}},
+      {"maximum",
+       {[](const GradCtx& c) -> Grads {
+          const Tensor &a = c.in[0], &b = c.in[1];
+          Tensor w = (a > b).to(c.g().dtype()) + (a == b).to(c.g().dtype()) * 0.5;
+          return {c.g() * w, c.g() * (1 - w)};
+        },
+        kSaveInputs}},
+      {"minimum",
+       {[](const GradCtx& c) -> Grads {
+          const Tensor &a = c.in[0], &b = c.in[1];
+          Tensor w = (a < b).to(c.g().dtype()) + (a == b).to(c.g().dtype()) * 0.5;
+          return {c.g() * w, c.g() * (1 - w)};
+        },
+        kSaveInputs}},
       // fmod(a, b) = a - trunc(a/b) b
-      {"fmod", {[](const GradCtx& c) -> Grads {
-         return {c.g(), c.needs[1] ? -c.g() * trunc(c.in[0] / c.in[1]) : Tensor()};
-       }, kSaveInputs}},
+      {"fmod",
+       {[](const GradCtx& c) -> Grads {
+          return {c.g(), c.needs[1] ? -c.g() * trunc(c.in[0] / c.in[1]) : Tensor()};
+        },
+        kSaveInputs}},
       // threshold_backward(g, x) = [x > 0] g is linear in g: d/dg = threshold_backward(gg, x);
       // piecewise constant in x: d/dx = 0 almost everywhere (no gradient flows)
-      {"threshold_backward", {[](const GradCtx& c) -> Grads {
-         return {c.needs[0] ? threshold_backward(c.g(), c.in[1]) : Tensor(), Tensor()};
-       }, kSaveInputs}},
+      {"threshold_backward",
+       {[](const GradCtx& c) -> Grads {
+          return {c.needs[0] ? threshold_backward(c.g(), c.in[1]) : Tensor(), Tensor()};
+        },
+        kSaveInputs}},
       // where(cond, a, b): each branch gets the gradient where it was chosen
-      {"where", {[](const GradCtx& c) -> Grads {
-         const Tensor& cond = c.in[0];
-         return {Tensor(), c.needs[1] ? where(cond, c.g(), 0) : Tensor(),
-                 c.needs[2] ? where(cond, 0, c.g()) : Tensor()};
-       }, kSaveInputs}},
+      {"where",
+       {[](const GradCtx& c) -> Grads {
+          const Tensor& cond = c.in[0];
+          return {Tensor(), c.needs[1] ? where(cond, c.g(), 0) : Tensor(),
+                  c.needs[2] ? where(cond, 0, c.g()) : Tensor()};
+        },
+        kSaveInputs}},
 
       // ---- reductions --------------------------------------------------------------------
       // sum: every summed element gets g
-      {"sum", {[](const GradCtx& c) -> Grads { return {expand_reduced(c.g(), c.args)}; }, kSaveNothing}},
+      {"sum",
+       {[](const GradCtx& c) -> Grads { return {expand_reduced(c.g(), c.args)}; }, kSaveNothing}},
       // mean = sum / n
-      {"mean", {[](const GradCtx& c) -> Grads {
-         return {expand_reduced(c.g(), c.args) / static_cast<double>(reduced_count(c.args))};
-       }, kSaveNothing}},
+      {"mean",
+       {[](const GradCtx& c) -> Grads {
+          return {expand_reduced(c.g(), c.args) / static_cast<double>(reduced_count(c.args))};
+        },
+        kSaveNothing}},
       // d prod = prod_{j != i} x_j dx_i
-      {"prod", {[](const GradCtx& c) -> Grads {
-         return {prod_backward(c.g(), c.in[0], c.out[0], c.args)};
-       }, kSaveBoth}},
-      {"amax", {[](const GradCtx& c) -> Grads {
-         return {extreme_backward(c.g(), c.in[0], c.out[0], c.args)};
-       }, kSaveBoth}},
-      {"amin", {[](const GradCtx& c) -> Grads {
-         return {extreme_backward(c.g(), c.in[0], c.out[0], c.args)};
-       }, kSaveBoth}},
+      {"prod",
+       {[](const GradCtx& c) -> Grads { return {prod_backward(c.g(), c.in[0], c.out[0], c.args)}; },
+        kSaveBoth}},
+      {"amax",
+       {[](const GradCtx& c) -> Grads {
+          return {extreme_backward(c.g(), c.in[0], c.out[0], c.args)};
+        },
+        kSaveBoth}},
+      {"amin",
+       {[](const GradCtx& c) -> Grads {
+          return {extreme_backward(c.g(), c.in[0], c.out[0], c.args)};
+        },
+        kSaveBoth}},
       // max/min along a dim: the gradient goes to the index that was chosen
-      {"max_dim", {[](const GradCtx& c) -> Grads {
-         return {index_reduction_backward(c.grads[0], c.out[1], c.args)};
-       }, kSaveOutputs}},
-      {"min_dim", {[](const GradCtx& c) -> Grads {
-         return {index_reduction_backward(c.grads[0], c.out[1], c.args)};
-       }, kSaveOutputs}},
+      {"max_dim",
+       {[](const GradCtx& c) -> Grads {
+          return {index_reduction_backward(c.grads[0], c.out[1], c.args)};
+        },
+        kSaveOutputs}},
+      {"min_dim",
+       {[](const GradCtx& c) -> Grads {
+          return {index_reduction_backward(c.grads[0], c.out[1], c.args)};
+        },
+        kSaveOutputs}},
       // d logsumexp(x) = softmax(x) dx = e^(x - lse) dx
-      {"logsumexp", {[](const GradCtx& c) -> Grads {
-         return {expand_reduced(c.g(), c.args) * exp(c.in[0] - expand_reduced(c.out[0], c.args))};
-       }, kSaveBoth}},
+      {"logsumexp",
+       {[](const GradCtx& c) -> Grads {
+          return {expand_reduced(c.g(), c.args) * exp(c.in[0] - expand_reduced(c.out[0], c.args))};
+        },
+        kSaveBoth}},
       // y = log_softmax(x) along dim i: dy = dx - sum(softmax(x) dx), so with softmax = e^y,
       // dx = g - e^y sum(g)
-      {"log_softmax", {[](const GradCtx& c) -> Grads {
-         return {c.g() - exp(c.out[0]) * sum(c.g(), {c.args.i}, /*keepdim=*/true)};
-       }, kSaveOutputs}},
+      {"log_softmax",
+       {[](const GradCtx& c) -> Grads {
+          return {c.g() - exp(c.out[0]) * sum(c.g(), {c.args.i}, /*keepdim=*/true)};
+        },
+        kSaveOutputs}},
+      // loss[n] = logsumexp(x[n]) - x[n, t[n]]: dx = g[n] (softmax(x)[n] - onehot(t[n])), the
+      // one-hot term being the pick's adjoint, a scatter (Note [Fused cross-entropy] in
+      // kernels/cpu/softmax.cpp). A first derivative (grad mode off) is one fused kernel; a
+      // recorded one is this formula in ops, softmax recomputed from x, exact to any order.
+      {"cross_entropy_loss",
+       {[](const GradCtx& c) -> Grads {
+          const Tensor &x = c.in[0], &t = c.in[1];
+          if (!c.needs[0]) return {Tensor(), Tensor()};
+          if (!GradMode::is_enabled()) return {cross_entropy_loss_backward(c.g(), x, t), Tensor()};
+          const Tensor g1 = c.g().unsqueeze(1);
+          return {g1 * softmax(x, 1) - scatter_add(zeros_like(x), 1, t.unsqueeze(1), g1), Tensor()};
+        },
+        kSaveInputs}},
       // y = softmax(x) along dim i: dy = y (dx - sum(y dx)), so dx = y (g - sum(g y))
-      {"softmax", {[](const GradCtx& c) -> Grads {
-         const Tensor& y = c.out[0];
-         return {y * (c.g() - sum(c.g() * y, {c.args.i}, /*keepdim=*/true))};
-       }, kSaveOutputs}},
+      {"softmax",
+       {[](const GradCtx& c) -> Grads {
+          const Tensor& y = c.out[0];
+          return {y * (c.g() - sum(c.g() * y, {c.args.i}, /*keepdim=*/true))};
+        },
+        kSaveOutputs}},
       {"norm", {[](const GradCtx& c) -> Grads { return norm_backward(c); }, kSaveBoth}},
       // d var = 2 (x - mean) / (n - correction) dx
-      {"var", {[](const GradCtx& c) -> Grads {
-         const Tensor& x = c.in[0];
-         const double n = static_cast<double>(reduced_count(c.args)) - c.args.a;
-         Tensor centered = x - mean(x, c.args.dims, /*keepdim=*/true);
-         return {expand_reduced(c.g(), c.args) * centered * (2.0 / n)};
-       }, kSaveInputs}},
+      {"var",
+       {[](const GradCtx& c) -> Grads {
+          const Tensor& x = c.in[0];
+          const double n = static_cast<double>(reduced_count(c.args)) - c.args.a;
+          Tensor centered = x - mean(x, c.args.dims, /*keepdim=*/true);
+          return {expand_reduced(c.g(), c.args) * centered * (2.0 / n)};
+        },
+        kSaveInputs}},
       // d std = d var / (2 std)
-      {"std", {[](const GradCtx& c) -> Grads {
-         const Tensor& x = c.in[0];
-         const double n = static_cast<double>(reduced_count(c.args)) - c.args.a;
-         Tensor centered = x - mean(x, c.args.dims, /*keepdim=*/true);
-         return {expand_reduced(c.g(), c.args) * centered /
-                 (expand_reduced(c.out[0], c.args) * n)};
-       }, kSaveBoth}},
+      {"std",
+       {[](const GradCtx& c) -> Grads {
+          const Tensor& x = c.in[0];
+          const double n = static_cast<double>(reduced_count(c.args)) - c.args.a;
+          Tensor centered = x - mean(x, c.args.dims, /*keepdim=*/true);
+          return {expand_reduced(c.g(), c.args) * centered /
+                  (expand_reduced(c.out[0], c.args) * n)};
+        },
+        kSaveBoth}},
 
       // ---- linear algebra ------------------------------------------------------------------
       {"matmul", {[](const GradCtx& c) -> Grads { return matmul_backward(c); }, kSaveInputs}},
 
       // ---- indexing ----------------------------------------------------------------------
       // gather picks x[idx]: its adjoint adds g back at idx
-      {"gather", {[](const GradCtx& c) -> Grads {
-         return {scatter_add(zeros(c.in_shape(0), c.g().options()), c.args.i, c.in[1], c.g()),
-                 Tensor()};
-       }, kSaveInputs}},
+      {"gather",
+       {[](const GradCtx& c) -> Grads {
+          return {scatter_add(zeros(c.in_shape(0), c.g().options()), c.args.i, c.in[1], c.g()),
+                  Tensor()};
+        },
+        kSaveInputs}},
       // scatter_add(x, idx, src) = x + S src, with S the scatter: d x = g, d src = S^T g = gather
-      {"scatter_add", {[](const GradCtx& c) -> Grads {
-         return {c.g(), Tensor(), c.needs[2] ? gather(c.g(), c.args.i, c.in[1]) : Tensor()};
-       }, kSaveInputs}},
+      {"scatter_add",
+       {[](const GradCtx& c) -> Grads {
+          return {c.g(), Tensor(), c.needs[2] ? gather(c.g(), c.args.i, c.in[1]) : Tensor()};
+        },
+        kSaveInputs}},
       // index_select picks slices: scatter them back (an index repeated gets the sum)
-      {"index_select", {[](const GradCtx& c) -> Grads {
-         const Tensor& idx = c.in[1];
-         Shape view(c.g().dim(), 1);
-         view[c.args.i] = idx.numel();
-         Tensor full_idx = idx.to(DType::Int64).reshape(view).expand(c.g().shape());
-         return {scatter_add(zeros(c.in_shape(0), c.g().options()), c.args.i, full_idx, c.g()),
-                 Tensor()};
-       }, kSaveInputs}},
+      {"index_select",
+       {[](const GradCtx& c) -> Grads {
+          const Tensor& idx = c.in[1];
+          Shape view(c.g().dim(), 1);
+          view[c.args.i] = idx.numel();
+          Tensor full_idx = idx.to(DType::Int64).reshape(view).expand(c.g().shape());
+          return {scatter_add(zeros(c.in_shape(0), c.g().options()), c.args.i, full_idx, c.g()),
+                  Tensor()};
+        },
+        kSaveInputs}},
       // cat: each input gets its own slab of g
-      {"cat", {[](const GradCtx& c) -> Grads {
-         Grads r;
-         int64_t start = 0;
-         for (size_t k = 0; k < c.args.dims.size(); ++k) {
-           const int64_t len = c.args.dims[k];
-           if (c.in_shape(k).size() == 1 && c.in_shape(k)[0] == 0) {
-             r.emplace_back();  // a skipped empty input
-             continue;
-           }
-           r.push_back(c.needs[k] ? c.g().narrow(c.args.i, start, len) : Tensor());
-           start += len;
-         }
-         return r;
-       }, kSaveNothing}},
+      {"cat",
+       {[](const GradCtx& c) -> Grads {
+          Grads r;
+          int64_t start = 0;
+          for (size_t k = 0; k < c.args.dims.size(); ++k) {
+            const int64_t len = c.args.dims[k];
+            if (c.in_shape(k).size() == 1 && c.in_shape(k)[0] == 0) {
+              r.emplace_back();  // a skipped empty input
+              continue;
+            }
+            r.push_back(c.needs[k] ? c.g().narrow(c.args.i, start, len) : Tensor());
+            start += len;
+          }
+          return r;
+        },
+        kSaveNothing}},
       // constant pad: the gradient is g cropped back, i.e. padded by the negated amounts
-      {"pad", {[](const GradCtx& c) -> Grads {
-         MG_CHECK(c.args.i == 0, "pad", "only constant padding is differentiable");
-         std::vector<int64_t> neg_pad(c.args.dims);
-         for (auto& p : neg_pad) p = -p;
-         return {pad(c.g(), neg_pad, 0.0)};
-       }, kSaveNothing}},
+      {"pad",
+       {[](const GradCtx& c) -> Grads {
+          MG_CHECK(c.args.i == 0, "pad", "only constant padding is differentiable");
+          std::vector<int64_t> neg_pad(c.args.dims);
+          for (auto& p : neg_pad) p = -p;
+          return {pad(c.g(), neg_pad, 0.0)};
+        },
+        kSaveNothing}},
 
       // ---- convolution and pooling (nn layers' primitives) ----------------------------------
       // Note [Convolution is bilinear] above: each op's derivatives are the other two ops.
       {"conv2d", {[](const GradCtx& c) -> Grads { return conv2d_backward(c); }, kSaveInputs}},
-      {"conv2d_input_backward", {[](const GradCtx& c) -> Grads {
-         return conv2d_input_backward_backward(c);
-       }, kSaveInputs}},
-      {"conv2d_weight_backward", {[](const GradCtx& c) -> Grads {
-         return conv2d_weight_backward_backward(c);
-       }, kSaveInputs}},
+      {"conv2d_input_backward",
+       {[](const GradCtx& c) -> Grads { return conv2d_input_backward_backward(c); }, kSaveInputs}},
+      {"conv2d_weight_backward",
+       {[](const GradCtx& c) -> Grads { return conv2d_weight_backward_backward(c); }, kSaveInputs}},
       // max pooling picks one input per window: the gradient goes back to it (a scatter)
-      {"max_pool2d", {[](const GradCtx& c) -> Grads {
-         return {max_pool2d_backward(c.grads[0], c.out[1], c.args.shape)};
-       }, kSaveOutputs}},
+      {"max_pool2d",
+       {[](const GradCtx& c) -> Grads {
+          return {max_pool2d_backward(c.grads[0], c.out[1], c.args.shape)};
+        },
+        kSaveOutputs}},
       // the scatter is linear in g: its adjoint gathers gg at the same indices
-      {"max_pool2d_backward", {[](const GradCtx& c) -> Grads {
-         return {max_pool2d_double_backward(c.g(), c.in[1]), Tensor()};
-       }, kSaveInputs}},
+      {"max_pool2d_backward",
+       {[](const GradCtx& c) -> Grads {
+          return {max_pool2d_double_backward(c.g(), c.in[1]), Tensor()};
+        },
+        kSaveInputs}},
       // avg_pool2d is linear, y = A x: dx = A^T g, which is avg_pool2d_backward
-      {"avg_pool2d", {[](const GradCtx& c) -> Grads {
-         return {avg_pool2d_backward(c.g(), c.args.shape, pool_params(c.args), c.args.flag)};
-       }, kSaveNothing}},
+      {"avg_pool2d",
+       {[](const GradCtx& c) -> Grads {
+          return {avg_pool2d_backward(c.g(), c.args.shape, pool_params(c.args), c.args.flag)};
+        },
+        kSaveNothing}},
       // avg_pool2d_backward(g) = A^T g is linear too: its adjoint is A, avg_pool2d itself
-      {"avg_pool2d_backward", {[](const GradCtx& c) -> Grads {
-         return {avg_pool2d(c.g(), pool_params(c.args), c.args.flag)};
-       }, kSaveNothing}},
+      {"avg_pool2d_backward",
+       {[](const GradCtx& c) -> Grads {
+          return {avg_pool2d(c.g(), pool_params(c.args), c.args.flag)};
+        },
+        kSaveNothing}},
 
       // ---- normalisation ------------------------------------------------------------------
       // Note [Fused batch norm]: the fused kernel for first derivatives, the closed form in
       // differentiable ops when recorded
-      {"native_batch_norm", {[](const GradCtx& c) -> Grads {
-         return native_batch_norm_backward_rule(c);
-       }, kSaveInputs | kSaveTrailingOutputs}},
+      {"native_batch_norm",
+       {[](const GradCtx& c) -> Grads { return native_batch_norm_backward_rule(c); },
+        kSaveInputs | kSaveTrailingOutputs}},
   };
   return t;
 }

@@ -41,7 +41,65 @@ Tensor softmax_impl(const char* op, bool log, const Tensor& x, int64_t dim) {
   return out;
 }
 
+// The checks shared by cross_entropy_loss and its backward.
+void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& target) {
+  MG_CHECK(logits.defined() && target.defined(), op, "got an undefined tensor");
+  MG_CHECK(logits.is_floating_point(), op, "expected floating-point logits, got ",
+           dtype_name(logits.dtype()), " (shape ", shape_str(logits.shape()), ")");
+  MG_CHECK(logits.dim() == 2 && logits.size(1) >= 1, op,
+           "expected logits of shape (N, C) with C >= 1, got ", shape_str(logits.shape()));
+  MG_CHECK(target.dtype() == DType::Int64, op, "expected an int64 target of class indices, got ",
+           dtype_name(target.dtype()));
+  MG_CHECK(target.shape() == Shape{logits.size(0)}, op, "target of shape ",
+           shape_str(target.shape()), " does not match logits of shape ", shape_str(logits.shape()),
+           " (expected [", logits.size(0), "])");
+  detail::check_same_device(op, {&logits, &target});
+}
+
 }  // namespace
+
+Tensor cross_entropy_loss(const Tensor& logits, const Tensor& target) {
+  const char* op = "cross_entropy";
+  check_cross_entropy(op, logits, target);
+  const int64_t rows = logits.size(0), n = logits.size(1);
+  Tensor x, t;
+  {
+    NoGradGuard no_grad;  // the copies are part of this op
+    x = logits.contiguous();
+    t = target.contiguous();
+  }
+  Tensor loss = Tensor::empty({rows}, logits.options());
+  int64_t bad = 0;
+  if (rows > 0 && !MG_KERNEL(x.device(), cross_entropy_forward, x.dtype(), rows, n, x.raw_data(),
+                             t.data_ptr<int64_t>(), loss.raw_data(), &bad))
+    detail::fail(op, "target ", bad, " is out of bounds for ", n, " classes (labels lie in [0, ", n,
+                 "))");
+  detail::record_op("cross_entropy_loss", {logits, target}, {loss}, {});
+  return loss;
+}
+
+Tensor cross_entropy_loss_backward(const Tensor& grad, const Tensor& logits, const Tensor& target) {
+  const char* op = "cross_entropy_loss_backward";
+  check_cross_entropy(op, logits, target);
+  MG_CHECK(
+      grad.defined() && grad.dtype() == logits.dtype() && grad.shape() == Shape{logits.size(0)}, op,
+      "expected a gradient of shape [", logits.size(0), "] and dtype ", dtype_name(logits.dtype()));
+  detail::check_same_device(op, {&grad, &logits});
+  Tensor x, t, g;
+  {
+    NoGradGuard no_grad;
+    x = logits.contiguous();
+    t = target.contiguous();
+    g = grad.contiguous();
+  }
+  Tensor dx = Tensor::empty(logits.shape(), logits.options());
+  if (dx.numel() > 0)
+    MG_KERNEL(x.device(), cross_entropy_backward, x.dtype(), x.size(0), x.size(1), g.raw_data(),
+              x.raw_data(), t.data_ptr<int64_t>(), dx.raw_data());
+  // No derivative entry: a graph through this op throws when differentiated (softmax.h).
+  detail::record_op(op, {grad, logits, target}, {dx}, {});
+  return dx;
+}
 
 Tensor softmax(const Tensor& x, int64_t dim) {
   return softmax_impl("softmax", false, x, dim);

@@ -18,4 +18,20 @@ namespace metagrad {
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 
+// Fused cross-entropy per sample: logits [N, C] (float32/float64, any strides), target [N]
+// int64 class indices; returns loss [N] = -log_softmax(logits, 1)[n, target[n]], bitwise the
+// composition's value on the CPU, in one kernel (Note [Fused cross-entropy] in
+// kernels/cpu/softmax.cpp). A target outside [0, C) raises "[cross_entropy] target ... is out
+// of bounds" at the op on the CPU, at the next wait on the GPU (Note [Deferred device errors]).
+// Recorded as "cross_entropy_loss", differentiable to any order in the logits: the first
+// derivative runs cross_entropy_loss_backward, higher ones differentiate its formula in ops.
+// nn::functional::cross_entropy forwards here for (N, C) and (C) inputs.
+Tensor cross_entropy_loss(const Tensor& logits, const Tensor& target);
+
+// Its first derivative in one kernel: grad [N] (the loss's gradient) gives
+// dx [N, C] = grad[n] (softmax(logits, 1)[n, c] - [c == target[n]]). Not differentiable
+// (recorded without a derivative, so a backward pass through it throws): differentiate
+// cross_entropy_loss instead.
+Tensor cross_entropy_loss_backward(const Tensor& grad, const Tensor& logits, const Tensor& target);
+
 }  // namespace metagrad

@@ -179,6 +179,10 @@ inline std::vector<OpCase> cases() {
       // linear algebra
       {"matmul", {in({2, 3, 4}), in({4, 5})}, [](T x) { return matmul(x[0], x[1]); }},
       // indexing
+      // the fused cross-entropy per sample (its first derivative is a kernel of its own, the
+      // second the formula in ops): classes picked at the row ends and repeated
+      {"cross_entropy_loss", {in({4, 5}, -2, 2), fixed(idx({0, 4, 2, 2}, {4}))},
+       [](T x) { return cross_entropy_loss(x[0], x[1]); }},
       {"gather", {in({3, 4}), fixed(idx({0, 3, 1, 1, 2, 0}, {3, 2}))},
        [](T x) { return gather(x[0], 1, x[1]); }},
       {"scatter_add", {in({3, 4}), fixed(idx({0, 3, 1, 1, 2, 0}, {3, 2})), in({3, 2})},

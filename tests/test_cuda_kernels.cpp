@@ -255,4 +255,41 @@ TEST_F(CudaKernels, BadIndicesAreRaisedAtTheNextWaitWithoutStallingTheOp) {
   EXPECT_NO_THROW(cuda::synchronize());
 }
 
+// The fused cross-entropy on the GPU: values and derivatives as the CPU's, no host wait in the
+// forward or the backward (the labels are checked by the kernel), a bad label raised at the
+// next wait.
+TEST_F(CudaKernels, CrossEntropyMatchesTheCpuWithoutHostWaits) {
+  const Device cuda = Device::cuda(), cpu = Device::cpu();
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    SCOPED_TRACE(dtype == DType::Float64 ? "float64" : "float32");
+    const double tol = dtype == DType::Float64 ? 1e-12 : 1e-5;
+    manual_seed(9);
+    for (const Shape& shape : {Shape{25, 5}, Shape{7, 1500}}) {  // a warp per row, long rows
+      const Tensor x = randn(shape, TensorOptions(dtype)) * 3.0;
+      const Tensor t = randint(0, shape[1], {shape[0]});
+      Tensor xc = x.clone().requires_grad_(true), xg = x.to(cuda).requires_grad_(true);
+      const Tensor tg = t.to(cuda);
+      cuda::synchronize();
+      cuda::reset_launch_stats();
+      const Tensor lg = nn::functional::cross_entropy(xg, tg);
+      const Tensor gg = grad({lg}, {xg})[0];
+      EXPECT_EQ(cuda::launch_stats().host_waits, 0u) << "cross_entropy must not wait";
+      const Tensor lc = nn::functional::cross_entropy(xc, t);
+      EXPECT_TRUE(allclose(lg, lc, tol, 0.0));
+      EXPECT_TRUE(allclose(gg, grad({lc}, {xc})[0], tol, tol));
+      // Second order: a Hessian-vector product through the recorded first derivative.
+      const Tensor v = randn(shape, TensorOptions(dtype));
+      auto hvp = [&](const Tensor& xx, const Tensor& tt, const Tensor& vv) {
+        const Tensor g = grad({nn::functional::cross_entropy(xx, tt)}, {xx}, {}, true, true)[0];
+        return grad({sum(g * vv)}, {xx})[0];
+      };
+      EXPECT_TRUE(allclose(hvp(xg, tg, v.to(cuda)), hvp(xc, t, v), tol, tol));
+    }
+  }
+  const Tensor y = metagrad::cross_entropy_loss(zeros({3, 4}).to(cuda),
+                                                tensor<int64_t>({0, 4, 1}, {3}).to(cuda));
+  EXPECT_MG_ERROR(y.to(cpu), "[cross_entropy] target 4 is out of bounds for 4 classes");
+  EXPECT_NO_THROW(cuda::synchronize());
+}
+
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "test_util.h"
@@ -176,6 +177,72 @@ TEST(Softmax, Errors) {
                       "floating-point");
   EXPECT_MG_ERROR_HAS(softmax(zeros({2, 3}), 2), "[softmax]", "out of range");
   EXPECT_MG_ERROR_HAS(log_softmax(Tensor(), 0), "[log_softmax]", "undefined");
+}
+
+// The fused cross-entropy against log_softmax + pick: the loss bitwise (Note [Fused
+// cross-entropy]), its fused first derivative and its recorded second derivative (an HVP)
+// within rounding, on contiguous and transposed logits, float32 and float64, with special
+// values in a row.
+TEST(CrossEntropyLoss, MatchesTheComposition) {
+  const Tensor t = tensor<int64_t>({0, 4, 2, 2, 3, 1}, {6});
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    for (bool transposed : {false, true}) {
+      SCOPED_TRACE(std::string(dt == DType::Float64 ? "float64" : "float32") +
+                   (transposed ? ", transposed" : ""));
+      Tensor base = tensor(random_values(30, 21), {6, 5}) * 4;
+      base = base.to(dt);
+      Tensor xf = (transposed ? base.t().contiguous().t() : base.clone()).requires_grad_(true);
+      Tensor xc = base.clone().requires_grad_(true);
+      const Tensor fused = cross_entropy_loss(xf, t);
+      const Tensor twin = -gather(log_softmax(xc, 1), 1, t.unsqueeze(1)).squeeze(1);
+      EXPECT_EQ(fused.to_vector<double>(), twin.to_vector<double>());
+      const Tensor w = tensor(random_values(6, 22), {6}).to(dt);
+      const Vec gf = grad({sum(fused * w)}, {xf})[0].to_vector<double>();
+      const Vec gc = grad({sum(twin * w)}, {xc})[0].to_vector<double>();
+      const double tol = dt == DType::Float64 ? 1e-14 : 1e-6;
+      for (size_t i = 0; i < gf.size(); ++i) EXPECT_NEAR(gf[i], gc[i], tol) << i;
+      // Hessian-vector products through the recorded first derivative.
+      const Tensor v = tensor(random_values(30, 23), {6, 5}).to(dt);
+      auto hvp = [&](const Tensor& x, const Tensor& loss) {
+        Tensor g = grad({sum(loss * w)}, {x}, {}, true, /*create_graph=*/true)[0];
+        return grad({sum(g * v)}, {x})[0].to_vector<double>();
+      };
+      const Vec hf = hvp(xf, cross_entropy_loss(xf, t));
+      const Vec hc = hvp(xc, -gather(log_softmax(xc, 1), 1, t.unsqueeze(1)).squeeze(1));
+      for (size_t i = 0; i < hf.size(); ++i) EXPECT_NEAR(hf[i], hc[i], tol) << i;
+    }
+  }
+  // A -inf logit, and a row holding +inf (loss +inf when the target is finite, NaN on it).
+  const double inf = std::numeric_limits<double>::infinity();
+  const Tensor sx = tensor(Vec{0, -inf, 1, inf, 0, 2, 5, 5, inf}, {3, 3});
+  const Tensor st = tensor<int64_t>({0, 1, 2}, {3});
+  const Tensor sl = cross_entropy_loss(sx, st);
+  const Tensor sc = -gather(log_softmax(sx, 1), 1, st.unsqueeze(1)).squeeze(1);
+  for (int64_t i = 0; i < 3; ++i) {
+    const double a = sl.to_vector<double>()[static_cast<size_t>(i)];
+    const double b = sc.to_vector<double>()[static_cast<size_t>(i)];
+    EXPECT_TRUE(a == b || (std::isnan(a) && std::isnan(b))) << i << ": " << a << " vs " << b;
+  }
+}
+
+TEST(CrossEntropyLoss, Errors) {
+  const Tensor x = zeros({3, 5});
+  EXPECT_MG_ERROR(cross_entropy_loss(x, tensor<int64_t>({0, 5, 1}, {3})),
+                  "[cross_entropy] target 5 is out of bounds for 5 classes");
+  EXPECT_MG_ERROR(cross_entropy_loss(x, tensor<int64_t>({0, -1, 1}, {3})),
+                  "[cross_entropy] target -1 is out of bounds for 5 classes");
+  EXPECT_MG_ERROR_HAS(cross_entropy_loss(x, tensor<int64_t>({0, 1}, {2})), "[cross_entropy]",
+                      "does not match logits of shape [3, 5]");
+  EXPECT_MG_ERROR_HAS(cross_entropy_loss(x, zeros({3})), "[cross_entropy]", "int64");
+  EXPECT_MG_ERROR_HAS(cross_entropy_loss(zeros({3}), tensor<int64_t>({0}, {1})), "[cross_entropy]",
+                      "(N, C)");
+  // The fused backward is a first derivative only.
+  Tensor xr = zeros({2, 3}).requires_grad_(true);
+  Tensor gx = cross_entropy_loss_backward(ones({2}), xr, tensor<int64_t>({0, 2}, {2}));
+  ASSERT_TRUE(gx.requires_grad());
+  EXPECT_THROW(grad({sum(gx)}, {xr}), Error);
+  EXPECT_EQ(cross_entropy_loss(zeros({0, 4}), tensor<int64_t>(std::vector<int64_t>{}, {0})).numel(),
+            0);
 }
 
 TEST(ThresholdBackward, ValuesAndBroadcast) {

@@ -166,12 +166,75 @@ void run(bool log, int64_t outer, int64_t n, int64_t inner, const T* x, T* y) {
   }
 }
 
+// Note [Fused cross-entropy]: loss[r] = -log_softmax(x[r])[t[r]] = log(s) - (x[r, t] - shift),
+// with the row's shift and s = sum exp(x - shift) as softmax_row has them, so the value is
+// bitwise that of log_softmax followed by the pick (the negation is exact). The backward
+// recomputes the row's statistics (cheaper than saving them, and exact in double where a
+// saved float32 logsumexp would cost precision for large logits) and writes
+// dx = g (exp((x - shift) - log s) - [c == t]) in one pass.
+struct RowStats {
+  double shift, log_s;
+};
+
+template <typename T>
+RowStats row_stats(const T* x, int64_t n) {
+  const T shift = shift_of(row_max(x, n));
+  return {static_cast<double>(shift), std::log(row_sum_exp<T>(x, nullptr, n, shift))};
+}
+
+template <typename T>
+bool ce_forward(int64_t rows, int64_t n, const T* x, const int64_t* t, T* loss, int64_t* bad) {
+  for (int64_t r = 0; r < rows; ++r)  // every target first: nothing is written for a bad one
+    if (t[r] < 0 || t[r] >= n) {
+      *bad = t[r];
+      return false;
+    }
+#pragma omp parallel for schedule(static) if (rows * n >= kParallelGrain && rows > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    const RowStats st = row_stats(xr, n);
+    loss[r] = static_cast<T>(st.log_s - (static_cast<double>(xr[t[r]]) - st.shift));
+  }
+  return true;
+}
+
+template <typename T>
+void ce_backward(int64_t rows, int64_t n, const T* g, const T* x, const int64_t* t, T* dx) {
+#pragma omp parallel for schedule(static) if (rows * n >= kParallelGrain && rows > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    T* dr = dx + r * n;
+    const RowStats st = row_stats(xr, n);
+    const double gr = static_cast<double>(g[r]);
+    for (int64_t c = 0; c < n; ++c) {
+      const double p = std::exp((static_cast<double>(xr[c]) - st.shift) - st.log_s);
+      dr[c] = static_cast<T>(gr * (c == t[r] ? p - 1.0 : p));
+    }
+  }
+}
+
 }  // namespace
 
 void softmax(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner, const void* x,
              void* y) {
   MG_DISPATCH_FLOAT(dtype, [&] {
     run(log, outer, n, inner, static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y));
+  });
+}
+
+bool cross_entropy_forward(DType dtype, int64_t rows, int64_t n, const void* x,
+                           const int64_t* target, void* loss, int64_t* bad) {
+  return MG_DISPATCH_FLOAT(dtype, [&] {
+    return ce_forward(rows, n, static_cast<const scalar_t*>(x), target,
+                      static_cast<scalar_t*>(loss), bad);
+  });
+}
+
+void cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
+                            const int64_t* target, void* dx) {
+  MG_DISPATCH_FLOAT(dtype, [&] {
+    ce_backward(rows, n, static_cast<const scalar_t*>(g), static_cast<const scalar_t*>(x), target,
+                static_cast<scalar_t*>(dx));
   });
 }
 

@@ -18,4 +18,15 @@ namespace metagrad::kernels::cpu {
 void softmax(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner, const void* x,
              void* y);
 
+// Fused cross-entropy (Note [Fused cross-entropy] in softmax.cpp): x contiguous [rows, n]
+// float32/float64 logits, target contiguous [rows] int64. loss[r] = -log_softmax(x[r])[t[r]]
+// (same special values as log_softmax). Returns false, with *bad the first target outside
+// [0, n) and nothing written, when there is one (the CUDA twin raises it at the next wait
+// instead, Note [Deferred device errors], and returns true). n >= 1.
+bool cross_entropy_forward(DType dtype, int64_t rows, int64_t n, const void* x,
+                           const int64_t* target, void* loss, int64_t* bad);
+// dx[r, c] = g[r] (softmax(x[r])[c] - [c == t[r]]), g contiguous [rows]; targets valid.
+void cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
+                            const int64_t* target, void* dx);
+
 }  // namespace metagrad::kernels::cpu

@@ -46,7 +46,12 @@ struct DeviceErrorSlot {
   long long value;      // the bad index
   long long bound;      // the size it had to stay below
 };
-enum DeviceErrorSite : int { kSiteGather = 1, kSiteScatterAdd = 2, kSiteMaxPool2dBackward = 3 };
+enum DeviceErrorSite : int {
+  kSiteGather = 1,
+  kSiteScatterAdd = 2,
+  kSiteMaxPool2dBackward = 3,
+  kSiteCrossEntropy = 4,
+};
 
 // The current device's slot as a device pointer, created on first use.
 DeviceErrorSlot* device_error_slot();

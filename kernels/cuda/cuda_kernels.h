@@ -35,6 +35,10 @@ void reduce(ReduceOp op, const ReduceInput& in, void* values, int64_t* indices, 
 // As kernels::cpu::softmax (kernels/cpu/softmax.h): contiguous x, y seen as [outer, n, inner].
 void softmax(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner, const void* x,
              void* y);
+bool cross_entropy_forward(DType dtype, int64_t rows, int64_t n, const void* x,
+                           const int64_t* target, void* loss, int64_t* bad);
+void cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
+                            const int64_t* target, void* dx);
 
 // ---- index.cu ---------------------------------------------------------------------------
 bool find_index_out_of_range(DType index_t, Extent e, Operand index, int64_t bound, int64_t* bad);

@@ -197,6 +197,10 @@ void check_device_errors(int device) {
       ::metagrad::detail::fail("max_pool2d_backward", "index ", value,
                                " is out of range for an input plane of ", bound, " elements (",
                                found + 1, d, invalid);
+    case kSiteCrossEntropy:
+      ::metagrad::detail::fail("cross_entropy", "target ", value, " is out of bounds for ", bound,
+                               " classes (labels lie in [0, ", bound, "));", found, d,
+                               " by a kernel queued before this wait; that sample's loss is NaN");
     default:
       ::metagrad::detail::fail("cuda", "a kernel recorded an unknown error (site ", site,
                                ", value ", value, ") on cuda:", d);

@@ -122,6 +122,60 @@ __global__ void softmax_columns(bool log, int64_t outer, int64_t n, int64_t inne
   }
 }
 
+// Note [CUDA cross-entropy]: the twin of Note [Fused cross-entropy] (kernels/cpu/softmax.cpp):
+// a warp per row of logits gathers the row's statistics with the online rule and lane 0 writes
+// loss = log s - (x[t] - shift); the backward gathers them again and writes
+// dx = g (exp((x - shift) - log s) - [c == t]) in double. A target outside [0, n) gives a NaN
+// loss and is raised at the host's next wait (Note [Deferred device errors]).
+template <typename T>
+__global__ void cross_entropy_forward_kernel(int64_t rows, int64_t n, const T* __restrict__ x,
+                                             const int64_t* __restrict__ target,
+                                             T* __restrict__ loss,
+                                             metagrad::cuda::DeviceErrorSlot* err) {
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
+  for (int64_t r = warp; r < rows; r += warps) {
+    const T* xr = x + r * n;
+    Stats<T> st = online::lse_init<T>();
+    for (int64_t j = lane; j < n; j += kWarp) st = online::lse_step(st, xr[j]);
+    const Final<T> f = online::lse_finish(warp_merge(st));
+    if (lane == 0) {
+      const int64_t t = target[r];
+      if (t < 0 || t >= n) {
+        metagrad::cuda::raise_device_error(err, metagrad::cuda::kSiteCrossEntropy, t, n);
+        loss[r] = std::numeric_limits<T>::quiet_NaN();
+      } else {
+        loss[r] =
+            static_cast<T>(f.log_s - (static_cast<double>(xr[t]) - static_cast<double>(f.shift)));
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void cross_entropy_backward_kernel(int64_t rows, int64_t n, const T* __restrict__ g,
+                                              const T* __restrict__ x,
+                                              const int64_t* __restrict__ target,
+                                              T* __restrict__ dx) {
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
+  for (int64_t r = warp; r < rows; r += warps) {
+    const T* xr = x + r * n;
+    T* dr = dx + r * n;
+    Stats<T> st = online::lse_init<T>();
+    for (int64_t j = lane; j < n; j += kWarp) st = online::lse_step(st, xr[j]);
+    const Final<T> f = online::lse_finish(warp_merge(st));
+    const double gr = static_cast<double>(g[r]), shift = static_cast<double>(f.shift);
+    const int64_t t = target[r];
+    for (int64_t j = lane; j < n; j += kWarp) {
+      const double p = ::exp((static_cast<double>(xr[j]) - shift) - f.log_s);
+      dr[j] = static_cast<T>(gr * (j == t ? p - 1.0 : p));
+    }
+  }
+}
+
 unsigned blocks_for(int64_t items) {
   return static_cast<unsigned>(items < 1 ? 1 : (items > kMaxBlocks ? kMaxBlocks : items));
 }
@@ -145,6 +199,31 @@ void softmax(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner, con
       softmax_block_rows<scalar_t>
           <<<blocks_for(outer), kThreads, 0, stream()>>>(log, outer, n, xs, ys);
     }
+    MG_CUDA_LAUNCH_CHECK();
+  });
+}
+
+bool cross_entropy_forward(DType dtype, int64_t rows, int64_t n, const void* x,
+                           const int64_t* target, void* loss, int64_t* /*bad: deferred*/) {
+  if (rows == 0) return true;
+  MG_DISPATCH_FLOAT(dtype, [&] {
+    cross_entropy_forward_kernel<scalar_t>
+        <<<blocks_for((rows + kWarps - 1) / kWarps), kThreads, 0, stream()>>>(
+            rows, n, static_cast<const scalar_t*>(x), target, static_cast<scalar_t*>(loss),
+            metagrad::cuda::device_error_slot());
+    MG_CUDA_LAUNCH_CHECK();
+  });
+  return true;
+}
+
+void cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
+                            const int64_t* target, void* dx) {
+  if (rows == 0) return;
+  MG_DISPATCH_FLOAT(dtype, [&] {
+    cross_entropy_backward_kernel<scalar_t>
+        <<<blocks_for((rows + kWarps - 1) / kWarps), kThreads, 0, stream()>>>(
+            rows, n, static_cast<const scalar_t*>(g), static_cast<const scalar_t*>(x), target,
+            static_cast<scalar_t*>(dx));
     MG_CUDA_LAUNCH_CHECK();
   });
 }

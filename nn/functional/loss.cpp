@@ -5,6 +5,7 @@
 #include "tensor/elementwise.h"
 #include "tensor/indexing.h"
 #include "tensor/reduce.h"
+#include "tensor/softmax.h"
 
 namespace metagrad::nn::functional {
 
@@ -28,25 +29,33 @@ void check_floating(const char* op, const char* what, const Tensor& t) {
            dtype_name(t.dtype()));
 }
 
-// -log_probs[n, target[n], ...] per sample, unreduced. Every label is checked before gather
-// runs, so the message names the loss the user called, the bad label and the class count.
-Tensor picked_nll(const char* op, const Tensor& log_probs, const Tensor& target) {
-  check_floating(op, "input", log_probs);
+// The shape and dtype checks of a class-index target against (N, C, ...) or (C) scores.
+void check_class_target(const char* op, const Tensor& scores, const Tensor& target) {
+  check_floating(op, "input", scores);
   MG_CHECK(target.defined(), op, "target is undefined");
   MG_CHECK(target.dtype() == DType::Int64, op, "expected an int64 target of class indices, got ",
            dtype_name(target.dtype()));
-  if (log_probs.dim() == 1) {  // one unbatched sample: [C] with a 0-d target
-    MG_CHECK(target.dim() == 0, op, "an input of shape ", shape_str(log_probs.shape()),
+  if (scores.dim() == 1) {  // one unbatched sample: [C] with a 0-d target
+    MG_CHECK(target.dim() == 0, op, "an input of shape ", shape_str(scores.shape()),
              " needs a 0-d target, got shape ", shape_str(target.shape()));
-    return picked_nll(op, log_probs.unsqueeze(0), target.unsqueeze(0)).squeeze(0);
+    return;
   }
-  MG_CHECK(log_probs.dim() >= 2, op, "expected an input of shape (N, C, ...) or (C), got shape ",
-           shape_str(log_probs.shape()));
-  Shape want = log_probs.shape();
+  MG_CHECK(scores.dim() >= 2, op, "expected an input of shape (N, C, ...) or (C), got shape ",
+           shape_str(scores.shape()));
+  Shape want = scores.shape();
   want.erase(want.begin() + 1);  // the class dim
   MG_CHECK(target.shape() == want, op, "target of shape ", shape_str(target.shape()),
-           " does not match the input of shape ", shape_str(log_probs.shape()), " (expected ",
+           " does not match the input of shape ", shape_str(scores.shape()), " (expected ",
            shape_str(want), ")");
+}
+
+// -log_probs[n, target[n], ...] per sample, unreduced. Every label is checked (on the host)
+// before gather runs, so the message names the loss the user called, the bad label and the
+// class count.
+Tensor picked_nll(const char* op, const Tensor& log_probs, const Tensor& target) {
+  check_class_target(op, log_probs, target);
+  if (log_probs.dim() == 1)
+    return picked_nll(op, log_probs.unsqueeze(0), target.unsqueeze(0)).squeeze(0);
   const int64_t classes = log_probs.size(1);
   for (int64_t label : target.to_vector<int64_t>())
     MG_CHECK(label >= 0 && label < classes, op, "target ", label, " is out of bounds for ", classes,
@@ -87,8 +96,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
            shape_str(logits.shape()));
   MG_CHECK(label_smoothing >= 0 && label_smoothing <= 1, op,
            "label_smoothing must lie in [0, 1], got ", label_smoothing);
+  if (label_smoothing == 0 && logits.dim() <= 2) {
+    // The fused op (tensor/softmax.h): one kernel each way, the labels checked by the kernel
+    // (on the GPU without a host wait, Note [Deferred device errors]).
+    check_class_target(op, logits, target);
+    if (logits.dim() == 1)
+      return reduce(
+          metagrad::cross_entropy_loss(logits.unsqueeze(0), target.unsqueeze(0)).squeeze(0),
+          reduction);
+    return reduce(metagrad::cross_entropy_loss(logits, target), reduction);
+  }
   const int64_t class_dim = logits.dim() == 1 ? 0 : 1;
-  Tensor lp = log_softmax(logits, class_dim);
+  Tensor lp = metagrad::log_softmax(logits, class_dim);
   Tensor loss = picked_nll(op, lp, target);
   if (label_smoothing > 0) {
     Tensor smooth = -mean(lp, {class_dim});  // the loss against the uniform distribution
