@@ -40,13 +40,22 @@ nn::ParamMap inner_loop(nn::Module& model, const nn::ParamMap& params, const Ten
   return fast;
 }
 
-double accuracy(const Tensor& logits, const Tensor& labels) {
+namespace {
+
+// The fraction of rows whose largest logit is at the label, as a 0-d float64 tensor.
+Tensor hit_rate(const Tensor& logits, const Tensor& labels) {
   NoGradGuard ng;
   MG_CHECK(logits.dim() == 2 && labels.dim() == 1 && logits.size(0) == labels.size(0), "accuracy",
            "expects logits [N, C] and labels [N], got ", shape_str(logits.shape()), " and ",
            shape_str(labels.shape()));
   Tensor hit = eq(argmax(logits, 1), labels.to(DType::Int64));
-  return mean(hit.to(DType::Float64)).item<double>();
+  return mean(hit.to(DType::Float64));
+}
+
+}  // namespace
+
+double accuracy(const Tensor& logits, const Tensor& labels) {
+  return hit_rate(logits, labels).item<double>();
 }
 
 MetaLearner::MetaLearner(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts)
@@ -59,11 +68,29 @@ MetaLearner::MetaLearner(std::shared_ptr<nn::Module> model, LossFn loss, MetaOpt
            opts_.task_threads);
 }
 
-StepResult MetaLearner::measure(const Tensor& output, const Tensor& target,
-                                const Tensor& loss) const {
-  StepResult r;
-  r.loss = loss.item<double>();
-  if (opts_.classification) r.accuracy = accuracy(output, target);
+MetaLearner::TaskMetrics MetaLearner::metrics(const Tensor& output, const Tensor& target,
+                                              const Tensor& loss) const {
+  NoGradGuard ng;
+  TaskMetrics m;
+  m.loss = loss.detach().to(DType::Float64);  // exact, as item<double>() of the loss
+  if (opts_.classification) m.accuracy = hit_rate(output, target);
+  return m;
+}
+
+StepResult MetaLearner::mean_metrics(const std::vector<TaskMetrics>& tasks, double weight) const {
+  NoGradGuard ng;
+  std::vector<Tensor> scalars;
+  for (const TaskMetrics& m : tasks) {
+    scalars.push_back(m.loss);
+    if (opts_.classification) scalars.push_back(m.accuracy);
+  }
+  const std::vector<double> v = stack(scalars).to_vector<double>();  // the one host wait
+  StepResult r{0, opts_.classification ? 0.0 : std::nan("")};
+  size_t k = 0;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    r.loss += v[k++] * weight;
+    if (opts_.classification) r.accuracy += v[k++] * weight;
+  }
   return r;
 }
 
@@ -117,7 +144,7 @@ StepResult MAML::meta_step(const std::vector<Task>& tasks) {
   if (opts_.batch_tasks) return meta_step_batched(tasks);
   if (opts_.task_threads > 1 && tasks.size() > 1) return meta_step_threaded(tasks);
   meta_opt_->zero_grad();
-  StepResult mean_r{0, opts_.classification ? 0.0 : std::nan("")};
+  std::vector<TaskMetrics> per_task;
   const double w = 1.0 / static_cast<double>(tasks.size());
   for (const Task& t : tasks) {
     // The meta-objective: the query loss of the adapted weights, as a function of the
@@ -127,12 +154,10 @@ StepResult MAML::meta_step(const std::vector<Task>& tasks) {
     Tensor out = model_->forward(t.query_x, fast);
     Tensor l = loss_(out, t.query_y);
     (l * w).backward();  // accumulates the task's meta-gradient; frees its graph
-    StepResult r = measure(out.detach(), t.query_y, l.detach());
-    mean_r.loss += r.loss * w;
-    if (opts_.classification) mean_r.accuracy += r.accuracy * w;
+    per_task.push_back(metrics(out.detach(), t.query_y, l.detach()));
   }
   meta_opt_->step();
-  return mean_r;
+  return mean_metrics(per_task, w);
 }
 
 // The per-task loop above with its tasks on threads (Note [Tasks on threads] in
@@ -150,7 +175,7 @@ StepResult MAML::meta_step_threaded(const std::vector<Task>& tasks) {
   const size_t n = tasks.size();
   const double w = 1.0 / static_cast<double>(n);
   std::vector<std::vector<Tensor>> grads(n);
-  std::vector<StepResult> results(n);
+  std::vector<TaskMetrics> results(n);
   parallel_for_each(static_cast<int64_t>(n), opts_.task_threads, [&](int64_t i) {
     const Task& t = tasks[static_cast<size_t>(i)];
     nn::ParamMap fast = adapt(nn::params_of(*model_), t.support_x, t.support_y, loss_,
@@ -159,13 +184,9 @@ StepResult MAML::meta_step_threaded(const std::vector<Task>& tasks) {
     Tensor l = loss_(out, t.query_y);
     grads[static_cast<size_t>(i)] =
         grad({l * w}, params, {}, std::nullopt, /*create_graph=*/false, /*allow_unused=*/true);
-    results[static_cast<size_t>(i)] = measure(out.detach(), t.query_y, l.detach());
+    results[static_cast<size_t>(i)] = metrics(out.detach(), t.query_y, l.detach());
   });
-  StepResult mean_r{0, opts_.classification ? 0.0 : std::nan("")};
-  for (size_t i = 0; i < n; ++i) {
-    mean_r.loss += results[i].loss * w;
-    if (opts_.classification) mean_r.accuracy += results[i].accuracy * w;
-  }
+  const StepResult mean_r = mean_metrics(results, w);
   {
     NoGradGuard ng;
     for (size_t j = 0; j < params.size(); ++j) {
@@ -306,7 +327,7 @@ StepResult Reptile::meta_step(const std::vector<Task>& tasks) {
   // to accumulate into), so the tasks may run on threads (task_threads; Note [Tasks on
   // threads]); their phi_i - theta and metrics are summed in task order after.
   std::vector<nn::ParamMap> moved(n_tasks);
-  std::vector<StepResult> results(n_tasks);
+  std::vector<TaskMetrics> results(n_tasks);
   parallel_for_each(static_cast<int64_t>(n_tasks), opts_.task_threads, [&](int64_t i) {
     const Task& t = tasks[static_cast<size_t>(i)];
     nn::ParamMap start;
@@ -317,24 +338,20 @@ StepResult Reptile::meta_step(const std::vector<Task>& tasks) {
         inner_loop(*model_, start, x, y, loss_, {opts_.inner_steps, opts_.inner_lr, false});
     NoGradGuard ng;
     Tensor out = model_->forward(t.query_x, phi);
-    results[static_cast<size_t>(i)] = measure(out, t.query_y, loss_(out, t.query_y));
+    results[static_cast<size_t>(i)] = metrics(out, t.query_y, loss_(out, t.query_y));
     for (const auto& [n, p] : phi)
       moved[static_cast<size_t>(i)][n] = p.detach() - theta.at(n).detach();
   });
-  StepResult mean_r{0, opts_.classification ? 0.0 : std::nan("")};
   const double w = 1.0 / static_cast<double>(n_tasks);
   NoGradGuard ng;
   nn::ParamMap delta;  // sum_i (phi_i - theta), in task order
-  for (size_t i = 0; i < n_tasks; ++i) {
-    mean_r.loss += results[i].loss * w;
-    if (opts_.classification) mean_r.accuracy += results[i].accuracy * w;
+  for (size_t i = 0; i < n_tasks; ++i)
     for (const auto& [n, d] : moved[i]) delta[n] = delta.count(n) ? delta[n] + d : d;
-  }
   for (const auto& [n, p] : theta) {
     Tensor param = p;
     add_(param, delta.at(n) * (outer_step_ * w));
   }
-  return mean_r;
+  return mean_metrics(results, w);
 }
 
 }  // namespace metagrad::meta

@@ -44,12 +44,12 @@ nn::ParamMap inner_loop(nn::Module& model, const nn::ParamMap& params, const Ten
 double accuracy(const Tensor& logits, const Tensor& labels);
 
 struct StepResult {
-  double loss = 0;  // mean query loss after adaptation
+  double loss = 0;                                             // mean query loss after adaptation
   double accuracy = std::numeric_limits<double>::quiet_NaN();  // classification only
 };
 
 struct MetaOptions {
-  int inner_steps = 1;       // during meta-training
+  int inner_steps = 1;  // during meta-training
   double inner_lr = 0.01;
   bool first_order = false;  // first-order MAML (and first-order Meta-SGD / ANIL)
   double meta_lr = 1e-3;     // Adam, as in the MAML paper
@@ -96,7 +96,19 @@ class MetaLearner {
 
  protected:
   MetaLearner(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts);
-  StepResult measure(const Tensor& output, const Tensor& target, const Tensor& loss) const;
+  // A task's query loss and accuracy as 0-d float64 tensors on the model's device, so that a
+  // meta-step reads all its tasks' metrics back at once (one host wait per step on the GPU,
+  // not two per task, which would drain the queue task by task).
+  struct TaskMetrics {
+    Tensor loss, accuracy;  // accuracy undefined unless classification
+  };
+  TaskMetrics metrics(const Tensor& output, const Tensor& target, const Tensor& loss) const;
+  // The weighted sum over tasks, in task order, of what metrics() gave: the same doubles as
+  // reading each task's values one by one.
+  StepResult mean_metrics(const std::vector<TaskMetrics>& tasks, double weight) const;
+  StepResult measure(const Tensor& output, const Tensor& target, const Tensor& loss) const {
+    return mean_metrics({metrics(output, target, loss)}, 1.0);
+  }
   // Throws unless the model may run several tasks at once on CPU threads (task_threads > 1):
   // parameters on the CPU and, in training mode, no buffers and no dropout.
   void check_tasks_can_share_threads();
@@ -112,8 +124,7 @@ class MetaLearner {
 // restricts adaptation to some parameters: ANIL (Raghu et al. 2020) adapts only the head.
 class MAML : public MetaLearner {
  public:
-  MAML(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts,
-       ParamFilter adapt = {});
+  MAML(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts, ParamFilter adapt = {});
   StepResult meta_step(const std::vector<Task>& tasks) override;
   StepResult adapt_and_evaluate(const Task& task, int steps) override;
   std::string name() const override { return opts_.first_order ? "fomaml" : "maml"; }
@@ -130,8 +141,7 @@ class MAML : public MetaLearner {
 // ANIL: MAML whose inner loop adapts only parameters whose name starts with `head_prefix`.
 class ANIL : public MAML {
  public:
-  ANIL(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts,
-       std::string head_prefix);
+  ANIL(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts, std::string head_prefix);
   std::string name() const override { return "anil"; }
 };
 

@@ -286,4 +286,29 @@ TEST_F(CudaTraining, MamlMetaStepsMatchCpu) {
   }
 }
 
+// A meta-step's hot path never waits for the device (Note [Deferred device errors]): the one
+// host wait is the read-back of every task's loss and accuracy at its end (meta::MetaLearner::
+// mean_metrics), whatever the number of tasks.
+TEST_F(CudaTraining, MamlMetaStepWaitsForTheHostOnce) {
+  const Device gpu = Device::cuda();
+  meta::MetaOptions opts;
+  opts.inner_steps = 2;
+  opts.first_order = false;
+  opts.classification = true;
+  const meta::LossFn loss = [](const Tensor& out, const Tensor& y) {
+    return F::cross_entropy(out, y);
+  };
+  nn::Sequential mg = small_conv4(gpu, nn::BNMode::BatchStats, 32);
+  meta::MAML lg(mg.ptr(), loss, opts);
+  Generator tgen(9);
+  std::vector<meta::Task> tasks;
+  for (int k = 0; k < 4; ++k) tasks.push_back(task_to(make_task(tgen, 1, 2), gpu));
+  lg.meta_step(tasks);  // warm-up: first-use allocations and cuDNN algorithm searches
+  cuda::synchronize();
+  cuda::reset_launch_stats();
+  const meta::StepResult r = lg.meta_step(tasks);
+  EXPECT_EQ(cuda::launch_stats().host_waits, 1u) << "host waits in one 4-task meta-step";
+  EXPECT_TRUE(std::isfinite(r.loss));
+}
+
 }  // namespace
