@@ -96,24 +96,28 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
            shape_str(logits.shape()));
   MG_CHECK(label_smoothing >= 0 && label_smoothing <= 1, op,
            "label_smoothing must lie in [0, 1], got ", label_smoothing);
-  if (label_smoothing == 0 && logits.dim() <= 2) {
-    // The fused op (tensor/softmax.h): one kernel each way, the labels checked by the kernel
-    // (on the GPU without a host wait, Note [Deferred device errors]).
-    check_class_target(op, logits, target);
-    if (logits.dim() == 1)
-      return reduce(
-          metagrad::cross_entropy_loss(logits.unsqueeze(0), target.unsqueeze(0)).squeeze(0),
-          reduction);
-    return reduce(metagrad::cross_entropy_loss(logits, target), reduction);
+  // The fused op (tensor/softmax.h) on (N, C) rows: one kernel each way, the labels checked by
+  // the kernel (on the GPU without a host wait, Note [Deferred device errors]). (C) and
+  // (N, C, d1, ...) inputs are brought to rows, the class dim last.
+  check_class_target(op, logits, target);
+  Tensor rows = logits, labels = target;
+  if (logits.dim() == 1) {
+    rows = logits.unsqueeze(0);
+    labels = target.unsqueeze(0);
+  } else if (logits.dim() > 2) {
+    std::vector<int64_t> perm = {0};
+    for (int64_t d = 2; d < logits.dim(); ++d) perm.push_back(d);
+    perm.push_back(1);
+    rows = logits.permute(perm).reshape({-1, logits.size(1)});
+    labels = target.reshape({-1});
   }
-  const int64_t class_dim = logits.dim() == 1 ? 0 : 1;
-  Tensor lp = metagrad::log_softmax(logits, class_dim);
-  Tensor loss = picked_nll(op, lp, target);
+  Tensor loss = metagrad::cross_entropy_loss(rows, labels);
   if (label_smoothing > 0) {
-    Tensor smooth = -mean(lp, {class_dim});  // the loss against the uniform distribution
+    // against the uniform distribution: -mean_c log_softmax = logsumexp - mean_c x
+    const Tensor smooth = logsumexp(rows, {1}) - mean(rows, {1});
     loss = loss * (1 - label_smoothing) + smooth * label_smoothing;
   }
-  return reduce(loss, reduction);
+  return reduce(loss.reshape(target.shape()), reduction);
 }
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {

@@ -18,7 +18,9 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target,
 
 // nll_loss(log_softmax(logits, 1), target), shapes as nll_loss. With label smoothing eps in
 // [0, 1] the target is (1 - eps) one_hot + eps / C, i.e. per sample
-// (1 - eps) nll + eps * mean over the C classes of -log_softmax (PyTorch's formula).
+// (1 - eps) nll + eps * mean over the C classes of -log_softmax (PyTorch's formula). Computed
+// by the fused cross_entropy_loss op (tensor/softmax.h) on rows of C logits, which checks the
+// labels itself: on the GPU without waiting for the device (nll_loss reads them on the host).
 Tensor cross_entropy(const Tensor& logits, const Tensor& target,
                      Reduction reduction = Reduction::Mean, double label_smoothing = 0.0);
 
