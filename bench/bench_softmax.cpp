@@ -1,6 +1,7 @@
-// Benchmarks of the fused softmax / log_softmax kernels (kernels/cpu/softmax.cpp) and of ReLU's
-// backward (threshold_backward), through the public API only: F::log_softmax and F::softmax
-// forward, forward + backward (the backward formulas are compositions of ops), and relu's
+// Benchmarks of the fused softmax / log_softmax and cross-entropy kernels
+// (kernels/cpu/softmax.cpp) and of ReLU's backward (threshold_backward), through the public API
+// only: F::log_softmax and F::softmax forward, forward + backward (the backward formulas are
+// compositions of ops), cross-entropy fused against composed, and relu's
 // backward node alone (the graph built once, grad() called with retain_graph). bytes/s counts
 // what a fused kernel must move: the input read once and the output written once (forward),
 // and for relu backward g and x read, the gradient written. Each forward is checked against
@@ -123,8 +124,45 @@ void BM_RefReluBackwardLoop(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * n * 3 * 4);
 }
 
+// Cross-entropy forward + backward (mean over rows), the fused op (F::cross_entropy, Note
+// [Fused cross-entropy]) against the composition it replaced (log_softmax, gather, mean) in the
+// same binary: [4096, 1024] (bandwidth) and [75, 5] (a 5-way Omniglot query set, where the
+// count of ops decides). Both losses are checked equal before timing.
+Tensor composed_cross_entropy(const Tensor& x, const Tensor& t) {
+  return mean(-gather(F::log_softmax(x, 1), 1, t.unsqueeze(1)));
+}
+
+void cross_entropy_bench(benchmark::State& state, bool fused) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  const Tensor x = tensor(uniform(static_cast<size_t>(rows * cols), -4, 4, 5), {rows, cols})
+                       .requires_grad_(true);
+  std::vector<int64_t> labels(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) labels[static_cast<size_t>(i)] = (i * 7) % cols;
+  const Tensor t = tensor(labels, {rows});
+  const float a = F::cross_entropy(x, t).item<float>(),
+              b = composed_cross_entropy(x, t).item<float>();
+  if (!(std::abs(a - b) <= 1e-6f * (1 + std::abs(b)))) {
+    state.SkipWithError("fused and composed cross-entropy differ");
+    return;
+  }
+  for (auto _ : state) {
+    Tensor loss = fused ? F::cross_entropy(x, t) : composed_cross_entropy(x, t);
+    benchmark::DoNotOptimize(grad({loss}, {x})[0].raw_data());
+  }
+  state.SetBytesProcessed(state.iterations() * rows * cols * 3 * 4);  // x twice, gx once
+}
+
+void BM_CrossEntropyFused(benchmark::State& state) {
+  cross_entropy_bench(state, true);
+}
+void BM_CrossEntropyComposed(benchmark::State& state) {
+  cross_entropy_bench(state, false);
+}
+
 }  // namespace
 
+BENCHMARK(BM_CrossEntropyFused)->Args({4096, 1024})->Args({75, 5})->UseRealTime();
+BENCHMARK(BM_CrossEntropyComposed)->Args({4096, 1024})->Args({75, 5})->UseRealTime();
 BENCHMARK(BM_LogSoftmaxForward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_SoftmaxForward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_LogSoftmaxForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -170,8 +170,9 @@ void run(bool log, int64_t outer, int64_t n, int64_t inner, const T* x, T* y) {
 // with the row's shift and s = sum exp(x - shift) as softmax_row has them, so the value is
 // bitwise that of log_softmax followed by the pick (the negation is exact). The backward
 // recomputes the row's statistics (cheaper than saving them, and exact in double where a
-// saved float32 logsumexp would cost precision for large logits) and writes
-// dx = g (exp((x - shift) - log s) - [c == t]) in one pass.
+// saved float32 logsumexp would cost precision for large logits), keeping the exps in dx on
+// the way as softmax does, then scales them: dx = exp(x - shift) (g / s), less g at the
+// target. Special values as softmax's: NaN rows where s is 0 or infinite.
 struct RowStats {
   double shift, log_s;
 };
@@ -204,12 +205,12 @@ void ce_backward(int64_t rows, int64_t n, const T* g, const T* x, const int64_t*
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * n;
     T* dr = dx + r * n;
-    const RowStats st = row_stats(xr, n);
-    const double gr = static_cast<double>(g[r]);
-    for (int64_t c = 0; c < n; ++c) {
-      const double p = std::exp((static_cast<double>(xr[c]) - st.shift) - st.log_s);
-      dr[c] = static_cast<T>(gr * (c == t[r] ? p - 1.0 : p));
-    }
+    const T shift = shift_of(row_max(xr, n));
+    const double s = row_sum_exp(xr, dr, n, shift);  // dr holds exp(x - shift) for now
+    const double gr = static_cast<double>(g[r]), scale = gr / s;
+    for (int64_t c = 0; c < n; ++c) dr[c] = static_cast<T>(static_cast<double>(dr[c]) * scale);
+    const int64_t tr = t[r];  // the target's term: g (p - 1)
+    dr[tr] = static_cast<T>(static_cast<double>(exp_of<T>(xr[tr] - shift)) * scale - gr);
   }
 }
 

@@ -125,8 +125,8 @@ __global__ void softmax_columns(bool log, int64_t outer, int64_t n, int64_t inne
 // Note [CUDA cross-entropy]: the twin of Note [Fused cross-entropy] (kernels/cpu/softmax.cpp):
 // a warp per row of logits gathers the row's statistics with the online rule and lane 0 writes
 // loss = log s - (x[t] - shift); the backward gathers them again and writes
-// dx = g (exp((x - shift) - log s) - [c == t]) in double. A target outside [0, n) gives a NaN
-// loss and is raised at the host's next wait (Note [Deferred device errors]).
+// dx = exp(x - shift) (g / s), less g at the target, as the CPU does. A target outside [0, n) gives
+// a NaN loss and is raised at the host's next wait (Note [Deferred device errors]).
 template <typename T>
 __global__ void cross_entropy_forward_kernel(int64_t rows, int64_t n, const T* __restrict__ x,
                                              const int64_t* __restrict__ target,
@@ -167,11 +167,11 @@ __global__ void cross_entropy_backward_kernel(int64_t rows, int64_t n, const T* 
     Stats<T> st = online::lse_init<T>();
     for (int64_t j = lane; j < n; j += kWarp) st = online::lse_step(st, xr[j]);
     const Final<T> f = online::lse_finish(warp_merge(st));
-    const double gr = static_cast<double>(g[r]), shift = static_cast<double>(f.shift);
+    const double gr = static_cast<double>(g[r]), scale = gr / f.s;
     const int64_t t = target[r];
     for (int64_t j = lane; j < n; j += kWarp) {
-      const double p = ::exp((static_cast<double>(xr[j]) - shift) - f.log_s);
-      dr[j] = static_cast<T>(gr * (j == t ? p - 1.0 : p));
+      const double e = static_cast<double>(exp_t<T>(xr[j] - f.shift)) * scale;
+      dr[j] = static_cast<T>(j == t ? e - gr : e);
     }
   }
 }
