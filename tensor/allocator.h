@@ -6,9 +6,10 @@
 // conv-4 meta-step went to page faults in the kernel (perf, docs/performance.md). So blocks
 // of at least kMinCachedBytes are kept on free, binned by a size rounded up to one of four
 // steps per power of two, and handed out again for any request of the same bin. Small
-// blocks go straight to malloc, which already caches them. The cache is bounded (1 GiB by
-// default, `set_cache_limit`); on out-of-memory it is emptied and the allocation retried
-// once before a clear error. Thread-safe.
+// blocks go straight to malloc, which already caches them (aligned to 64 bytes by hand, not
+// through aligned_alloc, whose memalign path is several times slower). The cache is bounded (1 GiB
+// by default, `set_cache_limit`); on out-of-memory it is emptied and the allocation retried once
+// before a clear error. Thread-safe.
 #pragma once
 #include <cstddef>
 #include <cstdint>
