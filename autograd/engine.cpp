@@ -9,9 +9,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <queue>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "autograd/derivatives.h"
 #include "autograd/node.h"
@@ -59,8 +59,8 @@ Tensor conform(const Tensor& g, const TensorMeta& m, const Node& node, size_t i)
       expandable = m.shape[k] == rd || m.shape[k] == 1;
     }
     if (!expandable)
-      detail::fail("autograd", node.name(), " returned a gradient of shape ",
-                   shape_str(r.shape()), " for its input ", i, " of shape ", shape_str(m.shape));
+      detail::fail("autograd", node.name(), " returned a gradient of shape ", shape_str(r.shape()),
+                   " for its input ", i, " of shape ", shape_str(m.shape));
     r = autograd::sum_to(r, m.shape);
   }
   if (r.dtype() != m.dtype && is_floating(m.dtype)) r = r.to(m.dtype);
@@ -82,8 +82,67 @@ void check_finite(const Node& node, const std::vector<Tensor>& grads) {
   }
 }
 
+// Note [Engine bookkeeping]: a pass keeps per-node state (relevant, must run, pending
+// dependencies, gradient buffer, queued). Kept in hash maps keyed by node, that was five or
+// six heap-allocated map entries per node and pass, a large share of a small graph's backward
+// (the sinusoid meta-step's thousands of nodes). Instead each node the pass discovers gets a
+// dense index, its position in the post-order, from one open-addressing table of node
+// pointers, and the state lives in plain vectors indexed by it. Nodes cannot carry the index
+// themselves: graphs of tasks on threads share their parameters' accumulator nodes.
+class NodeIndex {
+ public:
+  // The index of n, or -1 when the pass has not discovered it.
+  int find(const Node* n) const {
+    if (keys_.empty()) return -1;
+    for (size_t i = slot(n);; i = (i + 1) & (keys_.size() - 1)) {
+      if (keys_[i] == n) return vals_[i];
+      if (keys_[i] == nullptr) return -1;
+    }
+  }
+  // Adds n with index v; false (and nothing changed) when n is there already.
+  bool insert(const Node* n, int v) {
+    if ((count_ + 1) * 2 > keys_.size()) grow();
+    for (size_t i = slot(n);; i = (i + 1) & (keys_.size() - 1)) {
+      if (keys_[i] == n) return false;
+      if (keys_[i] == nullptr) {
+        keys_[i] = n;
+        vals_[i] = v;
+        ++count_;
+        return true;
+      }
+    }
+  }
+  void set(const Node* n, int v) {
+    for (size_t i = slot(n);; i = (i + 1) & (keys_.size() - 1))
+      if (keys_[i] == n) {
+        vals_[i] = v;
+        return;
+      }
+  }
+
+ private:
+  size_t slot(const Node* n) const {
+    const auto h = reinterpret_cast<uintptr_t>(n) >> 4;  // nodes are 16-byte aligned at least
+    return static_cast<size_t>(h * 0x9E3779B97F4A7C15ull >> 7) & (keys_.size() - 1);
+  }
+  void grow() {
+    std::vector<const Node*> keys = std::move(keys_);
+    std::vector<int> vals = std::move(vals_);
+    keys_.assign(keys.empty() ? 64 : keys.size() * 2, nullptr);
+    vals_.assign(keys_.size(), -1);
+    count_ = 0;
+    for (size_t i = 0; i < keys.size(); ++i)
+      if (keys[i]) insert(keys[i], vals[i]);
+  }
+  std::vector<const Node*> keys_;  // size a power of two, at most half full
+  std::vector<int> vals_;
+  size_t count_ = 0;
+};
+
 struct BySequence {
-  bool operator()(const Node* a, const Node* b) const { return a->sequence_nr() < b->sequence_nr(); }
+  bool operator()(const Node* a, const Node* b) const {
+    return a->sequence_nr() < b->sequence_nr();
+  }
 };
 
 std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& outputs,
@@ -105,8 +164,10 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
              ") does not require grad and has no grad_fn");
     Tensor go = i < grad_outputs.size() ? grad_outputs[i] : Tensor();
     if (!go.defined()) {
-      MG_CHECK(o.numel() == 1, api, "a gradient can be implied only for one-element outputs; "
-               "output ", i, " has shape ", shape_str(o.shape()), ": pass grad_outputs");
+      MG_CHECK(o.numel() == 1, api,
+               "a gradient can be implied only for one-element outputs; "
+               "output ",
+               i, " has shape ", shape_str(o.shape()), ": pass grad_outputs");
       go = ones_like(o);
     } else {
       MG_CHECK(go.shape() == o.shape(), api, "grad_output ", i, " has shape ",
@@ -121,73 +182,82 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
   std::vector<std::shared_ptr<Node>> keep;  // keeps accumulators of inputs alive
   for (size_t j = 0; j < inputs.size(); ++j) {
     MG_CHECK(inputs[j].defined(), api, "input ", j, " is undefined");
-    MG_CHECK(inputs[j].requires_grad(), api, "input ", j, " (shape ",
-             shape_str(inputs[j].shape()), ") does not require grad");
+    MG_CHECK(inputs[j].requires_grad(), api, "input ", j, " (shape ", shape_str(inputs[j].shape()),
+             ") does not require grad");
     Edge e = autograd::gradient_edge(inputs[j]);
     keep.push_back(e.node);
     captures[e.node.get()].emplace_back(e.input_nr, j);
   }
 
-  // Discover the graph (iteratively: graphs of long unrolled loops are deep).
+  // Discover the graph (iteratively: graphs of long unrolled loops are deep). Every node gets
+  // its post-order position as its index (Note [Engine bookkeeping]).
   std::vector<Node*> order;  // post-order: children before parents
-  std::unordered_set<const Node*> seen;
+  NodeIndex index;
   for (const Edge& r : roots) {
-    if (!seen.insert(r.node.get()).second) continue;
+    if (!index.insert(r.node.get(), -1)) continue;
     std::vector<std::pair<Node*, size_t>> stack{{r.node.get(), 0}};
     while (!stack.empty()) {
       auto& [n, k] = stack.back();
       if (k < n->next_edges().size()) {
         Node* child = n->next_edges()[k++].node.get();
-        if (child && seen.insert(child).second) stack.emplace_back(child, 0);
+        if (child && index.insert(child, -1)) stack.emplace_back(child, 0);
       } else {
+        index.set(n, static_cast<int>(order.size()));
         order.push_back(n);
         stack.pop_back();
       }
     }
   }
+  const size_t count = order.size();
+  auto idx = [&](const Node* n) { return static_cast<size_t>(index.find(n)); };
   // Relevant nodes: all of them for backward(); for grad(), those a requested input is
   // reachable from (children come first in `order`).
   // A node must run when a relevant node lies below it; a captured node that has none below
   // only hands over its gradient.
-  std::unordered_set<const Node*> relevant, must_run;
-  for (Node* n : order) {
+  std::vector<char> relevant(count, 0), must_run(count, 0), queued(count, 0);
+  for (size_t i = 0; i < count; ++i) {
+    Node* n = order[i];
     bool run = accumulate_leaves;
-    for (const Edge& e : n->next_edges()) run = run || (e.valid() && relevant.count(e.node.get()));
-    if (run) must_run.insert(n);
-    if (run || captures.count(n)) relevant.insert(n);
+    for (const Edge& e : n->next_edges()) run = run || (e.valid() && relevant[idx(e.node.get())]);
+    if (run) must_run[i] = 1;
+    if (run || captures.count(n)) relevant[i] = 1;
   }
-  std::unordered_map<const Node*, int> deps;
-  for (Node* n : order) {
-    if (!relevant.count(n)) continue;
-    for (const Edge& e : n->next_edges())
-      if (e.valid() && relevant.count(e.node.get())) ++deps[e.node.get()];
+  std::vector<int> deps(count, 0);
+  for (size_t i = 0; i < count; ++i) {
+    if (!relevant[i]) continue;
+    for (const Edge& e : order[i]->next_edges())
+      if (e.valid() && relevant[idx(e.node.get())]) ++deps[idx(e.node.get())];
   }
 
   GradModeScope mode(create_graph);
-  std::unordered_map<const Node*, std::vector<Tensor>> buffers;
-  auto buffer_of = [&](Node* n) -> std::vector<Tensor>& {
-    auto& b = buffers[n];
-    if (b.empty()) b.resize(n->num_outputs());
+  std::vector<std::vector<Tensor>> buffers(count);
+  auto buffer_of = [&](size_t i) -> std::vector<Tensor>& {
+    auto& b = buffers[i];
+    if (b.empty()) b.resize(order[i]->num_outputs());
     return b;
   };
   std::priority_queue<Node*, std::vector<Node*>, BySequence> ready;
   for (size_t i = 0; i < roots.size(); ++i) {
-    Node* n = roots[i].node.get();
-    if (!relevant.count(n)) continue;
-    accumulate(buffer_of(n), roots[i].input_nr, root_grads[i]);
+    const size_t r = idx(roots[i].node.get());
+    if (!relevant[r]) continue;
+    accumulate(buffer_of(r), roots[i].input_nr, root_grads[i]);
   }
-  std::unordered_set<const Node*> queued;
-  for (const Edge& r : roots)
-    if (relevant.count(r.node.get()) && deps[r.node.get()] == 0 && queued.insert(r.node.get()).second)
-      ready.push(r.node.get());
+  for (const Edge& root : roots) {
+    const size_t r = idx(root.node.get());
+    if (relevant[r] && deps[r] == 0 && !queued[r]) {
+      queued[r] = 1;
+      ready.push(order[r]);
+    }
+  }
 
   std::vector<Tensor> results(inputs.size());
   std::vector<bool> reached(inputs.size(), false);
   while (!ready.empty()) {
     Node* n = ready.top();
     ready.pop();
-    std::vector<Tensor> grads = std::move(buffer_of(n));
-    buffers.erase(n);
+    const size_t ni = idx(n);
+    std::vector<Tensor> grads = std::move(buffer_of(ni));
+    buffers[ni] = std::vector<Tensor>();
     const bool is_leaf_sink = dynamic_cast<AccumulateGrad*>(n) != nullptr;
 
     // Hooks and retain_grad of the (still alive) forward outputs of this node.
@@ -220,7 +290,7 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
       if (accumulate_leaves) n->apply(std::move(grads));
       continue;
     }
-    if (!must_run.count(n)) continue;
+    if (!must_run[ni]) continue;
 
     // Multi-output ops see zeros for outputs no gradient reached.
     bool any = false;
@@ -230,8 +300,9 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
       if (grads.size() > 1)
         for (size_t s = 0; s < grads.size(); ++s)
           if (!grads[s].defined() && is_floating(n->output_meta()[s].dtype))
-            grads[s] = zeros(n->output_meta()[s].shape, TensorOptions(n->output_meta()[s].dtype)
-                                                             .device(n->output_meta()[s].device));
+            grads[s] =
+                zeros(n->output_meta()[s].shape,
+                      TensorOptions(n->output_meta()[s].dtype).device(n->output_meta()[s].device));
       in_grads = n->apply(std::move(grads));
       if (!retain_graph) n->release_saved();
       for (size_t i = 0; i < in_grads.size(); ++i)
@@ -240,16 +311,18 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
     }
     for (size_t i = 0; i < n->next_edges().size(); ++i) {
       const Edge& e = n->next_edges()[i];
-      if (!e.valid() || !relevant.count(e.node.get())) continue;
-      accumulate(buffer_of(e.node.get()), e.input_nr, in_grads[i]);
-      if (--deps[e.node.get()] == 0) ready.push(e.node.get());
+      if (!e.valid()) continue;
+      const size_t ci = idx(e.node.get());
+      if (!relevant[ci]) continue;
+      accumulate(buffer_of(ci), e.input_nr, in_grads[i]);
+      if (--deps[ci] == 0) ready.push(e.node.get());
     }
   }
 
   for (size_t j = 0; j < inputs.size(); ++j) {
     if (results[j].defined()) continue;
-    MG_CHECK(reached[j] || allow_unused, api, "input ", j, " (shape ",
-             shape_str(inputs[j].shape()), ") is not part of the graph of the outputs; "
+    MG_CHECK(reached[j] || allow_unused, api, "input ", j, " (shape ", shape_str(inputs[j].shape()),
+             ") is not part of the graph of the outputs; "
              "pass allow_unused=true to get an undefined gradient for it");
     if (reached[j]) results[j] = zeros_like(inputs[j]);  // reached, but no gradient flowed
   }
@@ -277,7 +350,11 @@ void Tensor::backward(const Tensor& gradient, std::optional<bool> retain_graph,
   metagrad::backward({*this}, {gradient}, retain_graph, create_graph);
 }
 
-bool AnomalyMode::is_enabled() { return g_anomaly; }
-void AnomalyMode::set_enabled(bool e) { g_anomaly = e; }
+bool AnomalyMode::is_enabled() {
+  return g_anomaly;
+}
+void AnomalyMode::set_enabled(bool e) {
+  g_anomaly = e;
+}
 
 }  // namespace metagrad
