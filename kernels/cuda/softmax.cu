@@ -56,6 +56,14 @@ __device__ __forceinline__ Stats<T> warp_merge(Stats<T> a) {
   return a;
 }
 
+// The statistics of the row xr[0, n), gathered by the lanes of one warp; every lane gets them.
+template <typename T>
+__device__ __forceinline__ Final<T> warp_row_final(const T* xr, int64_t n, int lane) {
+  Stats<T> st = online::lse_init<T>();
+  for (int64_t j = lane; j < n; j += kWarp) st = online::lse_step(st, xr[j]);
+  return online::lse_finish(warp_merge(st));
+}
+
 template <typename T>
 __device__ __forceinline__ T output(bool log, T x, const Final<T>& f) {
   if (log) return static_cast<T>((static_cast<double>(x) - static_cast<double>(f.shift)) - f.log_s);
@@ -72,9 +80,7 @@ __global__ void softmax_warp_rows(bool log, int64_t rows, int64_t n, const T* __
   for (int64_t r = warp; r < rows; r += warps) {  // the same r for every lane of the warp
     const T* xr = x + r * n;
     T* yr = y + r * n;
-    Stats<T> st = online::lse_init<T>();
-    for (int64_t j = lane; j < n; j += kWarp) st = online::lse_step(st, xr[j]);
-    const Final<T> f = online::lse_finish(warp_merge(st));
+    const Final<T> f = warp_row_final(xr, n, lane);
     for (int64_t j = lane; j < n; j += kWarp) yr[j] = output(log, xr[j], f);
   }
 }
@@ -137,9 +143,7 @@ __global__ void cross_entropy_forward_kernel(int64_t rows, int64_t n, const T* _
   const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
   for (int64_t r = warp; r < rows; r += warps) {
     const T* xr = x + r * n;
-    Stats<T> st = online::lse_init<T>();
-    for (int64_t j = lane; j < n; j += kWarp) st = online::lse_step(st, xr[j]);
-    const Final<T> f = online::lse_finish(warp_merge(st));
+    const Final<T> f = warp_row_final(xr, n, lane);
     if (lane == 0) {
       const int64_t t = target[r];
       if (t < 0 || t >= n) {
@@ -164,9 +168,7 @@ __global__ void cross_entropy_backward_kernel(int64_t rows, int64_t n, const T* 
   for (int64_t r = warp; r < rows; r += warps) {
     const T* xr = x + r * n;
     T* dr = dx + r * n;
-    Stats<T> st = online::lse_init<T>();
-    for (int64_t j = lane; j < n; j += kWarp) st = online::lse_step(st, xr[j]);
-    const Final<T> f = online::lse_finish(warp_merge(st));
+    const Final<T> f = warp_row_final(xr, n, lane);
     const double gr = static_cast<double>(g[r]), scale = gr / f.s;
     const int64_t t = target[r];
     for (int64_t j = lane; j < n; j += kWarp) {
