@@ -75,9 +75,14 @@ Edge gradient_edge(const Tensor& t) {
   return {acc, 0};
 }
 
-void attach(const std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs,
-            const std::vector<Tensor>& outputs) {
+void attach(const std::shared_ptr<Node>& node, detail::TensorList inputs,
+            detail::TensorList outputs) {
   node->next_edges_.clear();
+  // Sized once: grown by push_back, a two-input node's vectors allocated twice each.
+  node->next_edges_.reserve(inputs.size());
+  node->input_meta_.reserve(inputs.size());
+  node->output_meta_.reserve(outputs.size());
+  node->outputs_.reserve(outputs.size());
   for (const Tensor& in : inputs) {
     node->next_edges_.push_back(gradient_edge(in));
     node->input_meta_.push_back(in.defined() ? TensorMeta{in.shape(), in.dtype(), in.device()} : TensorMeta{});

@@ -63,8 +63,7 @@ class Node : public std::enable_shared_from_this<Node> {
   const std::vector<std::weak_ptr<TensorImpl>>& outputs() const { return outputs_; }
 
  protected:
-  friend void attach(const std::shared_ptr<Node>&, const std::vector<Tensor>&,
-                     const std::vector<Tensor>&);
+  friend void attach(const std::shared_ptr<Node>&, detail::TensorList, detail::TensorList);
   std::vector<Edge> next_edges_;
   std::vector<TensorMeta> input_meta_;
   std::vector<TensorMeta> output_meta_;
@@ -113,7 +112,7 @@ class SavedTensor {
 Edge gradient_edge(const Tensor& t);
 
 // Connects a new node: edges from `inputs`, metadata, and grad_fn of floating `outputs`.
-void attach(const std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs,
-            const std::vector<Tensor>& outputs);
+void attach(const std::shared_ptr<Node>& node, detail::TensorList inputs,
+            detail::TensorList outputs);
 
 }  // namespace metagrad::autograd

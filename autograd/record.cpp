@@ -26,11 +26,14 @@ class OpNode final : public Node {
   OpNode(std::string op, detail::OpArgs args, const Derivative* d)
       : op_(std::move(op)), args_(std::move(args)), d_(d) {}
 
-  void save(const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs) {
+  void save(detail::TensorList inputs, detail::TensorList outputs) {
     if (!d_) return;
-    if (d_->saves & kSaveInputs)
+    if (d_->saves & kSaveInputs) {
+      saved_in_.reserve(inputs.size());
       for (const Tensor& t : inputs) saved_in_.emplace_back(t, false);
-    if (d_->saves & (kSaveOutputs | kSaveTrailingOutputs))
+    }
+    if (d_->saves & (kSaveOutputs | kSaveTrailingOutputs)) {
+      saved_out_.reserve(outputs.size());
       for (size_t i = 0; i < outputs.size(); ++i) {
         if (i == 0 && !(d_->saves & kSaveOutputs)) {
           saved_out_.emplace_back();  // unpacks as undefined
@@ -38,6 +41,7 @@ class OpNode final : public Node {
         }
         saved_out_.emplace_back(outputs[i], true, static_cast<uint32_t>(i));
       }
+    }
   }
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
@@ -90,8 +94,7 @@ class OpNode final : public Node {
 
 namespace detail {
 
-void record_op(const char* op, const std::vector<Tensor>& inputs,
-               const std::vector<Tensor>& outputs, OpArgs args) {
+void record_op(const char* op, TensorList inputs, TensorList outputs, OpArgs args) {
   if (!should_record(inputs)) return;
   auto node = std::make_shared<autograd::OpNode>(op, std::move(args),
                                                  autograd::find_derivative(op));

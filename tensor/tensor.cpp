@@ -554,7 +554,7 @@ bool should_record(std::initializer_list<const Tensor*> inputs) {
     if (t->defined() && t->requires_grad()) return true;
   return false;
 }
-bool should_record(const std::vector<Tensor>& inputs) {
+bool should_record(TensorList inputs) {
   if (!GradMode::is_enabled()) return false;
   for (const Tensor& t : inputs)
     if (t.defined() && t.requires_grad()) return true;

@@ -179,16 +179,33 @@ struct OpArgs {
   int64_t i = 0, j = 0;       // integer arguments (dim, start, step, index, ...)
   bool flag = false;          // keepdim and similar
 };
+// The tensors an op reports: a braced list at the call site or a vector, read in place. Every
+// op builds one for its inputs and one for its outputs, recorded or not, so neither may cost a
+// heap allocation (a vector did, twice per op; bench_elementwise BM_AddTinyOverhead). The
+// list only lives as long as the call it is passed to.
+class TensorList {
+ public:
+  TensorList(std::initializer_list<Tensor> l) : TensorList(l.begin(), l.size()) {}
+  TensorList(const std::vector<Tensor>& v) : TensorList(v.data(), v.size()) {}
+  const Tensor* begin() const { return data_; }
+  const Tensor* end() const { return data_ + size_; }
+  size_t size() const { return size_; }
+  const Tensor& operator[](size_t i) const { return data_[i]; }
+
+ private:
+  TensorList(const Tensor* data, size_t size) : data_(data), size_(size) {}
+  const Tensor* data_;
+  size_t size_;
+};
 // True when grad mode is on and any defined input requires grad.
 bool should_record(std::initializer_list<const Tensor*> inputs);
-bool should_record(const std::vector<Tensor>& inputs);
+bool should_record(TensorList inputs);
 // A contiguous copy of `t` on device `d` with t's dtype, not recorded (Tensor::to records it).
 Tensor transfer(const Tensor& t, Device d);
 // Defined in autograd/node.cpp: the node's name ("ExpBackward"), for printing.
 std::string grad_fn_name(const autograd::Node& node);
 // Defined in autograd/record.cpp: remembers the op when should_record(inputs).
-void record_op(const char* op, const std::vector<Tensor>& inputs,
-               const std::vector<Tensor>& outputs, OpArgs args = {});
+void record_op(const char* op, TensorList inputs, TensorList outputs, OpArgs args = {});
 }  // namespace detail
 
 }  // namespace metagrad
