@@ -124,10 +124,14 @@ MG_HD inline Moments moments_merge(Moments a, Moments b) {
 }
 
 // The sum of squared deviations from the mean: 0 for no element, never negative (rounding
-// could take it below 0 for a nearly constant row), NaN when the row held inf or NaN.
+// could take it below 0 for a nearly constant row), NaN when the row held inf or NaN, +inf
+// when finite values deviate beyond the double range (|x| ~ 1e154 and up: s2 and s1^2/n both
+// overflow and their difference is inf - inf), as the two-pass CPU rule gives.
 MG_HD inline double moments_m2(Moments a) {
   if (a.n == 0.0) return 0.0;
   const double m2 = a.s2 - a.s1 * (a.s1 / a.n);
+  const bool s1_finite = a.s1 - a.s1 == 0.0;
+  if (m2 != m2 && s1_finite) return std::numeric_limits<double>::infinity();
   return m2 < 0.0 ? 0.0 : m2;
 }
 

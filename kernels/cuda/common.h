@@ -41,8 +41,8 @@ namespace metagrad::cuda {
 // The error slot of a device (Note [Deferred device errors] in runtime.h): mapped host memory
 // that kernels write and the host reads after a wait.
 struct DeviceErrorSlot {
-  unsigned int raised;  // 0 until a kernel records an error
-  int site;             // which op (DeviceErrorSite)
+  unsigned int raised;  // 0 until a kernel claims the slot
+  int site;             // which op (DeviceErrorSite); written last, so nonzero = record complete
   long long value;      // the bad index
   long long bound;      // the size it had to stay below
 };
@@ -58,12 +58,17 @@ DeviceErrorSlot* device_error_slot();
 
 #ifdef __CUDACC__
 // Records the first error of the device; later ones (until the host clears it) are dropped.
+// The host may look while a kernel on another stream is still writing (it waited for one
+// stream only), so the fields are published in order: value and bound, a system-wide fence,
+// then `site`. The host reports a record only once `site` is set.
 __device__ __forceinline__ void raise_device_error(DeviceErrorSlot* slot, int site, long long value,
                                                    long long bound) {
   if (atomicCAS(&slot->raised, 0u, 1u) == 0u) {
-    slot->site = site;
-    slot->value = value;
-    slot->bound = bound;
+    volatile DeviceErrorSlot* v = slot;
+    v->value = value;
+    v->bound = bound;
+    __threadfence_system();
+    v->site = site;
   }
 }
 #endif

@@ -175,8 +175,13 @@ void check_device_errors(int device) {
   const int d = resolve(device);
   volatile DeviceErrorSlot* s = error_slots().host_if_made(d);
   if (s == nullptr || s->raised == 0) return;
+  // Claimed but not yet complete: a kernel on a stream this wait did not cover is writing it
+  // (raise_device_error publishes `site` last). Left for the next wait.
   const int site = s->site;
+  if (site == 0) return;
+  std::atomic_thread_fence(std::memory_order_acquire);
   const long long value = s->value, bound = s->bound;
+  s->site = 0;
   s->raised = 0;  // reported once; the device goes on
   // e.g. "[gather] index 7 is out of bounds for a dimension of size 5 (in gather or
   // index_select, found on cuda:0 by a kernel queued before this wait; ...)"
