@@ -17,7 +17,7 @@ struct GradCtx {
   std::vector<Tensor> out;              // its outputs, when the rule saves them (else empty)
   std::vector<Tensor> grads;            // d loss / d output, one per output (zeros if none flowed)
   std::vector<bool> needs;              // needs[i]: input i wants a gradient
-  const std::vector<TensorMeta>& in_meta;  // shape and dtype of every input
+  const InputMetas& in_meta;             // shape and dtype of every input
   const Tensor& g() const { return grads[0]; }
   const Shape& in_shape(size_t i) const { return in_meta[i].shape; }
 };

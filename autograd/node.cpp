@@ -78,7 +78,7 @@ Edge gradient_edge(const Tensor& t) {
 void attach(const std::shared_ptr<Node>& node, detail::TensorList inputs,
             detail::TensorList outputs) {
   node->next_edges_.clear();
-  // Sized once: grown by push_back, a two-input node's vectors allocated twice each.
+  // Sized once (inline for the common sizes, so this is usually no allocation at all).
   node->next_edges_.reserve(inputs.size());
   node->input_meta_.reserve(inputs.size());
   node->output_meta_.reserve(outputs.size());

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/small_vector.h"
 #include "tensor/tensor.h"
 
 namespace metagrad::autograd {
@@ -36,6 +37,13 @@ struct TensorMeta {
   Device device = Device::cpu();
 };
 
+// A node's per-input and per-output lists, inline up to the common sizes (three inputs for
+// `where`, two outputs for max with indices; Note in autograd/small_vector.h).
+using EdgeList = SmallVector<Edge, 3>;
+using InputMetas = SmallVector<TensorMeta, 3>;
+using OutputMetas = SmallVector<TensorMeta, 2>;
+using OutputRefs = SmallVector<std::weak_ptr<TensorImpl>, 2>;
+
 class Node : public std::enable_shared_from_this<Node> {
  public:
   Node();
@@ -54,20 +62,20 @@ class Node : public std::enable_shared_from_this<Node> {
   // The shapes of what the node saved, for graph export ("input 0 [2, 3]", ...).
   virtual std::vector<std::string> describe_saved() const { return {}; }
 
-  const std::vector<Edge>& next_edges() const { return next_edges_; }
+  const EdgeList& next_edges() const { return next_edges_; }
   uint64_t sequence_nr() const { return sequence_nr_; }
   size_t num_outputs() const { return output_meta_.size(); }
-  const std::vector<TensorMeta>& output_meta() const { return output_meta_; }
-  const std::vector<TensorMeta>& input_meta() const { return input_meta_; }
+  const OutputMetas& output_meta() const { return output_meta_; }
+  const InputMetas& input_meta() const { return input_meta_; }
   // The forward outputs, weakly: their hooks and retain_grad run when gradients reach here.
-  const std::vector<std::weak_ptr<TensorImpl>>& outputs() const { return outputs_; }
+  const OutputRefs& outputs() const { return outputs_; }
 
  protected:
   friend void attach(const std::shared_ptr<Node>&, detail::TensorList, detail::TensorList);
-  std::vector<Edge> next_edges_;
-  std::vector<TensorMeta> input_meta_;
-  std::vector<TensorMeta> output_meta_;
-  std::vector<std::weak_ptr<TensorImpl>> outputs_;
+  EdgeList next_edges_;
+  InputMetas input_meta_;
+  OutputMetas output_meta_;
+  OutputRefs outputs_;
   uint64_t sequence_nr_;
 };
 
