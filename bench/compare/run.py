@@ -92,7 +92,8 @@ def run_metagrad(exe, env, min_time, filt):
             res[label] = {"ms": b["real_time"], "peak_MB": b.get("peak_MB"), "loss": b.get("loss"),
                           "peak_device_MB": b.get("peak_device_MB"),
                           "work": [b.get("dispatches_per_step"), b.get("kernels_per_step"),
-                                   b.get("blas_dnn_calls_per_step"), b.get("host_waits_per_step")]}
+                                   b.get("blas_dnn_calls_per_step"), b.get("host_waits_per_step"),
+                                   b.get("host_ms_per_step")]}
     return res
 
 
@@ -238,16 +239,19 @@ def main():
     # What the host dispatches per metagrad meta-step (the kernel profiler, tensor/profiler.h)
     # and, on a GPU, what reaches the device (cuda::launch_stats).
     if gpu:
+        # host ms: until meta_step returns, before the final wait (bench_meta_step); near the
+        # table's ms, the step is host-bound.
         print("\n| workload | kernel dispatches / step | kernels launched / step | "
-              "cuBLAS+cuDNN calls / step | host waits / step |")
-        print("|---|---:|---:|---:|---:|")
+              "cuBLAS+cuDNN calls / step | host waits / step | host ms / step |")
+        print("|---|---:|---:|---:|---:|---:|")
     else:
         print("\n| workload | kernel dispatches / step |")
         print("|---|---:|")
     for k in ORDER:
         if k in wanted and work.get(k) and work[k][0] is not None:
             cols = work[k] if gpu else work[k][:1]
-            print(f"| {k} | " + " | ".join(f(x, "{:.0f}") for x in cols) + " |")
+            print(f"| {k} | " + " | ".join(f(x, "{:.2f}" if i == 4 else "{:.0f}")
+                                           for i, x in enumerate(cols)) + " |")
     for k, e in mg_errors.items():
         if k in wanted:
             print(f"- {k}: metagrad failed: {e}")

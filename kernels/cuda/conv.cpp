@@ -51,18 +51,28 @@ class CudnnHandle {
   ~CudnnHandle() {
     if (handle_) (void)cudnnDestroy(handle_);
   }
-  cudnnHandle_t get() const { return handle_; }
+  // The handle, bound to `s`; cudnnSetStream (microseconds of driver queries) only when the
+  // stream changes, not for every convolution.
+  cudnnHandle_t on(cudaStream_t s) {
+    if (!bound_ || s != stream_) {
+      MG_CUDNN_CHECK(cudnnSetStream(handle_, s));
+      stream_ = s;
+      bound_ = true;
+    }
+    return handle_;
+  }
 
  private:
   cudnnHandle_t handle_ = nullptr;
+  cudaStream_t stream_ = nullptr;  // the stream last bound (null is a valid stream, hence bound_)
+  bool bound_ = false;
 };
 
 // The handle of the current device for this thread, bound to the current stream.
 cudnnHandle_t cudnn_handle() {
   thread_local std::map<int, CudnnHandle> handles;
   const int device = rt::current_device();
-  const cudnnHandle_t h = handles.try_emplace(device).first->second.get();
-  MG_CUDNN_CHECK(cudnnSetStream(h, rt::stream()));
+  const cudnnHandle_t h = handles.try_emplace(device).first->second.on(rt::stream());
   rt::detail::count_library_call();  // one per convolution op (the handle is fetched for each)
   return h;
 }

@@ -1,5 +1,6 @@
 // The cuBLAS handle cache (Note [Library handles] in kernels/cuda/handles.h): one handle per
-// device per host thread, created on first use, bound to the current stream at every use.
+// device per host thread, created on first use, bound to the current stream at every use (rebound only when it
+// changed).
 #include "kernels/cuda/handles.h"
 
 #include <map>
@@ -18,10 +19,21 @@ class CublasHandle {
   ~CublasHandle() {
     if (handle_) (void)cublasDestroy(handle_);
   }
-  cublasHandle_t get() const { return handle_; }
+  // The handle, bound to `s`. cublasSetStream is only called when the stream changes: it is
+  // not free (driver queries), and every matmul fetches the handle.
+  cublasHandle_t on(cudaStream_t s) {
+    if (!bound_ || s != stream_) {
+      MG_CUBLAS_CHECK(cublasSetStream(handle_, s));
+      stream_ = s;
+      bound_ = true;
+    }
+    return handle_;
+  }
 
  private:
   cublasHandle_t handle_ = nullptr;
+  cudaStream_t stream_ = nullptr;  // the stream last bound (null is a valid stream, hence bound_)
+  bool bound_ = false;
 };
 
 }  // namespace
@@ -31,8 +43,7 @@ cublasHandle_t cublas_handle() {
   // that was current when it was created.
   thread_local std::map<int, CublasHandle> handles;
   const int device = current_device();
-  const cublasHandle_t h = handles.try_emplace(device).first->second.get();
-  MG_CUBLAS_CHECK(cublasSetStream(h, stream()));
+  const cublasHandle_t h = handles.try_emplace(device).first->second.on(stream());
   detail::count_library_call();  // one per product (the handle is fetched for each)
   return h;
 }
