@@ -99,4 +99,14 @@ static void BM_AddTinyOverhead(benchmark::State& state) {
 }
 BENCHMARK(BM_AddTinyOverhead)->ArgName("recorded")->Arg(0)->Arg(1);
 
+// The same with a Scalar operand (x * 0.5, as in every lr * grad of an inner step): the scalar
+// becomes a 0-d tensor first (Note [Scalar constants] in tensor/elementwise.cpp).
+static void BM_MulScalarTinyOverhead(benchmark::State& state) {
+  const bool recorded = state.range(0) != 0;
+  Tensor a = ones({4});
+  if (recorded) a.requires_grad_(true);
+  for (auto _ : state) benchmark::DoNotOptimize(mul(a, 0.5).raw_data());
+}
+BENCHMARK(BM_MulScalarTinyOverhead)->ArgName("recorded")->Arg(0)->Arg(1);
+
 BENCHMARK_MAIN();

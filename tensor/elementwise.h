@@ -65,10 +65,19 @@ Tensor threshold_backward(const Tensor& grad, const Tensor& x);
 
 // A scalar operand becomes a 0-d tensor of the promoted type (see type_promotion.h).
 Tensor scalar_tensor(const Scalar& s, DType dtype);
-#define MG_SCALAR_OVERLOADS(name)                                                        \
-  inline Tensor name(const Tensor& a, const Scalar& b) { return name(a, scalar_like(a, b)); } \
-  inline Tensor name(const Scalar& a, const Tensor& b) { return name(scalar_like(b, a), b); }
 Tensor scalar_like(const Tensor& t, const Scalar& s);  // 0-d tensor, dtype result_type(t, s)
+namespace detail {
+// What an op with a Scalar operand computes with: scalar_like's value, but shared and never to
+// be written (Note [Scalar constants] in tensor/elementwise.cpp).
+Tensor scalar_operand(const Tensor& like, const Scalar& s);
+}  // namespace detail
+#define MG_SCALAR_OVERLOADS(name)                                                \
+  inline Tensor name(const Tensor& a, const Scalar& b) {                         \
+    return name(a, detail::scalar_operand(a, b));                                \
+  }                                                                              \
+  inline Tensor name(const Scalar& a, const Tensor& b) {                         \
+    return name(detail::scalar_operand(b, a), b);                                \
+  }
 MG_SCALAR_OVERLOADS(add)
 MG_SCALAR_OVERLOADS(sub)
 MG_SCALAR_OVERLOADS(mul)
@@ -113,10 +122,10 @@ inline Tensor& operator+=(Tensor& a, const Tensor& b) { return add_(a, b); }
 inline Tensor& operator-=(Tensor& a, const Tensor& b) { return sub_(a, b); }
 inline Tensor& operator*=(Tensor& a, const Tensor& b) { return mul_(a, b); }
 inline Tensor& operator/=(Tensor& a, const Tensor& b) { return div_(a, b); }
-inline Tensor& operator+=(Tensor& a, const Scalar& b) { return add_(a, scalar_like(a, b)); }
-inline Tensor& operator-=(Tensor& a, const Scalar& b) { return sub_(a, scalar_like(a, b)); }
-inline Tensor& operator*=(Tensor& a, const Scalar& b) { return mul_(a, scalar_like(a, b)); }
-inline Tensor& operator/=(Tensor& a, const Scalar& b) { return div_(a, scalar_like(a, b)); }
+inline Tensor& operator+=(Tensor& a, const Scalar& b) { return add_(a, detail::scalar_operand(a, b)); }
+inline Tensor& operator-=(Tensor& a, const Scalar& b) { return sub_(a, detail::scalar_operand(a, b)); }
+inline Tensor& operator*=(Tensor& a, const Scalar& b) { return mul_(a, detail::scalar_operand(a, b)); }
+inline Tensor& operator/=(Tensor& a, const Scalar& b) { return div_(a, detail::scalar_operand(a, b)); }
 // Comparison operators return bool tensors, as in PyTorch.
 inline Tensor operator==(const Tensor& a, const Tensor& b) { return eq(a, b); }
 inline Tensor operator!=(const Tensor& a, const Tensor& b) { return ne(a, b); }

@@ -301,3 +301,52 @@ TEST(Elementwise, InPlace) {
   Tensor e = zeros({1}).expand({3});
   EXPECT_MG_ERROR(e += 1, "[add_]");
 }
+
+// Note [Scalar constants]: the 0-d tensors of scalar operands are shared per thread; nothing a
+// caller does may reach them, and values that compare equal but differ (-0.0 and 0.0) or share
+// bits across dtypes stay apart.
+namespace metagrad {
+namespace {
+
+TEST(ScalarConstants, SignedZerosAndDtypesStayApart) {
+  const Tensor x = ones({3}, DType::Float64);
+  EXPECT_TRUE(std::signbit((x * -0.0).to_vector<double>()[0]));
+  EXPECT_FALSE(std::signbit((x * 0.0).to_vector<double>()[0]));
+  EXPECT_TRUE(std::signbit((x * -0.0).to_vector<double>()[0]));
+  const Tensor i = ones({2}, DType::Int64);
+  EXPECT_EQ((i + 2).dtype(), DType::Int64);
+  EXPECT_EQ((x + 2).dtype(), DType::Float64);
+  EXPECT_EQ((ones({2}) + 2).dtype(), DType::Float32);
+  EXPECT_EQ((i + 2).to_vector<int64_t>(), (std::vector<int64_t>{3, 3}));
+  EXPECT_EQ((i + 2.5).dtype(), DType::Float32);  // int tensor, float scalar: the default float
+}
+
+TEST(ScalarConstants, WritingResultsOrScalarLikeNeverChangesLaterOps) {
+  const Tensor x = full({4}, 1.5, DType::Float64);
+  Tensor y = x * 3.0;
+  y += 100.0;  // writes the result, not the constant
+  Tensor z = x;
+  z *= 3.0;  // in place into x's storage, reading the constant
+  Tensor c = scalar_like(x, 3.0);
+  c.fill_(-7.0);  // the caller's own tensor
+  for (double v : (full({4}, 2.0, DType::Float64) * 3.0).to_vector<double>()) EXPECT_EQ(v, 6.0);
+  for (double v : z.to_vector<double>()) EXPECT_EQ(v, 4.5);
+}
+
+TEST(ScalarConstants, GradientsThroughScalarOpsAndManyDistinctValues) {
+  const Tensor x = full({3}, 2.0, DType::Float64).requires_grad_(true);
+  // d/dx sum(0.5 * x^2 * 3 - 1) = 3x, twice: the saved constants are read back unchanged.
+  for (int rep = 0; rep < 2; ++rep) {
+    const Tensor loss = sum(0.5 * x * x * 3.0 - 1.0);
+    const Tensor g = grad({loss}, {x}, {}, std::nullopt, /*create_graph=*/true)[0];
+    for (double v : g.to_vector<double>()) EXPECT_DOUBLE_EQ(v, 6.0);
+    const Tensor gg = grad({sum(g)}, {x})[0];
+    for (double v : gg.to_vector<double>()) EXPECT_DOUBLE_EQ(v, 3.0);
+  }
+  // More distinct values than the per-thread cache holds: each op still gets its own value.
+  const Tensor o = ones({1}, DType::Float64);
+  for (int k = 0; k < 1000; ++k) ASSERT_EQ((o * static_cast<double>(k)).item<double>(), k);
+}
+
+}  // namespace
+}  // namespace metagrad
