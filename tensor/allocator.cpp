@@ -16,13 +16,20 @@ namespace metagrad::memory {
 
 namespace {
 
-// The bin of a request: sizes below kMinCachedBytes are 64-byte multiples (not cached);
+// The bin of a request: sizes below kThreadCachedBytes are 64-byte multiples (malloc's);
 // above, the size rounded up to a quarter step of its power of two (waste below 25%).
 size_t bin_size(size_t n) {
-  if (n < kMinCachedBytes) return (n + 63) / 64 * 64;
+  if (n < kThreadCachedBytes) return (n + 63) / 64 * 64;
   const size_t top = std::bit_floor(n);
   const size_t step = top / 4;
   return (n + step - 1) / step * step;
+}
+// Where a block of binned size `size` comes from and goes back to.
+enum class Tier { Malloc, Thread, Shared };
+Tier tier_of(size_t size) {
+  return size < kThreadCachedBytes ? Tier::Malloc
+         : size < kMinCachedBytes  ? Tier::Thread
+                                   : Tier::Shared;
 }
 
 // Small blocks (below kMinCachedBytes) come from malloc, whose per-thread caches serve them in
@@ -47,6 +54,73 @@ void small_free(void* p) {
 // it stays readable to the end.
 std::atomic<bool> g_destroyed{false};
 
+// What all threads' block lists hold, and how much one may hold (the shared cache's limit,
+// when lower).
+std::atomic<size_t> g_thread_cached{0};
+std::atomic<size_t> g_thread_limit{kThreadCacheLimit};
+
+// Note [Per-thread block lists]: the blocks of kThreadCachedBytes to kMinCachedBytes (a
+// sinusoid MLP's activations and gradients, a few KiB each) came from malloc, and every one
+// of them, as a request of malloc's "large" kind, made glibc consolidate its fast bins first:
+// a third of a sinusoid meta-step was malloc and free. Caching them in the shared cache
+// instead took its mutex twice per op, which task threads then contended for (the threaded
+// step got 5-8% slower). So each thread keeps its own lists, one per bin, without a lock: a
+// freed block goes to the freeing thread's list (every block is plain malloc memory, so a
+// block may move between threads), bounded per thread, released when the thread ends.
+class ThreadBlocks {
+ public:
+  static constexpr int kBins = 4 * 6;  // four quarter steps for each power of two, 1 to 32 KiB
+
+  ~ThreadBlocks() { release(); }
+  void* take(size_t size) {
+    std::vector<void*>& b = bins_[index(size)];
+    if (b.empty()) return nullptr;
+    void* p = b.back();
+    b.pop_back();
+    bytes_ -= size;
+    g_thread_cached.fetch_sub(size, std::memory_order_relaxed);
+    return p;
+  }
+  bool keep(void* p, size_t size) {
+    if (bytes_ + size > g_thread_limit.load(std::memory_order_relaxed)) return false;
+    bins_[index(size)].push_back(p);
+    bytes_ += size;
+    g_thread_cached.fetch_add(size, std::memory_order_relaxed);
+    return true;
+  }
+  void release() {
+    for (int i = 0; i < kBins; ++i) {
+      for (void* p : bins_[i]) small_free(p);
+      bins_[i].clear();
+    }
+    g_thread_cached.fetch_sub(bytes_, std::memory_order_relaxed);
+    bytes_ = 0;
+  }
+
+ private:
+  // `size` is a bin size: a power of two from 1 KiB to 32 KiB plus 0 to 3 quarter steps.
+  static int index(size_t size) {
+    const size_t top = std::bit_floor(size);
+    return (std::countr_zero(top) - 10) * 4 + static_cast<int>((size - top) / (top / 4));
+  }
+  std::vector<void*> bins_[kBins];
+  size_t bytes_ = 0;
+};
+
+// This thread's lists, or nullptr once they are destroyed (a tensor freed later in the
+// thread's exit, or in static destruction, goes back to malloc). The pointer is trivially
+// destructible, so it stays readable after its owner is gone.
+thread_local ThreadBlocks* t_blocks = nullptr;
+ThreadBlocks* thread_blocks() {
+  struct Owner {
+    ThreadBlocks blocks;
+    Owner() { t_blocks = &blocks; }
+    ~Owner() { t_blocks = nullptr; }
+  };
+  thread_local Owner owner;  // constructed on first use in each thread
+  return t_blocks;
+}
+
 class Cache {
  public:
   ~Cache() {
@@ -58,7 +132,16 @@ class Cache {
   void* alloc(size_t nbytes, size_t* capacity) {
     const size_t size = bin_size(nbytes);
     *capacity = size;
-    if (size >= kMinCachedBytes) {
+    const Tier tier = tier_of(size);
+    if (tier == Tier::Thread) {
+      if (ThreadBlocks* t = thread_blocks()) {
+        if (void* p = t->take(size)) {
+          note_alloc(size);
+          return p;
+        }
+      }
+    }
+    if (tier == Tier::Shared) {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = free_.find(size);
       if (it != free_.end() && !it->second.empty()) {
@@ -71,8 +154,8 @@ class Cache {
       }
       ++stats_.misses;
     }
-    auto system_alloc = [size] {
-      return size < kMinCachedBytes ? small_alloc(size) : std::aligned_alloc(64, size);
+    auto system_alloc = [size, tier] {
+      return tier == Tier::Shared ? std::aligned_alloc(64, size) : small_alloc(size);
     };
     void* p = system_alloc();
     if (!p) {
@@ -91,7 +174,13 @@ class Cache {
   void free(void* p, size_t size) {
     if (!p) return;
     allocated_.fetch_sub(size, std::memory_order_relaxed);
-    if (size < kMinCachedBytes) {
+    const Tier tier = tier_of(size);
+    if (tier == Tier::Thread) {
+      ThreadBlocks* t = t_blocks;  // null once this thread's lists are gone
+      if (!t || !t->keep(p, size)) small_free(p);
+      return;
+    }
+    if (tier == Tier::Malloc) {
       small_free(p);
       return;
     }
@@ -107,16 +196,20 @@ class Cache {
   CpuStats stats() {
     std::lock_guard<std::mutex> lock(mu_);
     CpuStats s = stats_;
+    s.cached += g_thread_cached.load(std::memory_order_relaxed);
     s.allocated = allocated_.load(std::memory_order_relaxed);
     s.peak_allocated = peak_.load(std::memory_order_relaxed);
     return s;
   }
   void reset_peak() { peak_.store(allocated_.load(std::memory_order_relaxed)); }
   void empty() {
+    if (ThreadBlocks* t = t_blocks) t->release();
     std::lock_guard<std::mutex> lock(mu_);
     release_all_locked();
   }
   void set_limit(size_t bytes) {
+    g_thread_limit.store(std::min(bytes, kThreadCacheLimit));
+    if (ThreadBlocks* t = t_blocks) t->release();
     std::lock_guard<std::mutex> lock(mu_);
     limit_ = bytes;
     if (stats_.cached > limit_) release_all_locked();
@@ -156,8 +249,8 @@ void* cpu_alloc(size_t nbytes, size_t* capacity) {
   if (nbytes == 0) return nullptr;
   if (g_destroyed.load()) {
     *capacity = bin_size(nbytes);
-    void* p =
-        *capacity < kMinCachedBytes ? small_alloc(*capacity) : std::aligned_alloc(64, *capacity);
+    void* p = tier_of(*capacity) == Tier::Shared ? std::aligned_alloc(64, *capacity)
+                                                 : small_alloc(*capacity);
     if (!p) detail::fail("alloc", "out of memory allocating ", nbytes, " bytes on the CPU");
     return p;
   }
@@ -166,10 +259,10 @@ void* cpu_alloc(size_t nbytes, size_t* capacity) {
 void cpu_free(void* p, size_t capacity) {
   if (!p) return;
   if (g_destroyed.load()) {
-    if (capacity < kMinCachedBytes)
-      small_free(p);
-    else
+    if (tier_of(capacity) == Tier::Shared)
       std::free(p);
+    else
+      small_free(p);
     return;
   }
   cache().free(p, capacity);

@@ -5,18 +5,26 @@
 // mmap whose pages fault in on first touch and are unmapped on free: 11% of an Omniglot
 // conv-4 meta-step went to page faults in the kernel (perf, docs/performance.md). So blocks
 // of at least kMinCachedBytes are kept on free, binned by a size rounded up to one of four
-// steps per power of two, and handed out again for any request of the same bin. Small
-// blocks go straight to malloc, which already caches them (aligned to 64 bytes by hand, not
-// through aligned_alloc, whose memalign path is several times slower). The cache is bounded (1 GiB
-// by default, `set_cache_limit`); on out-of-memory it is emptied and the allocation retried once
-// before a clear error. Thread-safe.
+// steps per power of two, and handed out again for any request of the same bin. Blocks of 1
+// to 64 KiB are binned the same way and kept in lists of the thread that frees them (Note
+// [Per-thread block lists]); below 1 KiB they go straight to malloc, whose per-thread cache
+// serves them (aligned to 64 bytes by hand, not through aligned_alloc, whose memalign path is
+// several times slower). The cache is bounded (1 GiB by default, `set_cache_limit`; the
+// per-thread lists 4 MiB each, within it); on out-of-memory it is emptied and the allocation
+// retried once before a clear error. `cached` counts every thread's lists; empty_cache and
+// set_cache_limit release the calling thread's lists (other threads' are released when those
+// threads end or reuse them). Thread-safe.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
 namespace metagrad::memory {
 
-inline constexpr size_t kMinCachedBytes = size_t{64} << 10;
+inline constexpr size_t kMinCachedBytes = size_t{64} << 10;  // the shared cache's smallest
+// Blocks from here to kMinCachedBytes are kept per thread (Note [Per-thread block lists] in
+// allocator.cpp), at most kThreadCacheLimit bytes per thread; smaller ones are malloc's.
+inline constexpr size_t kThreadCachedBytes = size_t{1} << 10;
+inline constexpr size_t kThreadCacheLimit = size_t{4} << 20;
 
 struct CpuStats {
   size_t allocated = 0;       // bytes in live blocks (as rounded for their bin)

@@ -1,6 +1,10 @@
 // The CPU caching allocator (Note [CPU caching allocator]): large blocks are reused after
-// free, statistics add up, the cache limit and empty_cache hold, small blocks bypass it.
+// free, statistics add up, the cache limit and empty_cache hold, small blocks bypass it,
+// mid-size ones are kept per thread.
 #include <gtest/gtest.h>
+
+#include <cstdint>
+#include <thread>
 
 #include "test_util.h"
 
@@ -58,4 +62,39 @@ TEST(CpuAllocator, SmallBlocksBypassTheCache) {
   { Tensor a = full({300, 300}, 7.0); }
   Tensor z = zeros({300, 300});
   EXPECT_EQ(sum(z).item<double>(), 0.0);
+}
+
+// Note [Per-thread block lists]: blocks of 1 to 64 KiB come back to the thread that frees
+// them, count as cached, and leave with empty_cache; one freed on another thread is that
+// thread's to keep or return.
+TEST(CpuAllocator, MidSizeBlocksAreKeptPerThread) {
+  memory::empty_cache();
+  const memory::CpuStats s0 = memory::cpu_stats();
+  const void* first = nullptr;
+  {
+    Tensor a = empty({1000});  // 4000 bytes: the 4 KiB bin
+    first = a.data_ptr<float>();
+  }
+  const memory::CpuStats s1 = memory::cpu_stats();
+  EXPECT_EQ(s1.allocated, s0.allocated);
+  EXPECT_EQ(s1.cached, s0.cached + 4096);
+  Tensor b = empty({990});  // the same bin: the same block
+  EXPECT_EQ(static_cast<const void*>(b.data_ptr<float>()), first);
+  EXPECT_EQ(memory::cpu_stats().cached, s0.cached);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data_ptr<float>()) % 64, 0u);
+
+  // Made here, freed on another thread (one without lists of its own: back to malloc).
+  Tensor c = full({3000}, 2.0);
+  std::thread([t = std::move(c)]() mutable { t = Tensor(); }).join();
+  EXPECT_EQ(memory::cpu_stats().allocated, s0.allocated + 4096);  // b only
+
+  memory::empty_cache();
+  { Tensor d = empty({2000}); }
+  EXPECT_GT(memory::cpu_stats().cached, 0u);
+  memory::empty_cache();
+  EXPECT_EQ(memory::cpu_stats().cached, 0u);
+  memory::set_cache_limit(0);  // nothing kept, at either level
+  { Tensor d = empty({2000}); }
+  EXPECT_EQ(memory::cpu_stats().cached, 0u);
+  memory::set_cache_limit(size_t{1} << 30);
 }
