@@ -154,6 +154,28 @@ void BM_max_pool2d_backward(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * (x.numel() * 4 + y.numel() * (4 + 8)));
 }
 
+// The strided conv-4 (the MAML paper's: 3 x 3, stride 2, padding 1) on a 75-image query set:
+// forward and input backward of its hidden layers, the same multiply-adds each (Note [Strided
+// input backward by phases] in kernels/cpu/conv.cpp).
+struct StridedShape {
+  int64_t n, c, h;  // n images of c x h x h, 64 filters
+};
+const StridedShape kStridedLayers[] = {{75, 64, 14}, {75, 64, 7}, {75, 64, 4}, {75, 64, 6}, {5, 64, 14}};
+void BM_strided_conv(benchmark::State& state, StridedShape s, bool input_backward) {
+  const Conv2dParams p{.stride = {2, 2}, .padding = {1, 1}};
+  const Tensor x = tensor(values(s.n * s.c * s.h * s.h, 1), {s.n, s.c, s.h, s.h});
+  const Tensor w = tensor(values(64 * s.c * 9, 2), {64, s.c, 3, 3});
+  const Tensor y = conv2d(x, w, {}, p);
+  const Tensor gy = tensor(values(y.numel(), 3), y.shape());
+  for (auto _ : state) {
+    Tensor r = input_backward ? conv2d_input_backward(gy, w, x.shape(), p) : conv2d(x, w, {}, p);
+    benchmark::DoNotOptimize(r.raw_data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(
+      2.0 * static_cast<double>(y.numel() * s.c * 9) * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate);
+}
+
 std::string name_of(const char* what, const ConvShape& s) {
   return std::string(what) + "/" + std::to_string(s.n) + "x" + std::to_string(s.c) + "x" +
          std::to_string(s.h) + "x" + std::to_string(s.w) + "_w" + std::to_string(s.o) + "x" +
@@ -177,6 +199,15 @@ int main(int argc, char** argv) {
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
   }
+  for (const StridedShape& s : kStridedLayers)
+    for (bool ib : {false, true}) {
+      const std::string name = std::string(ib ? "strided_input_backward/" : "strided_fwd/") +
+                               std::to_string(s.n) + "x" + std::to_string(s.c) + "x" +
+                               std::to_string(s.h) + "x" + std::to_string(s.h) + "_s2";
+      benchmark::RegisterBenchmark(name.c_str(), BM_strided_conv, s, ib)
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
   benchmark::RegisterBenchmark("max_pool2d/160x64x28x28_k2", BM_max_pool2d)
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);

@@ -252,6 +252,27 @@ TEST(Conv2d, LargerPlanesMatchReference) {
   }
 }
 
+// Strided, undilated convolutions with enough output columns take the input backward by
+// phases (Note [Strided input backward by phases] in kernels/cpu/conv.cpp: at least 16 output
+// pixels and 1024 columns over the batch): square and unequal strides, grouped, a kernel
+// smaller than the stride (pixels no tap reaches), 1 x 1, wide padding.
+TEST(Conv2d, StridedInputBackwardByPhasesMatchesReference) {
+  const std::vector<Case> phased = {
+      {32, 3, 12, 12, 4, 3, 3, {.stride = {2, 2}, .padding = {1, 1}}},
+      {30, 4, 16, 13, 6, 3, 3, {.stride = {2, 3}, .padding = {1, 1}, .groups = 2}},
+      {24, 2, 20, 20, 3, 2, 2, {.stride = {3, 3}}},
+      {24, 3, 13, 13, 2, 1, 1, {.stride = {2, 2}, .padding = {1, 1}}},
+      {16, 2, 15, 15, 3, 5, 5, {.stride = {2, 2}, .padding = {2, 2}}},
+  };
+  for (const Case& k : phased) {
+    const Sizes s = sizes(k);
+    ASSERT_GE(s.oh * s.ow, 16) << describe(k);
+    ASSERT_GE(k.n * s.oh * s.ow, 1024) << describe(k);
+    check_case(k, DType::Float64, Layout::Contiguous, 11);
+    check_case(k, DType::Float32, Layout::Permuted, 13);
+  }
+}
+
 TEST(Conv2d, NonContiguousOperands) {
   for (const Case& k : cases()) {
     check_case(k, DType::Float64, Layout::Permuted, 5);

@@ -398,9 +398,181 @@ void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y) 
   }
 }
 
+// Note [Strided input backward by phases]: with stride s > 1, the column route (col = W^T gy,
+// then col2im) writes a column matrix kh * kw times the size of gy, from a GEMM whose
+// reduction is only og long, and reads it back to scatter it: the strided conv-4's input
+// backward took 1.65x its forward. But the pixels of gx fall into sh * sw phases by
+// (ih + ph) mod sh and (iw + pw) mod sw, and in one phase (rh, rw) only the taps
+// i = rh + t sh, j = rw + u sw reach a pixel, each from gy at (m - t, n - u), where
+// ih = m sh + rh - ph, iw = n sw + rw - pw (unit dilation). So each phase is a unit-stride
+// convolution of gy by a small kernel (th x tw taps):
+//   gx[c, m, n] = sum over (o, t, u) of W[o, c, rh + t sh, rw + u sw] gy[o, m - t, n - u],
+// one GEMM [cg, og th tw] x [og th tw, pixels of the phase], written straight into gx's pixels
+// of that phase. Same multiply-adds as the forward, no kh * kw blow-up, every pixel written
+// once (those no tap reaches, kernel smaller than the stride, get 0).
+struct Phase {
+  int64_t rh, rw;      // the residues
+  int64_t th, tw;      // taps along h and w
+  int64_t m0, mh;      // first m and how many (ih = m * sh + rh - ph in [0, h))
+  int64_t n0, nw;      // first n and how many
+  int64_t kp() const { return th * tw; }
+  int64_t pixels() const { return mh * nw; }
+};
+int64_t floor_div(int64_t a, int64_t b) {  // b > 0
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+std::vector<Phase> phases_of(const Conv2dGeometry& g) {
+  std::vector<Phase> r;
+  for (int64_t rh = 0; rh < g.sh; ++rh)
+    for (int64_t rw = 0; rw < g.sw; ++rw) {
+      Phase p{rh, rw, 0, 0, 0, 0, 0, 0};
+      p.th = rh < g.kh ? (g.kh - rh + g.sh - 1) / g.sh : 0;
+      p.tw = rw < g.kw ? (g.kw - rw + g.sw - 1) / g.sw : 0;
+      p.m0 = -floor_div(rh - g.ph, g.sh);  // the least m with m * sh + rh - ph >= 0
+      p.mh = floor_div(g.h - 1 + g.ph - rh, g.sh) - p.m0 + 1;
+      p.n0 = -floor_div(rw - g.pw, g.sw);
+      p.nw = floor_div(g.w - 1 + g.pw - rw, g.sw) - p.n0 + 1;
+      if (p.mh > 0 && p.nw > 0) r.push_back(p);
+    }
+  return r;
+}
+
+// Index tables of one phase: for each tap (t, u) and pixel e = (m, n) of the phase, the gy
+// entry it reads (oh * ow + ow) or l (a zero appended to the plane); and the gx pixel of e.
+struct PhaseMaps {
+  std::vector<int32_t> src;  // [th * tw][pixels]
+  std::vector<int32_t> dst;  // [pixels]
+};
+PhaseMaps phase_maps(const Conv2dGeometry& g, const Phase& p) {
+  const int64_t l = g.oh * g.ow, px = p.pixels();
+  PhaseMaps r;
+  r.src.resize(static_cast<size_t>(p.kp() * px));
+  r.dst.resize(static_cast<size_t>(px));
+  for (int64_t m = 0; m < p.mh; ++m)
+    for (int64_t n = 0; n < p.nw; ++n) {
+      const int64_t e = m * p.nw + n;
+      r.dst[static_cast<size_t>(e)] = static_cast<int32_t>(((p.m0 + m) * g.sh + p.rh - g.ph) * g.w +
+                                                           (p.n0 + n) * g.sw + p.rw - g.pw);
+      for (int64_t t = 0; t < p.th; ++t)
+        for (int64_t u = 0; u < p.tw; ++u) {
+          const int64_t oh = p.m0 + m - t, ow = p.n0 + n - u;
+          const bool in = oh >= 0 && oh < g.oh && ow >= 0 && ow < g.ow;
+          r.src[static_cast<size_t>((t * p.tw + u) * px + e)] =
+              static_cast<int32_t>(in ? oh * g.ow + ow : l);
+        }
+    }
+  return r;
+}
+
+// Where the phases pay: each phase's GEMM is narrower than the column route's one (pixels / (sh
+// sw) columns per image), so they need outputs of at least 16 pixels and GEMMs of at least
+// 1024 columns. Measured (bench_conv strided_input_backward, 3 x 3 stride 2, 64 channels, 2
+// threads), column route -> phases: 75 images of 14 x 14 1984 -> 1711 us, 7 x 7 654 -> 610,
+// 6 x 6 405 -> 479, 4 x 4 193 -> 313; 5 images of 14 x 14 156 -> 247.
+bool use_phases(const Conv2dGeometry& g, const Dims& d) {
+  return g.dh == 1 && g.dw == 1 && (g.sh > 1 || g.sw > 1) && d.l >= 16 && g.n * d.l >= 1024;
+}
+
+template <typename T>
+void input_backward_phases(const Conv2dGeometry& g, const T* gy, const T* w, T* gx) {
+  const Dims d = dims_of(g);
+  std::vector<Phase> phases;
+  bool all_reached = true;  // every gx pixel in a phase with taps
+  for (const Phase& p : phases_of(g)) {
+    if (p.kp() > 0) phases.push_back(p);
+    else all_reached = false;
+  }
+  if (static_cast<int64_t>(phases_of(g).size()) < g.sh * g.sw) all_reached = false;
+  // Per phase: its tables, its weights as [cg, og * th * tw] per group (gathered once per
+  // call), and where its rows start in the shared column buffer.
+  std::vector<PhaseMaps> maps;
+  std::vector<std::vector<T>> wp(phases.size() * static_cast<size_t>(g.groups));
+  std::vector<int64_t> row0;  // first column-buffer row of each phase, in units of taps * og
+  int64_t taps = 0, most_pixels = 0;
+  for (size_t q = 0; q < phases.size(); ++q) {
+    const Phase& p = phases[q];
+    maps.push_back(phase_maps(g, p));
+    row0.push_back(taps);
+    taps += p.kp();
+    most_pixels = std::max(most_pixels, p.pixels());
+    for (int64_t gr = 0; gr < g.groups; ++gr) {
+      std::vector<T>& m = wp[q * static_cast<size_t>(g.groups) + static_cast<size_t>(gr)];
+      m.resize(static_cast<size_t>(d.cg * d.og * p.kp()));
+      for (int64_t c = 0; c < d.cg; ++c)
+        for (int64_t o = 0; o < d.og; ++o)
+          for (int64_t t = 0; t < p.th; ++t)
+            for (int64_t u = 0; u < p.tw; ++u)
+              m[static_cast<size_t>(c * d.og * p.kp() + (o * p.th + t) * p.tw + u)] =
+                  w[(((gr * d.og + o) * d.cg + c) * g.kh + p.rh + t * g.sh) * g.kw + p.rw +
+                    u * g.sw];
+    }
+  }
+  // Chunks of images as the other ops take them, sized by this op's buffers: og * taps
+  // column rows (as many entries as the forward's im2col) and cg output rows per pixel.
+  const int threads = omp_get_max_threads();
+  const Chunks ch = chunks_of(g, {d.cg, d.cg, d.og * taps, most_pixels, d.hw}, threads, sizeof(T));
+  const int64_t work = g.n * g.groups * d.og * d.k * d.l;
+  const bool parallel = ch.count > 1 && threads > 1 && work >= kParallelWork;
+  blas_sync_num_threads();
+  BlasSingleThreadScope one_blas_thread(parallel);
+#pragma omp parallel if (parallel)
+  {
+    std::vector<T> col, out;
+    std::vector<T> plane(static_cast<size_t>(d.l + 1), T(0));  // one gy plane, then a 0
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < ch.count; ++c) {
+      const int64_t n0 = c * ch.per, nb = std::min(ch.per, g.n - n0);
+      if (!all_reached) std::fill(gx + n0 * g.c * d.hw, gx + (n0 + nb) * g.c * d.hw, T(0));
+      // Phase q's column matrix [og * th * tw, nb * pixels] starts at row og * row0[q]; each
+      // phase's ld is its own nb * pixels.
+      col.resize(static_cast<size_t>(d.og * taps * nb * most_pixels));
+      out.resize(static_cast<size_t>(d.cg * nb * most_pixels));
+      for (int64_t gr = 0; gr < g.groups; ++gr) {
+        // col[(o, t, u), (i, e)] = gy[i, o] at the entry tap (t, u) of pixel e reads
+        for (int64_t i = 0; i < nb; ++i)
+          for (int64_t o = 0; o < d.og; ++o) {
+            const T* gyo = gy + (((n0 + i) * g.o + gr * d.og + o) * d.l);
+            std::copy(gyo, gyo + d.l, plane.data());
+            for (size_t q = 0; q < phases.size(); ++q) {
+              const Phase& p = phases[q];
+              const int64_t px = p.pixels(), ld = nb * px;
+              T* base = col.data() + d.og * row0[q] * nb * most_pixels;
+              for (int64_t tu = 0; tu < p.kp(); ++tu) {
+                const int32_t* __restrict src = maps[q].src.data() + tu * px;
+                T* __restrict row = base + (o * p.kp() + tu) * ld + i * px;
+                for (int64_t e = 0; e < px; ++e) row[e] = plane[static_cast<size_t>(src[e])];
+              }
+            }
+          }
+        for (size_t q = 0; q < phases.size(); ++q) {
+          const Phase& p = phases[q];
+          const int64_t px = p.pixels(), ld = nb * px, rows = d.og * p.kp();
+          const T* cq = col.data() + d.og * row0[q] * nb * most_pixels;
+          const std::vector<T>& wm = wp[q * static_cast<size_t>(g.groups) + static_cast<size_t>(gr)];
+          // out = Wp col: [cg, og th tw] x [og th tw, nb * pixels]
+          gemm<T>(false, false, d.cg, ld, rows, T(1), wm.data(), rows, cq, ld, T(0), out.data(),
+                  ld);
+          // into gx at the phase's pixels
+          const int32_t* __restrict dst = maps[q].dst.data();
+          for (int64_t i = 0; i < nb; ++i)
+            for (int64_t ci = 0; ci < d.cg; ++ci) {
+              T* __restrict xp = gx + ((n0 + i) * g.c + gr * d.cg + ci) * d.hw;
+              const T* __restrict sr = out.data() + ci * ld + i * px;
+              for (int64_t e = 0; e < px; ++e) xp[dst[e]] = sr[e];
+            }
+        }
+      }
+    }
+  }
+}
+
 template <typename T>
 void input_backward(const Conv2dGeometry& g, const T* gy, const T* w, T* gx) {
   const Dims d = dims_of(g);
+  if (use_phases(g, d)) {
+    input_backward_phases(g, gy, w, gx);  // Note [Strided input backward by phases]
+    return;
+  }
   const Plan p = plan_of<T>(g, d, kSmallPlaneCol2im);
   const PlaneMap* map = map_of(p);
   blas_sync_num_threads();
