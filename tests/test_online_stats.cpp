@@ -147,8 +147,7 @@ TEST(ShiftedMoments, SpecialCases) {
   EXPECT_TRUE(std::isnan(m2_of({1.0, std::nan(""), 2.0}, gen)));
   EXPECT_DOUBLE_EQ(m2_of({1.0, 2.0, 3.0, 4.0}, gen), 5.0);
   // Finite values whose squared deviations overflow: +inf, as two passes give, not inf - inf.
-  for (int rep = 0; rep < 5; ++rep)
-    EXPECT_EQ(m2_of({1e200, -1e200, 3e199, -5e199}, gen), kInf);
+  for (int rep = 0; rep < 5; ++rep) EXPECT_EQ(m2_of({1e200, -1e200, 3e199, -5e199}, gen), kInf);
 }
 
 }  // namespace

@@ -411,10 +411,10 @@ void forward(const Conv2dGeometry& g, const T* x, const T* w, const T* b, T* y) 
 // of that phase. Same multiply-adds as the forward, no kh * kw blow-up, every pixel written
 // once (those no tap reaches, kernel smaller than the stride, get 0).
 struct Phase {
-  int64_t rh, rw;      // the residues
-  int64_t th, tw;      // taps along h and w
-  int64_t m0, mh;      // first m and how many (ih = m * sh + rh - ph in [0, h))
-  int64_t n0, nw;      // first n and how many
+  int64_t rh, rw;  // the residues
+  int64_t th, tw;  // taps along h and w
+  int64_t m0, mh;  // first m and how many (ih = m * sh + rh - ph in [0, h))
+  int64_t n0, nw;  // first n and how many
   int64_t kp() const { return th * tw; }
   int64_t pixels() const { return mh * nw; }
 };
@@ -479,8 +479,10 @@ void input_backward_phases(const Conv2dGeometry& g, const T* gy, const T* w, T* 
   std::vector<Phase> phases;
   bool all_reached = true;  // every gx pixel in a phase with taps
   for (const Phase& p : phases_of(g)) {
-    if (p.kp() > 0) phases.push_back(p);
-    else all_reached = false;
+    if (p.kp() > 0)
+      phases.push_back(p);
+    else
+      all_reached = false;
   }
   if (static_cast<int64_t>(phases_of(g).size()) < g.sh * g.sw) all_reached = false;
   // Per phase: its tables, its weights as [cg, og * th * tw] per group (gathered once per
@@ -548,7 +550,8 @@ void input_backward_phases(const Conv2dGeometry& g, const T* gy, const T* w, T* 
           const Phase& p = phases[q];
           const int64_t px = p.pixels(), ld = nb * px, rows = d.og * p.kp();
           const T* cq = col.data() + d.og * row0[q] * nb * most_pixels;
-          const std::vector<T>& wm = wp[q * static_cast<size_t>(g.groups) + static_cast<size_t>(gr)];
+          const std::vector<T>& wm =
+              wp[q * static_cast<size_t>(g.groups) + static_cast<size_t>(gr)];
           // out = Wp col: [cg, og th tw] x [og th tw, nb * pixels]
           gemm<T>(false, false, d.cg, ld, rows, T(1), wm.data(), rows, cq, ld, T(0), out.data(),
                   ld);

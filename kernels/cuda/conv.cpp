@@ -54,18 +54,16 @@ class CudnnHandle {
   // The handle, bound to `s`; cudnnSetStream (microseconds of driver queries) only when the
   // stream changes, not for every convolution.
   cudnnHandle_t on(cudaStream_t s) {
-    if (!bound_ || s != stream_) {
+    if (!binding_.is(s)) {
       MG_CUDNN_CHECK(cudnnSetStream(handle_, s));
-      stream_ = s;
-      bound_ = true;
+      binding_.set(s);
     }
     return handle_;
   }
 
  private:
   cudnnHandle_t handle_ = nullptr;
-  cudaStream_t stream_ = nullptr;  // the stream last bound (null is a valid stream, hence bound_)
-  bool bound_ = false;
+  metagrad::cuda::StreamBinding binding_;
 };
 
 // The handle of the current device for this thread, bound to the current stream.

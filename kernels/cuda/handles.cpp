@@ -1,6 +1,6 @@
 // The cuBLAS handle cache (Note [Library handles] in kernels/cuda/handles.h): one handle per
-// device per host thread, created on first use, bound to the current stream at every use (rebound only when it
-// changed).
+// device per host thread, created on first use, bound to the current stream at every use (rebound
+// only when it changed).
 #include "kernels/cuda/handles.h"
 
 #include <map>
@@ -22,18 +22,16 @@ class CublasHandle {
   // The handle, bound to `s`. cublasSetStream is only called when the stream changes: it is
   // not free (driver queries), and every matmul fetches the handle.
   cublasHandle_t on(cudaStream_t s) {
-    if (!bound_ || s != stream_) {
+    if (!binding_.is(s)) {
       MG_CUBLAS_CHECK(cublasSetStream(handle_, s));
-      stream_ = s;
-      bound_ = true;
+      binding_.set(s);
     }
     return handle_;
   }
 
  private:
   cublasHandle_t handle_ = nullptr;
-  cudaStream_t stream_ = nullptr;  // the stream last bound (null is a valid stream, hence bound_)
-  bool bound_ = false;
+  StreamBinding binding_;
 };
 
 }  // namespace

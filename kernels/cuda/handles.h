@@ -39,6 +39,20 @@ namespace metagrad::cuda {
 // 2.5 us each for cuDNN, as NVIDIA measured), and every product and convolution fetches a
 // handle.
 //
+// The stream a library handle was last bound to (null is a valid stream, hence `bound_`).
+class StreamBinding {
+ public:
+  bool is(cudaStream_t s) const { return bound_ && s == stream_; }
+  void set(cudaStream_t s) {
+    stream_ = s;
+    bound_ = true;
+  }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  bool bound_ = false;
+};
+
 // The handle of the current device for this thread, bound to the current stream. Valid until
 // the thread ends; use it at once rather than keeping it across a stream change.
 cublasHandle_t cublas_handle();
