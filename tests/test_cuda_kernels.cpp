@@ -292,4 +292,27 @@ TEST_F(CudaKernels, CrossEntropyMatchesTheCpuWithoutHostWaits) {
   EXPECT_NO_THROW(cuda::synchronize());
 }
 
+// nll_loss on the GPU: no host wait for its labels (gather checks them on the device), the
+// CPU's values and gradients, and a bad label raised at the next wait.
+TEST_F(CudaKernels, NllLossWaitsForNoLabelCheck) {
+  const Device cuda = Device::cuda(), cpu = Device::cpu();
+  manual_seed(4);
+  const Tensor x = randn({12, 7}, TensorOptions(DType::Float64));
+  const Tensor t = randint(0, 7, {12});
+  Tensor xc = x.clone().requires_grad_(true), xg = x.to(cuda).requires_grad_(true);
+  const Tensor tg = t.to(cuda);
+  cuda::synchronize();
+  cuda::reset_launch_stats();
+  const Tensor lg = nn::functional::nll_loss(log_softmax(xg, 1), tg);
+  const Tensor gg = grad({lg}, {xg})[0];
+  EXPECT_EQ(cuda::launch_stats().host_waits, 0u) << "nll_loss must not wait";
+  const Tensor lc = nn::functional::nll_loss(log_softmax(xc, 1), t);
+  EXPECT_TRUE(allclose(lg, lc, 1e-12, 0.0));
+  EXPECT_TRUE(allclose(gg, grad({lc}, {xc})[0], 1e-12, 1e-12));
+  const Tensor bad = nn::functional::nll_loss(zeros({3, 4}).to(cuda),
+                                              tensor<int64_t>({0, 4, 1}, {3}).to(cuda));
+  EXPECT_MG_ERROR(bad.to(cpu), "[gather] index 4 is out of bounds for a dimension of size 4");
+  EXPECT_NO_THROW(cuda::synchronize());
+}
+
 }  // namespace

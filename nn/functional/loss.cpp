@@ -49,17 +49,20 @@ void check_class_target(const char* op, const Tensor& scores, const Tensor& targ
            shape_str(want), ")");
 }
 
-// -log_probs[n, target[n], ...] per sample, unreduced. Every label is checked (on the host)
+// -log_probs[n, target[n], ...] per sample, unreduced. On the CPU every label is checked
 // before gather runs, so the message names the loss the user called, the bad label and the
-// class count.
+// class count. On the GPU that check would make the host wait for the labels on every call;
+// there gather checks them itself and a bad one is raised at the next wait as gather's error
+// (Note [Deferred device errors] in kernels/cuda/runtime.h), as cross_entropy's are.
 Tensor picked_nll(const char* op, const Tensor& log_probs, const Tensor& target) {
   check_class_target(op, log_probs, target);
   if (log_probs.dim() == 1)
     return picked_nll(op, log_probs.unsqueeze(0), target.unsqueeze(0)).squeeze(0);
   const int64_t classes = log_probs.size(1);
-  for (int64_t label : target.to_vector<int64_t>())
-    MG_CHECK(label >= 0 && label < classes, op, "target ", label, " is out of bounds for ", classes,
-             " classes (labels lie in [0, ", classes, "))");
+  if (target.device().is_cpu())
+    for (int64_t label : target.to_vector<int64_t>())
+      MG_CHECK(label >= 0 && label < classes, op, "target ", label, " is out of bounds for ",
+               classes, " classes (labels lie in [0, ", classes, "))");
   return -gather(log_probs, 1, target.unsqueeze(1)).squeeze(1);
 }
 
