@@ -501,9 +501,11 @@ const Table& table() {
         },
         kSaveBoth}},
       // y = log_softmax(x) along dim i: dy = dx - sum(softmax(x) dx), so with softmax = e^y,
-      // dx = g - e^y sum(g)
+      // dx = g - e^y sum(g). Without create_graph one fused kernel (Note [Fused softmax
+      // backward]); with it the formula in ops, which records its own graph.
       {"log_softmax",
        {[](const GradCtx& c) -> Grads {
+          if (!GradMode::is_enabled()) return {log_softmax_backward(c.g(), c.out[0], c.args.i)};
           return {c.g() - exp(c.out[0]) * sum(c.g(), {c.args.i}, /*keepdim=*/true)};
         },
         kSaveOutputs}},
@@ -520,10 +522,12 @@ const Table& table() {
           return {g1 * softmax(x, 1) - scatter_add(zeros_like(x), 1, t.unsqueeze(1), g1), Tensor()};
         },
         kSaveInputs}},
-      // y = softmax(x) along dim i: dy = y (dx - sum(y dx)), so dx = y (g - sum(g y))
+      // y = softmax(x) along dim i: dy = y (dx - sum(y dx)), so dx = y (g - sum(g y)); fused
+      // without create_graph, as log_softmax's.
       {"softmax",
        {[](const GradCtx& c) -> Grads {
           const Tensor& y = c.out[0];
+          if (!GradMode::is_enabled()) return {softmax_backward(c.g(), y, c.args.i)};
           return {y * (c.g() - sum(c.g() * y, {c.args.i}, /*keepdim=*/true))};
         },
         kSaveOutputs}},

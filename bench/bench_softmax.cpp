@@ -152,6 +152,27 @@ void cross_entropy_bench(benchmark::State& state, bool fused) {
   state.SetBytesProcessed(state.iterations() * rows * cols * 3 * 4);  // x twice, gx once
 }
 
+// The first derivative alone (Note [Fused softmax backward]): the fused kernel against the
+// formula in ops it replaces in a backward pass without create_graph. range(0): 1 log_softmax,
+// 0 softmax; range(1): 1 fused, 0 the formula. g and y read, dx written.
+void BM_SoftmaxBackward(benchmark::State& state) {
+  const bool log = state.range(0) != 0, fused = state.range(1) != 0;
+  const Tensor x = tensor(logits(), {kRows, kCols});
+  const Tensor g = tensor(uniform(static_cast<size_t>(kRows * kCols), -1, 1, 1), {kRows, kCols});
+  const Tensor y = log ? log_softmax(x, 1) : softmax(x, 1);
+  auto formula = [&] {
+    return log ? g - exp(y) * sum(g, {1}, true) : y * (g - sum(g * y, {1}, true));
+  };
+  auto kernel = [&] { return log ? log_softmax_backward(g, y, 1) : softmax_backward(g, y, 1); };
+  const float diff = max(abs(kernel() - formula())).item<float>();
+  if (!(diff <= 1e-5f)) {
+    state.SkipWithError("fused and formula softmax backward differ");
+    return;
+  }
+  for (auto _ : state) benchmark::DoNotOptimize((fused ? kernel() : formula()).raw_data());
+  state.SetBytesProcessed(state.iterations() * kRows * kCols * 3 * 4);
+}
+
 void BM_CrossEntropyFused(benchmark::State& state) {
   cross_entropy_bench(state, true);
 }
@@ -161,6 +182,14 @@ void BM_CrossEntropyComposed(benchmark::State& state) {
 
 }  // namespace
 
+BENCHMARK(BM_SoftmaxBackward)
+    ->ArgNames({"log", "fused"})
+    ->Args({0, 1})
+    ->Args({0, 0})
+    ->Args({1, 1})
+    ->Args({1, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_CrossEntropyFused)->Args({4096, 1024})->Args({75, 5})->UseRealTime();
 BENCHMARK(BM_CrossEntropyComposed)->Args({4096, 1024})->Args({75, 5})->UseRealTime();
 BENCHMARK(BM_LogSoftmaxForward)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -11,23 +11,35 @@ namespace metagrad {
 
 namespace {
 
-Tensor softmax_impl(const char* op, bool log, const Tensor& x, int64_t dim) {
+// [outer, n, inner] around dim d (Note [Fused softmax on the CPU]).
+struct Around {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+Around around(const Shape& shape, int64_t d) {
+  Around a;
+  for (int64_t k = 0; k < static_cast<int64_t>(shape.size()); ++k) {
+    const int64_t s = shape[static_cast<size_t>(k)];
+    if (k < d)
+      a.outer *= s;
+    else if (k == d)
+      a.n = s;
+    else
+      a.inner *= s;
+  }
+  return a;
+}
+
+void check_floating_input(const char* op, const Tensor& x) {
   MG_CHECK(x.defined(), op, "got an undefined tensor");
   MG_CHECK(x.is_floating_point(), op, "expected a floating-point input, got ",
            dtype_name(x.dtype()), " (shape ", shape_str(x.shape()),
            "); cast it first, e.g. x.to(DType::Float32)");
+}
+
+Tensor softmax_impl(const char* op, bool log, const Tensor& x, int64_t dim) {
+  check_floating_input(op, x);
   const int64_t d = wrap_dim(op, dim, x.dim());  // a 0-d input takes 0 and -1
-  // The kernel sees [outer, n, inner] with the softmax over n (Note [Fused softmax on the CPU]).
-  int64_t outer = 1, n = 1, inner = 1;
-  for (int64_t k = 0; k < x.dim(); ++k) {
-    const int64_t s = x.size(k);
-    if (k < d)
-      outer *= s;
-    else if (k == d)
-      n = s;
-    else
-      inner *= s;
-  }
+  const auto [outer, n, inner] = around(x.shape(), d);
   Tensor xc;
   {
     NoGradGuard no_grad;  // the copy is part of this op, not an op of its own
@@ -39,6 +51,32 @@ Tensor softmax_impl(const char* op, bool log, const Tensor& x, int64_t dim) {
   // autograd args: i = dim (wrapped)
   detail::record_op(op, {x}, {out}, {.i = d});
   return out;
+}
+
+Tensor softmax_backward_impl(const char* op, bool log, const Tensor& grad, const Tensor& output,
+                             int64_t dim) {
+  check_floating_input(op, output);
+  MG_CHECK(grad.defined() && grad.dtype() == output.dtype() && grad.shape() == output.shape(), op,
+           "expected a gradient of the output's shape ", shape_str(output.shape()), " and dtype ",
+           dtype_name(output.dtype()), ", got ",
+           grad.defined() ? shape_str(grad.shape()) + " " + dtype_name(grad.dtype())
+                          : std::string("an undefined tensor"));
+  detail::check_same_device(op, {&grad, &output});
+  const int64_t d = wrap_dim(op, dim, output.dim());
+  const auto [outer, n, inner] = around(output.shape(), d);
+  Tensor g, y;
+  {
+    NoGradGuard no_grad;  // the copies are part of this op
+    g = grad.contiguous();
+    y = output.contiguous();
+  }
+  Tensor dx = Tensor::empty(output.shape(), output.options());
+  if (dx.numel() > 0)
+    MG_KERNEL(output.device(), softmax_backward, output.dtype(), log, outer, n, inner,
+              g.raw_data(), y.raw_data(), dx.raw_data());
+  // No derivative entry: a graph through this op throws when differentiated (softmax.h).
+  detail::record_op(op, {grad, output}, {dx}, {.i = d});
+  return dx;
 }
 
 // The checks shared by cross_entropy_loss and its backward.
@@ -107,6 +145,14 @@ Tensor softmax(const Tensor& x, int64_t dim) {
 
 Tensor log_softmax(const Tensor& x, int64_t dim) {
   return softmax_impl("log_softmax", true, x, dim);
+}
+
+Tensor softmax_backward(const Tensor& grad, const Tensor& output, int64_t dim) {
+  return softmax_backward_impl("softmax_backward", false, grad, output, dim);
+}
+
+Tensor log_softmax_backward(const Tensor& grad, const Tensor& output, int64_t dim) {
+  return softmax_backward_impl("log_softmax_backward", true, grad, output, dim);
 }
 
 }  // namespace metagrad

@@ -18,6 +18,16 @@ namespace metagrad {
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 
+// Their first derivatives in one kernel each (Note [Fused softmax backward] in
+// kernels/cpu/softmax.cpp): `grad` the gradient reaching the forward's `output` (same shape),
+// dim as in the forward; returns dx = output (grad - sum(grad output, dim)) for softmax and
+// grad - exp(output) sum(grad, dim) for log_softmax, contiguous. The derivative rules of
+// softmax and log_softmax run these when they need no graph of their own (no create_graph),
+// and their formula in ops otherwise. Not differentiable themselves (a backward pass through
+// them throws), as PyTorch's _softmax_backward_data is used.
+Tensor softmax_backward(const Tensor& grad, const Tensor& output, int64_t dim);
+Tensor log_softmax_backward(const Tensor& grad, const Tensor& output, int64_t dim);
+
 // Fused cross-entropy per sample: logits [N, C] (float32/float64, any strides), target [N]
 // int64 class indices; returns loss [N] = -log_softmax(logits, 1)[n, target[n]], bitwise the
 // composition's value on the CPU, in one kernel (Note [Fused cross-entropy] in

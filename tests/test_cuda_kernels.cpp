@@ -292,6 +292,27 @@ TEST_F(CudaKernels, CrossEntropyMatchesTheCpuWithoutHostWaits) {
   EXPECT_NO_THROW(cuda::synchronize());
 }
 
+// The fused softmax / log_softmax first derivatives (Note [CUDA softmax backward]) in each
+// layout: a warp per row, a block per long row, a thread per column; against the CPU.
+TEST_F(CudaKernels, SoftmaxBackwardMatchesTheCpu) {
+  const Device cuda = Device::cuda();
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    const double tol = dtype == DType::Float64 ? 1e-13 : 1e-5;
+    manual_seed(6);
+    for (const auto& [shape, dim] : std::vector<std::pair<Shape, int64_t>>{
+             {{33, 10}, 1}, {{3, 3000}, 1}, {{5, 40, 70}, 1}}) {
+      SCOPED_TRACE(shape_str(shape));
+      const Tensor x = randn(shape, TensorOptions(dtype)) * 3.0;
+      const Tensor g = randn(shape, TensorOptions(dtype));
+      const Tensor y = softmax(x, dim), ly = log_softmax(x, dim);
+      EXPECT_TRUE(allclose(softmax_backward(g.to(cuda), y.to(cuda), dim),
+                           softmax_backward(g, y, dim), tol, tol));
+      EXPECT_TRUE(allclose(log_softmax_backward(g.to(cuda), ly.to(cuda), dim),
+                           log_softmax_backward(g, ly, dim), tol, tol));
+    }
+  }
+}
+
 // nll_loss on the GPU: no host wait for its labels (gather checks them on the device), the
 // CPU's values and gradients, and a bad label raised at the next wait.
 TEST_F(CudaKernels, NllLossWaitsForNoLabelCheck) {

@@ -15,12 +15,14 @@
 #include <string>
 #include <vector>
 
+#include "cuda_test_util.h"
 #include "test_util.h"
 
 using namespace metagrad;
 
 namespace {
 
+using mg_cuda_test::allclose;
 using Vec = std::vector<double>;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -177,6 +179,53 @@ TEST(Softmax, Errors) {
                       "floating-point");
   EXPECT_MG_ERROR_HAS(softmax(zeros({2, 3}), 2), "[softmax]", "out of range");
   EXPECT_MG_ERROR_HAS(log_softmax(Tensor(), 0), "[log_softmax]", "undefined");
+}
+
+// The fused first derivatives (Note [Fused softmax backward]) against their formulas in ops,
+// in both loop shapes (the last dim; a middle dim, several column blocks), float32 and float64,
+// strided gradients, and as the rule a backward pass without create_graph runs.
+TEST(SoftmaxBackward, MatchesTheFormulaInOps) {
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    const double tol = dtype == DType::Float64 ? 1e-14 : 2e-6;
+    for (const auto& [shape, dim] : std::vector<std::pair<Shape, int64_t>>{
+             {{5, 7}, 1}, {{3, 5000}, -1}, {{4, 6, 300}, 1}, {{2, 3, 4}, 0}, {{9}, 0}}) {
+      SCOPED_TRACE(shape_str(shape) + " dim " + std::to_string(dim));
+      const int64_t numel = numel_of(shape);
+      const Tensor x = (tensor(random_values(numel, 3), shape) * 4.0).to(dtype);
+      // a transposed gradient: the op takes any strides
+      Shape rev(shape.rbegin(), shape.rend());
+      std::vector<int64_t> perm;
+      for (int64_t k = static_cast<int64_t>(shape.size()) - 1; k >= 0; --k) perm.push_back(k);
+      const Tensor g = tensor(random_values(numel, 4), rev).to(dtype).permute(perm);
+      const Tensor y = softmax(x, dim), ly = log_softmax(x, dim);
+      const Tensor want = y * (g - sum(g * y, {dim}, true));
+      const Tensor lwant = g - exp(ly) * sum(g, {dim}, true);
+      EXPECT_TRUE(allclose(softmax_backward(g, y, dim), want, tol, tol));
+      EXPECT_TRUE(allclose(log_softmax_backward(g, ly, dim), lwant, tol, tol));
+      // through autograd (no create_graph: the fused kernels)
+      Tensor xa = x.clone().requires_grad_(true);
+      EXPECT_TRUE(allclose(grad({softmax(xa, dim)}, {xa}, {g})[0], want, tol, tol));
+      EXPECT_TRUE(allclose(grad({log_softmax(xa, dim)}, {xa}, {g})[0], lwant, tol, tol));
+    }
+  }
+  // empty and 0-d
+  EXPECT_EQ(softmax_backward(zeros({0, 3}), zeros({0, 3}), 1).shape(), (Shape{0, 3}));
+  const Tensor one = ones({});
+  EXPECT_EQ(log_softmax_backward(one, zeros({}), 0).item<double>(), 0.0);  // 1 - e^0 * 1
+}
+
+TEST(SoftmaxBackward, ErrorsAndNotDifferentiable) {
+  const Tensor y = softmax(randn({2, 3}), 1);
+  EXPECT_MG_ERROR_HAS(softmax_backward(zeros({3, 2}), y, 1), "[softmax_backward]",
+                      "expected a gradient of the output's shape [2, 3]");
+  EXPECT_MG_ERROR_HAS(log_softmax_backward(zeros({2, 3}, DType::Float64), y, 1),
+                      "[log_softmax_backward]", "dtype float32");
+  EXPECT_MG_ERROR_HAS(softmax_backward(zeros({2, 3}), y, 2), "[softmax_backward]", "out of range");
+  EXPECT_MG_ERROR_HAS(softmax_backward(zeros({2, 3}, DType::Int64), zeros({2, 3}, DType::Int64), 1),
+                      "[softmax_backward]", "floating-point");
+  Tensor g = ones({2, 3}).requires_grad_(true);
+  const Tensor dx = softmax_backward(g, y, 1);
+  EXPECT_MG_ERROR_HAS(sum(dx).backward(), "[autograd]", "not differentiable");
 }
 
 // The fused cross-entropy against log_softmax + pick: the loss bitwise (Note [Fused

@@ -142,6 +142,9 @@ void reduce(ReduceOp, const ReduceInput&, void*, int64_t*, double) {
 void softmax(DType, bool, int64_t, int64_t, int64_t, const void*, void*) {
   no_cuda("softmax");
 }
+void softmax_backward(DType, bool, int64_t, int64_t, int64_t, const void*, const void*, void*) {
+  no_cuda("softmax_backward");
+}
 bool cross_entropy_forward(DType, int64_t, int64_t, const void*, const int64_t*, void*, int64_t*) {
   no_cuda("cross_entropy");
 }

@@ -18,6 +18,12 @@ namespace metagrad::kernels::cpu {
 void softmax(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner, const void* x,
              void* y);
 
+// The first derivative of either (Note [Fused softmax backward] in softmax.cpp): g (the
+// gradient reaching y) and y (the forward's output) contiguous, seen as x was. Writes
+// dx = y (g - sum(g y)), or for log_softmax dx = g - exp(y) sum(g), the sums over n.
+void softmax_backward(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner,
+                      const void* g, const void* y, void* dx);
+
 // Fused cross-entropy (Note [Fused cross-entropy] in softmax.cpp): x contiguous [rows, n]
 // float32/float64 logits, target contiguous [rows] int64. loss[r] = -log_softmax(x[r])[t[r]]
 // (same special values as log_softmax). Returns false, with *bad the first target outside

@@ -35,6 +35,8 @@ void reduce(ReduceOp op, const ReduceInput& in, void* values, int64_t* indices, 
 // As kernels::cpu::softmax (kernels/cpu/softmax.h): contiguous x, y seen as [outer, n, inner].
 void softmax(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner, const void* x,
              void* y);
+void softmax_backward(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner,
+                      const void* g, const void* y, void* dx);
 bool cross_entropy_forward(DType dtype, int64_t rows, int64_t n, const void* x,
                            const int64_t* target, void* loss, int64_t* bad);
 void cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,

@@ -128,6 +128,83 @@ __global__ void softmax_columns(bool log, int64_t outer, int64_t n, int64_t inne
   }
 }
 
+// Note [CUDA softmax backward]: the twin of Note [Fused softmax backward] (kernels/cpu/
+// softmax.cpp): dx = y (g - sum(g y)), or g - e^y sum(g) after log_softmax, in the forward's
+// three layouts; each thread sums its terms in double, the warp by butterfly, a block's warps
+// in warp order from shared memory, so the result depends on the shapes only.
+template <typename T>
+__device__ __forceinline__ double dot_term(bool log, T g, T y) {
+  return log ? static_cast<double>(g) : static_cast<double>(g) * static_cast<double>(y);
+}
+// In T with the sum rounded to T, as the CPU (and the formula in ops) compute it.
+template <typename T>
+__device__ __forceinline__ T backward_value(bool log, T g, T y, double s) {
+  const T st = static_cast<T>(s);
+  return log ? g - exp_t<T>(y) * st : y * (g - st);
+}
+__device__ __forceinline__ double warp_sum(double v) {
+#pragma unroll
+  for (int d = kWarp / 2; d > 0; d /= 2) v += __shfl_xor_sync(0xffffffffu, v, d);
+  return v;
+}
+
+template <typename T>
+__global__ void softmax_backward_warp_rows(bool log, int64_t rows, int64_t n,
+                                           const T* __restrict__ g, const T* __restrict__ y,
+                                           T* __restrict__ dx) {
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
+  for (int64_t r = warp; r < rows; r += warps) {  // the same r for every lane of the warp
+    const T* gr = g + r * n;
+    const T* yr = y + r * n;
+    T* dr = dx + r * n;
+    double part = 0;
+    for (int64_t j = lane; j < n; j += kWarp) part += dot_term(log, gr[j], yr[j]);
+    const double s = warp_sum(part);
+    for (int64_t j = lane; j < n; j += kWarp) dr[j] = backward_value(log, gr[j], yr[j], s);
+  }
+}
+
+template <typename T>
+__global__ void softmax_backward_block_rows(bool log, int64_t rows, int64_t n,
+                                            const T* __restrict__ g, const T* __restrict__ y,
+                                            T* __restrict__ dx) {
+  __shared__ double sums[kWarps];
+  const int t = static_cast<int>(threadIdx.x), lane = t % kWarp, w = t / kWarp;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {  // the same r for the whole block
+    const T* gr = g + r * n;
+    const T* yr = y + r * n;
+    T* dr = dx + r * n;
+    double part = 0;
+    for (int64_t j = t; j < n; j += kThreads) part += dot_term(log, gr[j], yr[j]);
+    part = warp_sum(part);
+    if (lane == 0) sums[w] = part;
+    __syncthreads();
+    double s = sums[0];
+    for (int k = 1; k < kWarps; ++k) s += sums[k];
+    for (int64_t j = t; j < n; j += kThreads) dr[j] = backward_value(log, gr[j], yr[j], s);
+    __syncthreads();  // the shared slots are read before the next row overwrites them
+  }
+}
+
+template <typename T>
+__global__ void softmax_backward_columns(bool log, int64_t outer, int64_t n, int64_t inner,
+                                         const T* __restrict__ g, const T* __restrict__ y,
+                                         T* __restrict__ dx) {
+  const int64_t cols = outer * inner;
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < cols;
+       c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t o = c / inner, j = c - o * inner, base = o * n * inner + j;
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += dot_term(log, g[base + i * inner], y[base + i * inner]);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t at = base + i * inner;
+      dx[at] = backward_value(log, g[at], y[at], s);
+    }
+  }
+}
+
 // Note [CUDA cross-entropy]: the twin of Note [Fused cross-entropy] (kernels/cpu/softmax.cpp):
 // a warp per row of logits gathers the row's statistics with the online rule and lane 0 writes
 // loss = log s - (x[t] - shift); the backward gathers them again and writes
@@ -200,6 +277,28 @@ void softmax(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner, con
     } else {
       softmax_block_rows<scalar_t>
           <<<blocks_for(outer), kThreads, 0, stream()>>>(log, outer, n, xs, ys);
+    }
+    MG_CUDA_LAUNCH_CHECK();
+  });
+}
+
+void softmax_backward(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner,
+                      const void* g, const void* y, void* dx) {
+  if (outer * n * inner == 0) return;
+  MG_DISPATCH_FLOAT(dtype, [&] {
+    const auto* gs = static_cast<const scalar_t*>(g);
+    const auto* ys = static_cast<const scalar_t*>(y);
+    auto* ds = static_cast<scalar_t*>(dx);
+    if (inner > 1) {
+      softmax_backward_columns<scalar_t><<<grid_for(outer * inner), kThreads, 0, stream()>>>(
+          log, outer, n, inner, gs, ys, ds);
+    } else if (n <= kWarpRow) {
+      softmax_backward_warp_rows<scalar_t>
+          <<<blocks_for((outer + kWarps - 1) / kWarps), kThreads, 0, stream()>>>(log, outer, n, gs,
+                                                                                 ys, ds);
+    } else {
+      softmax_backward_block_rows<scalar_t>
+          <<<blocks_for(outer), kThreads, 0, stream()>>>(log, outer, n, gs, ys, ds);
     }
     MG_CUDA_LAUNCH_CHECK();
   });
