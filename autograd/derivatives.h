@@ -13,10 +13,10 @@ namespace metagrad::autograd {
 // What a derivative rule sees.
 struct GradCtx {
   const detail::OpArgs& args;           // the op's own arguments (see the op's record_op)
-  std::vector<Tensor> in;               // its inputs, when the rule saves them (else empty)
-  std::vector<Tensor> out;              // its outputs, when the rule saves them (else empty)
+  SmallVector<Tensor, 3> in;            // its inputs, when the rule saves them (else empty)
+  SmallVector<Tensor, 3> out;           // its outputs, when the rule saves them (else empty)
   std::vector<Tensor> grads;            // d loss / d output, one per output (zeros if none flowed)
-  std::vector<bool> needs;              // needs[i]: input i wants a gradient
+  SmallVector<bool, 3> needs;           // needs[i]: input i wants a gradient
   const InputMetas& in_meta;             // shape and dtype of every input
   const Tensor& g() const { return grads[0]; }
   const Shape& in_shape(size_t i) const { return in_meta[i].shape; }

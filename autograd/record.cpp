@@ -85,7 +85,7 @@ class OpNode final : public Node {
   std::string op_;
   detail::OpArgs args_;
   const Derivative* d_;
-  std::vector<SavedTensor> saved_in_, saved_out_;
+  SmallVector<SavedTensor, 3> saved_in_, saved_out_;  // inline: no allocation per node
   bool released_ = false;
 };
 
