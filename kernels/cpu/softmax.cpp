@@ -149,21 +149,30 @@ void softmax_columns(bool log, const T* x, T* y, int64_t n, int64_t inner, int64
   }
 }
 
-template <typename T>
-void run(bool log, int64_t outer, int64_t n, int64_t inner, const T* x, T* y) {
+// The two loop shapes of Note [Fused softmax on the CPU], shared by the forward and the
+// backward: row(off) for each row (inner == 1), else columns(off, w) for each block of up to
+// kColumns adjacent columns; `off` is the element offset where the row or block starts.
+template <typename Row, typename Columns>
+void over_rows_or_columns(int64_t outer, int64_t n, int64_t inner, Row row, Columns columns) {
   const bool big = outer * n * inner >= kParallelGrain;
   if (inner == 1) {
 #pragma omp parallel for schedule(static) if (big && outer > 1)
-    for (int64_t o = 0; o < outer; ++o) softmax_row(log, x + o * n, y + o * n, n);
+    for (int64_t o = 0; o < outer; ++o) row(o * n);
     return;
   }
   const int64_t blocks = (inner + kColumns - 1) / kColumns;
 #pragma omp parallel for schedule(static) if (big && outer * blocks > 1)
   for (int64_t it = 0; it < outer * blocks; ++it) {
     const int64_t o = it / blocks, j0 = (it % blocks) * kColumns;
-    const int64_t off = o * n * inner + j0;
-    softmax_columns(log, x + off, y + off, n, inner, std::min(kColumns, inner - j0));
+    columns(o * n * inner + j0, std::min(kColumns, inner - j0));
   }
+}
+
+template <typename T>
+void run(bool log, int64_t outer, int64_t n, int64_t inner, const T* x, T* y) {
+  over_rows_or_columns(
+      outer, n, inner, [&](int64_t off) { softmax_row(log, x + off, y + off, n); },
+      [&](int64_t off, int64_t w) { softmax_columns(log, x + off, y + off, n, inner, w); });
 }
 
 // Note [Fused cross-entropy]: loss[r] = -log_softmax(x[r])[t[r]] = log(s) - (x[r, t] - shift),
@@ -274,38 +283,29 @@ void softmax_backward_columns(bool log, const T* g, const T* y, T* dx, int64_t n
 }
 
 template <typename T>
+void backward_row(bool log, const T* g, const T* y, T* dx, int64_t n) {
+  const T s = static_cast<T>(row_dot(log, g, y, n));
+  if (log) {
+    for (int64_t i = 0; i < n; ++i) dx[i] = g[i] - exp_of<T>(y[i]) * s;
+  } else {
+    for (int64_t i = 0; i < n; ++i) dx[i] = y[i] * (g[i] - s);
+  }
+}
+
+template <typename T>
 void run_backward(bool log, int64_t outer, int64_t n, int64_t inner, const T* g, const T* y,
                   T* dx) {
-  const bool big = outer * n * inner >= kParallelGrain;
-  if (inner == 1) {
-#pragma omp parallel for schedule(static) if (big && outer > 1)
-    for (int64_t o = 0; o < outer; ++o) {
-      const T* gr = g + o * n;
-      const T* yr = y + o * n;
-      T* dr = dx + o * n;
-      const T s = static_cast<T>(row_dot(log, gr, yr, n));
-      if (log) {
-        for (int64_t i = 0; i < n; ++i) dr[i] = gr[i] - exp_of<T>(yr[i]) * s;
-      } else {
-        for (int64_t i = 0; i < n; ++i) dr[i] = yr[i] * (gr[i] - s);
-      }
-    }
-    return;
-  }
-  const int64_t blocks = (inner + kColumns - 1) / kColumns;
-#pragma omp parallel for schedule(static) if (big && outer * blocks > 1)
-  for (int64_t it = 0; it < outer * blocks; ++it) {
-    const int64_t o = it / blocks, j0 = (it % blocks) * kColumns;
-    const int64_t off = o * n * inner + j0;
-    softmax_backward_columns(log, g + off, y + off, dx + off, n, inner,
-                             std::min(kColumns, inner - j0));
-  }
+  over_rows_or_columns(
+      outer, n, inner, [&](int64_t off) { backward_row(log, g + off, y + off, dx + off, n); },
+      [&](int64_t off, int64_t w) {
+        softmax_backward_columns(log, g + off, y + off, dx + off, n, inner, w);
+      });
 }
 
 }  // namespace
 
-void softmax_backward(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner,
-                      const void* g, const void* y, void* dx) {
+void softmax_backward(DType dtype, bool log, int64_t outer, int64_t n, int64_t inner, const void* g,
+                      const void* y, void* dx) {
   MG_DISPATCH_FLOAT(dtype, [&] {
     run_backward(log, outer, n, inner, static_cast<const scalar_t*>(g),
                  static_cast<const scalar_t*>(y), static_cast<scalar_t*>(dx));

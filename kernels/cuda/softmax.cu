@@ -46,6 +46,15 @@ template <typename T>
 using Final = online::LseFinal<T>;
 using online::exp_t;
 
+// A warp per row: this thread's warp among the grid's, and how many there are (rows are taken
+// warp, warp + warps, ...; every lane of a warp takes the same row).
+__device__ __forceinline__ int64_t warp_index() {
+  return (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+}
+__device__ __forceinline__ int64_t warp_count() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
+}
+
 template <typename T>
 __device__ __forceinline__ Stats<T> warp_merge(Stats<T> a) {
 #pragma unroll
@@ -75,8 +84,7 @@ template <typename T>
 __global__ void softmax_warp_rows(bool log, int64_t rows, int64_t n, const T* __restrict__ x,
                                   T* __restrict__ y) {
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
+  const int64_t warp = warp_index(), warps = warp_count();
   for (int64_t r = warp; r < rows; r += warps) {  // the same r for every lane of the warp
     const T* xr = x + r * n;
     T* yr = y + r * n;
@@ -153,8 +161,7 @@ __global__ void softmax_backward_warp_rows(bool log, int64_t rows, int64_t n,
                                            const T* __restrict__ g, const T* __restrict__ y,
                                            T* __restrict__ dx) {
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
+  const int64_t warp = warp_index(), warps = warp_count();
   for (int64_t r = warp; r < rows; r += warps) {  // the same r for every lane of the warp
     const T* gr = g + r * n;
     const T* yr = y + r * n;
@@ -216,8 +223,7 @@ __global__ void cross_entropy_forward_kernel(int64_t rows, int64_t n, const T* _
                                              T* __restrict__ loss,
                                              metagrad::cuda::DeviceErrorSlot* err) {
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
+  const int64_t warp = warp_index(), warps = warp_count();
   for (int64_t r = warp; r < rows; r += warps) {
     const T* xr = x + r * n;
     const Final<T> f = warp_row_final(xr, n, lane);
@@ -240,8 +246,7 @@ __global__ void cross_entropy_backward_kernel(int64_t rows, int64_t n, const T* 
                                               const int64_t* __restrict__ target,
                                               T* __restrict__ dx) {
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp;
+  const int64_t warp = warp_index(), warps = warp_count();
   for (int64_t r = warp; r < rows; r += warps) {
     const T* xr = x + r * n;
     T* dr = dx + r * n;
