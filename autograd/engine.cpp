@@ -295,7 +295,8 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
     // Multi-output ops see zeros for outputs no gradient reached.
     bool any = false;
     for (const Tensor& g : grads) any = any || g.defined();
-    std::vector<Tensor> in_grads(n->next_edges().size());
+    std::vector<Tensor> in_grads;  // the rule's result, or undefined gradients when none flowed
+    if (!any) in_grads.resize(n->next_edges().size());
     if (any) {
       if (grads.size() > 1)
         for (size_t s = 0; s < grads.size(); ++s)
