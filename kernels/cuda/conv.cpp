@@ -21,6 +21,7 @@
 #include <climits>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -172,6 +173,47 @@ struct ConvDescriptors {
              ", ", g.ow, "]");
   }
 };
+
+// Note [cuDNN descriptor cache]: a meta-step runs the same few convolution shapes hundreds of
+// times, and building a call's descriptors is fifteen cuDNN calls (four creates, six setters,
+// the output-size query, four destroys), microseconds of host time per convolution where the
+// host is what bounds a small step. So each host thread keeps the descriptors it built, keyed
+// by geometry, image count and types, bounded (the cache starts over past kMaxDescriptors).
+// algorithm() sets the chosen math type on the convolution descriptor; a reused one gets the
+// call's own math type back first, so that the heuristics of a first call in another
+// direction see what a fresh descriptor would show them.
+constexpr size_t kMaxDescriptors = 256;
+
+const ConvDescriptors& descriptors(const char* op, const Conv2dGeometry& g, int64_t nb,
+                                   const Types& t) {
+  using Key = std::array<int64_t, 18>;
+  thread_local std::map<Key, std::unique_ptr<ConvDescriptors>> cache;
+  const Key key{g.c,
+                g.h,
+                g.w,
+                g.o,
+                g.kh,
+                g.kw,
+                g.oh,
+                g.ow,
+                g.sh,
+                g.sw,
+                g.ph,
+                g.pw,
+                g.dh,
+                g.dw,
+                g.groups,
+                nb,
+                static_cast<int64_t>(t.data),
+                static_cast<int64_t>(t.math)};
+  if (auto it = cache.find(key); it != cache.end()) {
+    MG_CUDNN_CHECK(cudnnSetConvolutionMathType(it->second->conv.get(), t.math));
+    return *it->second;
+  }
+  if (cache.size() >= kMaxDescriptors) cache.clear();
+  auto made = std::make_unique<ConvDescriptors>(op, g, nb, t);  // built before it is keyed
+  return *cache.emplace(key, std::move(made)).first->second;
+}
 
 // ---- algorithm choice (Note [cuDNN algorithm choice]) -------------------------------------
 
@@ -408,7 +450,7 @@ void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const v
   }
   for (int64_t n0 = 0; n0 < g.n; n0 += per) {
     const int64_t nb = std::min(per, g.n - n0);
-    const ConvDescriptors d(op, g, nb, t);
+    const ConvDescriptors& d = descriptors(op, g, nb, t);  // Note [cuDNN descriptor cache]
     const Algo a = algorithm(op, h, Direction::Forward, dtype, g, nb, d, t);
     const rt::Workspace ws(a.workspace);
     void* yc = at(y, n0 * g.o * g.oh * g.ow, t.elem);
@@ -417,7 +459,10 @@ void conv2d_forward(DType dtype, const Conv2dGeometry& g, const void* x, const v
                                            static_cast<cudnnConvolutionFwdAlgo_t>(a.algo),
                                            ws.data(), a.workspace, t.zero, d.y.get(), yc));
     // y = conv + b, the bias added after the product as on the CPU.
-    if (b) MG_CUDNN_CHECK(cudnnAddTensor(h, t.one, bias->get(), b, t.one, d.y.get(), yc));
+    if (b) {
+      MG_CUDNN_CHECK(cudnnAddTensor(h, t.one, bias->get(), b, t.one, d.y.get(), yc));
+      rt::detail::count_library_call();  // a second cuDNN operation of this convolution
+    }
   }
 }
 
@@ -429,7 +474,7 @@ void conv2d_input_backward(DType dtype, const Conv2dGeometry& g, const void* gy,
   const cudnnHandle_t h = cudnn_handle();
   for (int64_t n0 = 0; n0 < g.n; n0 += per) {
     const int64_t nb = std::min(per, g.n - n0);
-    const ConvDescriptors d(op, g, nb, t);
+    const ConvDescriptors& d = descriptors(op, g, nb, t);  // Note [cuDNN descriptor cache]
     const Algo a = algorithm(op, h, Direction::BackwardData, dtype, g, nb, d, t);
     const rt::Workspace ws(a.workspace);
     MG_CUDNN_CHECK(cudnnConvolutionBackwardData(
@@ -447,7 +492,7 @@ void conv2d_weight_backward(DType dtype, const Conv2dGeometry& g, const void* gy
   const cudnnHandle_t h = cudnn_handle();
   for (int64_t n0 = 0; n0 < g.n; n0 += per) {
     const int64_t nb = std::min(per, g.n - n0);
-    const ConvDescriptors d(op, g, nb, t);
+    const ConvDescriptors& d = descriptors(op, g, nb, t);  // Note [cuDNN descriptor cache]
     const Algo a = algorithm(op, h, Direction::BackwardFilter, dtype, g, nb, d, t);
     const rt::Workspace ws(a.workspace);
     // gw is the sum over all images: the first call writes it (beta = 0), later ones add.
