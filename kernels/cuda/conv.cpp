@@ -184,28 +184,22 @@ struct ConvDescriptors {
 // direction see what a fresh descriptor would show them.
 constexpr size_t kMaxDescriptors = 256;
 
+// A call's shape as a map key: the geometry without the batch, then `extra` (what else the key
+// must tell apart: the image count, types, direction, device).
+template <size_t N>
+std::array<int64_t, 15 + N> shape_key(const Conv2dGeometry& g,
+                                      const std::array<int64_t, N>& extra) {
+  std::array<int64_t, 15 + N> k{g.c,  g.h,  g.w,  g.o,  g.kh, g.kw, g.oh,    g.ow,
+                                g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups};
+  for (size_t i = 0; i < N; ++i) k[15 + i] = extra[i];
+  return k;
+}
+
 const ConvDescriptors& descriptors(const char* op, const Conv2dGeometry& g, int64_t nb,
                                    const Types& t) {
   using Key = std::array<int64_t, 18>;
   thread_local std::map<Key, std::unique_ptr<ConvDescriptors>> cache;
-  const Key key{g.c,
-                g.h,
-                g.w,
-                g.o,
-                g.kh,
-                g.kw,
-                g.oh,
-                g.ow,
-                g.sh,
-                g.sw,
-                g.ph,
-                g.pw,
-                g.dh,
-                g.dw,
-                g.groups,
-                nb,
-                static_cast<int64_t>(t.data),
-                static_cast<int64_t>(t.math)};
+  const Key key = shape_key<3>(g, {nb, static_cast<int64_t>(t.data), static_cast<int64_t>(t.math)});
   if (auto it = cache.find(key); it != cache.end()) {
     MG_CUDNN_CHECK(cudnnSetConvolutionMathType(it->second->conv.get(), t.math));
     return *it->second;
@@ -389,26 +383,8 @@ Algo algorithm(const char* op, cudnnHandle_t h, Direction dir, DType dtype, cons
   using Key = std::array<int64_t, 20>;
   static std::mutex mutex;
   static std::map<Key, Algo> cache;
-  const Key key = {rt::current_device(),
-                   static_cast<int64_t>(dir),
-                   static_cast<int64_t>(dtype),
-                   t.exact_fp32,
-                   nb,
-                   g.c,
-                   g.h,
-                   g.w,
-                   g.o,
-                   g.kh,
-                   g.kw,
-                   g.oh,
-                   g.ow,
-                   g.sh,
-                   g.sw,
-                   g.ph,
-                   g.pw,
-                   g.dh,
-                   g.dw,
-                   g.groups};
+  const Key key = shape_key<5>(g, {rt::current_device(), static_cast<int64_t>(dir),
+                                   static_cast<int64_t>(dtype), t.exact_fp32, nb});
   std::optional<Algo> found;
   {
     std::lock_guard<std::mutex> lock(mutex);
