@@ -476,15 +476,14 @@ bool use_phases(const Conv2dGeometry& g, const Dims& d) {
 template <typename T>
 void input_backward_phases(const Conv2dGeometry& g, const T* gy, const T* w, T* gx) {
   const Dims d = dims_of(g);
-  std::vector<Phase> phases;
-  bool all_reached = true;  // every gx pixel in a phase with taps
-  for (const Phase& p : phases_of(g)) {
-    if (p.kp() > 0)
+  std::vector<Phase> phases;  // those with taps; the others' pixels get 0
+  int64_t reached = 0;        // gx pixels per plane that some tap reaches
+  for (const Phase& p : phases_of(g))
+    if (p.kp() > 0) {
       phases.push_back(p);
-    else
-      all_reached = false;
-  }
-  if (static_cast<int64_t>(phases_of(g).size()) < g.sh * g.sw) all_reached = false;
+      reached += p.pixels();
+    }
+  const bool all_reached = reached == d.hw;
   // Per phase: its tables, its weights as [cg, og * th * tw] per group (gathered once per
   // call), and where its rows start in the shared column buffer.
   std::vector<PhaseMaps> maps;
