@@ -32,7 +32,7 @@ using Grads = std::vector<Tensor>;
 Tensor sum_to(const Tensor& g, const Shape& shape) {
   if (g.shape() == shape) return g;
   const int64_t lead = g.dim() - static_cast<int64_t>(shape.size());
-  std::vector<int64_t> dims;
+  DimVector dims;
   for (int64_t d = 0; d < g.dim(); ++d)
     if (d < lead || (shape[d - lead] == 1 && g.size(d) != 1)) dims.push_back(d);
   Tensor r = sum(g, dims, /*keepdim=*/true);
@@ -69,7 +69,7 @@ Tensor prod_backward(const Tensor& g, const Tensor& x, const Tensor& out, const 
                         std::vector<int64_t>(static_cast<size_t>(x.numel()), 0);
   if (!has_zero) return ge * oute / x;
   // Move reduced dims last: perm = kept dims then reduced dims.
-  std::vector<int64_t> perm, inv(x.dim());
+  DimVector perm, inv(static_cast<size_t>(x.dim()));
   for (int64_t d = 0; d < x.dim(); ++d)
     if (std::find(a.dims.begin(), a.dims.end(), d) == a.dims.end()) perm.push_back(d);
   for (int64_t d : a.dims) perm.push_back(d);
@@ -232,7 +232,7 @@ Grads native_batch_norm_backward_rule(const GradCtx& c) {
     std::tie(gx, gw, gb) = native_batch_norm_backward(g, x, w, eps, g_mean, g_invstd,
                                                       {need_x, need_w, need_b}, c.out[1], c.out[2]);
   } else {
-    std::vector<int64_t> dims = {0};
+    DimVector dims = {0};
     Shape bshape(static_cast<size_t>(x.dim()), 1);  // [1, C, 1, ...]
     bshape[1] = x.size(1);
     double m = static_cast<double>(x.size(0));
@@ -274,7 +274,7 @@ const Table& table() {
       // permute: apply the inverse permutation.
       {"permute",
        {[](const GradCtx& c) -> Grads {
-          std::vector<int64_t> inv(c.args.dims.size());
+          DimVector inv(c.args.dims.size());
           for (size_t i = 0; i < inv.size(); ++i) inv[c.args.dims[i]] = static_cast<int64_t>(i);
           return {c.g().permute(inv)};
         },
@@ -601,7 +601,7 @@ const Table& table() {
       {"pad",
        {[](const GradCtx& c) -> Grads {
           MG_CHECK(c.args.i == 0, "pad", "only constant padding is differentiable");
-          std::vector<int64_t> neg_pad(c.args.dims);
+          DimVector neg_pad(c.args.dims);
           for (auto& p : neg_pad) p = -p;
           return {pad(c.g(), neg_pad, 0.0)};
         },

@@ -392,11 +392,11 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
 
 // ---- pad ----------------------------------------------------------------------------------
 
-Tensor pad(const Tensor& x, const std::vector<int64_t>& p, double value) {
+Tensor pad(const Tensor& x, const DimVector& p, double value) {
   return pad(x, p, PadMode::Constant, value);
 }
 
-Tensor pad(const Tensor& x, const std::vector<int64_t>& p, PadMode mode, double value) {
+Tensor pad(const Tensor& x, const DimVector& p, PadMode mode, double value) {
   const char* op = "pad";
   check_operand(op, x, "input");
   const int64_t rank = x.dim();

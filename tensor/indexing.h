@@ -51,7 +51,7 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
 // edge (each pad < that dim's size); Replicate repeats the edge. Unlike PyTorch, reflect and
 // replicate accept any number of padded dims and any rank.
 enum class PadMode : int64_t { Constant = 0, Reflect = 1, Replicate = 2 };
-Tensor pad(const Tensor& x, const std::vector<int64_t>& pad, double value = 0);
-Tensor pad(const Tensor& x, const std::vector<int64_t>& pad, PadMode mode, double value = 0);
+Tensor pad(const Tensor& x, const DimVector& pad, double value = 0);
+Tensor pad(const Tensor& x, const DimVector& pad, PadMode mode, double value = 0);
 
 }  // namespace metagrad

@@ -37,26 +37,26 @@ Tensor cast(const Tensor& t, DType d) {
 
 // A reduction as the kernel sees it: the input's dims split into kept and reduced ones.
 struct Plan {
-  std::vector<int64_t> dims;  // reduced dims, wrapped and sorted; all of them when none given
+  DimVector dims;             // reduced dims, wrapped and sorted; all of them when none given
   Shape out_shape;            // kept dims, plus size-1 reduced dims when keepdim
   Shape kept_shape, kept_strides, red_shape, red_strides;
   int64_t n_red = 1;  // elements per output
 };
 
-std::string dims_str(const std::vector<int64_t>& dims) {
+std::string dims_str(const DimVector& dims) {
   return shape_str(dims);
 }
 
-Plan make_plan(const char* op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+Plan make_plan(const char* op, const Tensor& x, const DimVector& dims, bool keepdim) {
   const int64_t nd = x.dim();
   // A 0-d tensor takes dim 0 / -1 (wrap_dim allows them) and has no dim to list or keep.
-  std::vector<bool> reduced(static_cast<size_t>(std::max<int64_t>(nd, 1)), dims.empty());
-  std::vector<bool> seen(reduced.size(), false);
+  // 0/1 flags in a DimVector: no heap allocation for up to six dims.
+  DimVector reduced(static_cast<size_t>(std::max<int64_t>(nd, 1)), dims.empty() ? 1 : 0);
   for (int64_t d : dims) {
     const int64_t w = wrap_dim(op, d, nd);
-    MG_CHECK(!seen[static_cast<size_t>(w)], op, "dim ", w, " appears more than once in dims ",
+    MG_CHECK(!reduced[static_cast<size_t>(w)], op, "dim ", w, " appears more than once in dims ",
              dims_str(dims), " (input shape ", shape_str(x.shape()), ")");
-    seen[static_cast<size_t>(w)] = reduced[static_cast<size_t>(w)] = true;
+    reduced[static_cast<size_t>(w)] = 1;
   }
   Plan p;
   for (int64_t d = 0; d < nd; ++d) {
@@ -145,7 +145,7 @@ Tensor arg_extreme(const char* name, ReduceOp op, const Tensor& x, std::optional
 }
 
 Tensor extreme(const char* name, const char* record_name, ReduceOp op, const Tensor& x,
-               const std::vector<int64_t>& dims, bool keepdim) {
+               const DimVector& dims, bool keepdim) {
   check_input(name, x);
   const Plan p = make_plan(name, x, dims, keepdim);
   check_nonempty(name, x, p, name);
@@ -154,7 +154,7 @@ Tensor extreme(const char* name, const char* record_name, ReduceOp op, const Ten
   return out;
 }
 
-Tensor var_std(const char* name, ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims,
+Tensor var_std(const char* name, ReduceOp op, const Tensor& x, const DimVector& dims,
                double correction, bool keepdim) {
   check_input(name, x);
   check_floating(name, x);
@@ -169,7 +169,7 @@ Tensor var_std(const char* name, ReduceOp op, const Tensor& x, const std::vector
 Tensor sum(const Tensor& x) {
   return sum(x, {});
 }
-Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim,
+Tensor sum(const Tensor& x, const DimVector& dims, bool keepdim,
            std::optional<DType> dtype) {
   check_input("sum", x);
   const Plan p = make_plan("sum", x, dims, keepdim);
@@ -183,7 +183,7 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim,
 Tensor mean(const Tensor& x) {
   return mean(x, {});
 }
-Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+Tensor mean(const Tensor& x, const DimVector& dims, bool keepdim) {
   check_input("mean", x);
   check_floating("mean", x);
   const Plan p = make_plan("mean", x, dims, keepdim);
@@ -195,20 +195,20 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 Tensor var(const Tensor& x) {
   return var(x, {});
 }
-Tensor var(const Tensor& x, const std::vector<int64_t>& dims, double correction, bool keepdim) {
+Tensor var(const Tensor& x, const DimVector& dims, double correction, bool keepdim) {
   return var_std("var", ReduceOp::Var, x, dims, correction, keepdim);
 }
 Tensor std(const Tensor& x) {
   return metagrad::std(x, {});
 }
-Tensor std(const Tensor& x, const std::vector<int64_t>& dims, double correction, bool keepdim) {
+Tensor std(const Tensor& x, const DimVector& dims, double correction, bool keepdim) {
   return var_std("std", ReduceOp::Std, x, dims, correction, keepdim);
 }
 
 Tensor prod(const Tensor& x) {
   return prod(x, {});
 }
-Tensor prod(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+Tensor prod(const Tensor& x, const DimVector& dims, bool keepdim) {
   check_input("prod", x);
   const Plan p = make_plan("prod", x, dims, keepdim);
   Tensor out = run_values(ReduceOp::Prod, x, p);
@@ -222,10 +222,10 @@ Tensor max(const Tensor& x) {
 Tensor min(const Tensor& x) {
   return extreme("min", "amin", ReduceOp::Min, x, {}, false);
 }
-Tensor amax(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+Tensor amax(const Tensor& x, const DimVector& dims, bool keepdim) {
   return extreme("amax", "amax", ReduceOp::Max, x, dims, keepdim);
 }
-Tensor amin(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+Tensor amin(const Tensor& x, const DimVector& dims, bool keepdim) {
   return extreme("amin", "amin", ReduceOp::Min, x, dims, keepdim);
 }
 
@@ -243,7 +243,7 @@ Tensor argmin(const Tensor& x, std::optional<int64_t> dim, bool keepdim) {
   return arg_extreme("argmin", ReduceOp::ArgMin, x, dim, keepdim);
 }
 
-Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+Tensor logsumexp(const Tensor& x, const DimVector& dims, bool keepdim) {
   check_input("logsumexp", x);
   const Plan p = make_plan("logsumexp", x, dims, keepdim);
   Tensor xin = is_floating(x.dtype()) ? x : cast(x, DType::Float32);
@@ -252,7 +252,7 @@ Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim
   return out;
 }
 
-Tensor norm(const Tensor& x, double p, const std::vector<int64_t>& dims, bool keepdim) {
+Tensor norm(const Tensor& x, double p, const DimVector& dims, bool keepdim) {
   check_input("norm", x);
   check_floating("norm", x);
   MG_CHECK(!std::isnan(p), "norm", "p must be a number, got NaN");

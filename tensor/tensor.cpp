@@ -167,21 +167,20 @@ Tensor Tensor::reshape(const Shape& shape_in) const {
   return contiguous().view(shape);
 }
 
-Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
+Tensor Tensor::permute(const DimVector& dims) const {
   const int64_t n = dim();
   MG_CHECK(static_cast<int64_t>(dims.size()) == n, "permute", "got ", dims.size(),
            " dims for a tensor of shape ", shape_str(shape()));
-  std::vector<int64_t> d(dims.size());
-  std::vector<bool> seen(dims.size(), false);
-  Shape sh(n), st(n);
+  DimVector d(dims.size());
+  Shape sh(dims.size()), st(dims.size());
   for (int64_t i = 0; i < n; ++i) {
     d[i] = wrap_dim("permute", dims[i], n);
-    MG_CHECK(!seen[d[i]], "permute", "dim ", dims[i], " repeated in ", shape_str(dims));
-    seen[d[i]] = true;
+    MG_CHECK(std::find(d.begin(), d.begin() + i, d[i]) == d.begin() + i, "permute", "dim ",
+             dims[i], " repeated in ", shape_str(dims));
     sh[i] = shape()[d[i]];
     st[i] = strides()[d[i]];
   }
-  Tensor out = make_view(*this, sh, st, storage_offset());
+  Tensor out = make_view(*this, std::move(sh), std::move(st), storage_offset());
   detail::record_op("permute", {*this}, {out}, {.dims = d});
   return out;
 }
@@ -191,7 +190,7 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   if (n == 0) return permute({});
   d0 = wrap_dim("transpose", d0, n);
   d1 = wrap_dim("transpose", d1, n);
-  std::vector<int64_t> perm(n);
+  DimVector perm(static_cast<size_t>(n));
   std::iota(perm.begin(), perm.end(), 0);
   std::swap(perm[d0], perm[d1]);
   return permute(perm);
@@ -216,7 +215,8 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   Shape sh = shape(), st = strides();
   sh[d] = (end - start + step - 1) / step;
   st[d] *= step;
-  Tensor out = make_view(*this, sh, st, storage_offset() + start * strides()[d]);
+  Tensor out =
+      make_view(*this, std::move(sh), std::move(st), storage_offset() + start * strides()[d]);
   detail::record_op("slice", {*this}, {out}, {.dims = {start, end, step}, .shape = shape(), .i = d});
   return out;
 }
@@ -242,7 +242,8 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
   Shape sh = shape(), st = strides();
   sh.erase(sh.begin() + d);
   st.erase(st.begin() + d);
-  Tensor out = make_view(*this, sh, st, storage_offset() + index * strides()[d]);
+  Tensor out =
+      make_view(*this, std::move(sh), std::move(st), storage_offset() + index * strides()[d]);
   detail::record_op("select", {*this}, {out}, {.shape = shape(), .i = d, .j = index});
   return out;
 }
@@ -272,7 +273,7 @@ Tensor Tensor::expand(const Shape& target) const {
       st[i] = 0;
     }
   }
-  Tensor out = make_view(*this, sh, st, storage_offset());
+  Tensor out = make_view(*this, std::move(sh), std::move(st), storage_offset());
   detail::record_op("expand", {*this}, {out}, {.shape = shape()});
   return out;
 }

@@ -82,7 +82,7 @@ class Tensor {
   // ---- views: share storage -------------------------------------------------
   Tensor view(const Shape& shape) const;     // needs compatible strides; -1 infers one dim
   Tensor reshape(const Shape& shape) const;  // a view when possible, else a copy
-  Tensor permute(const std::vector<int64_t>& dims) const;
+  Tensor permute(const DimVector& dims) const;
   Tensor transpose(int64_t d0, int64_t d1) const;
   Tensor t() const;  // 2-d transpose (0-d and 1-d unchanged)
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
@@ -173,7 +173,7 @@ namespace detail {
 // What an op reports about itself to autograd (Note [Ops report themselves]). The fields are
 // the op's own arguments; each derivative rule in autograd/derivatives.cpp says which it reads.
 struct OpArgs {
-  std::vector<int64_t> dims;  // dims of a reduction / permutation / view target
+  DimVector dims;             // dims of a reduction / permutation, or strides
   Shape shape;                // a shape argument (expand, view), or the input's shape
   double a = 0, b = 0;        // scalar arguments (exponent, clamp bounds, ...)
   int64_t i = 0, j = 0;       // integer arguments (dim, start, step, index, ...)

@@ -108,7 +108,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
     rows = logits.unsqueeze(0);
     labels = target.unsqueeze(0);
   } else if (logits.dim() > 2) {
-    std::vector<int64_t> perm = {0};
+    DimVector perm = {0};
     for (int64_t d = 2; d < logits.dim(); ++d) perm.push_back(d);
     perm.push_back(1);
     rows = logits.permute(perm).reshape({-1, logits.size(1)});

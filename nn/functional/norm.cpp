@@ -90,7 +90,7 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
            "running_mean and running_var must both be given or both be left out");
 
   const int64_t channels = x.size(1);
-  std::vector<int64_t> dims = {0};  // every dim but the channel dim
+  DimVector dims = {0};             // every dim but the channel dim
   int64_t per_channel = x.size(0);  // values per channel
   for (int64_t d = 2; d < x.dim(); ++d) {
     dims.push_back(d);
@@ -168,7 +168,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
     MG_CHECK(t.shape() == normalized_shape, op, what, " has shape ", shape_str(t.shape()),
              " but normalized_shape is ", shape_str(normalized_shape));
   }
-  std::vector<int64_t> dims;
+  DimVector dims;
   for (int64_t d = x.dim() - k; d < x.dim(); ++d) dims.push_back(d);
   Tensor y = (x - mean(x, dims, /*keepdim=*/true)) *
              rsqrt(var(x, dims, /*correction=*/0, /*keepdim=*/true) + eps);

@@ -112,8 +112,8 @@ LayerNormImpl::LayerNormImpl(const LayerNormOptions& o) : options(o) {
              " must have positive sizes");
   MG_CHECK(o.eps_ > 0, "LayerNorm", "eps must be positive, got ", o.eps_);
   if (o.elementwise_affine_) {
-    weight = register_parameter("weight", empty(o.normalized_shape_));
-    bias = register_parameter("bias", empty(o.normalized_shape_));
+    weight = register_parameter("weight", empty(Shape(o.normalized_shape_)));
+    bias = register_parameter("bias", empty(Shape(o.normalized_shape_)));
   }
   reset_parameters();
 }
