@@ -31,23 +31,14 @@ Tensor Tensor::empty(const Shape& shape, TensorOptions opts) {
   return t;
 }
 
-void Tensor::check_defined(const char* op) const {
-  MG_CHECK(impl_ != nullptr, op, "called on an undefined tensor");
+void Tensor::fail_undefined(const char* op) {
+  detail::fail(op, "called on an undefined tensor");
 }
 
-const Shape& Tensor::shape() const { check_defined("shape"); return impl_->shape; }
-const Shape& Tensor::strides() const { check_defined("strides"); return impl_->strides; }
 int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim("size", d, dim())]; }
 int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim("stride", d, dim())]; }
 int64_t Tensor::numel() const { return numel_of(shape()); }
-int64_t Tensor::storage_offset() const { check_defined("storage_offset"); return impl_->offset; }
-DType Tensor::dtype() const { check_defined("dtype"); return impl_->dtype; }
-Device Tensor::device() const { return storage()->device(); }
 TensorOptions Tensor::options() const { return TensorOptions().dtype(dtype()).device(device()); }
-const std::shared_ptr<Storage>& Tensor::storage() const {
-  check_defined("storage");
-  return impl_->storage;
-}
 
 bool Tensor::is_contiguous() const {
   const Shape& sh = shape();
