@@ -25,6 +25,7 @@
 #include <unistd.h>  // sysconf: the L2 size (Note [Convolution GEMM width])
 
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/parallel.h"
 
 namespace metagrad::kernels::cpu {
 
@@ -673,8 +674,7 @@ void weight_backward(const Conv2dGeometry& g, const T* gy, const T* x, T* gw) {
     }
   }
   // Row j of group gr's transposed block, summed over the threads, is column j of its gw block.
-#pragma omp parallel for schedule(static) if (used > 1 && wsize * used >= kParallelWork)
-  for (int64_t r = 0; r < g.groups * d.k; ++r) {
+  parallel_for(g.groups * d.k, used > 1 && wsize * used >= kParallelWork, [&](int64_t r) {
     const int64_t gr = r / d.k, j = r % d.k;
     const T* src = partial.data() + gr * d.og * d.k + j * d.og;
     T* dst = gw + gr * d.og * d.k + j;
@@ -683,7 +683,7 @@ void weight_backward(const Conv2dGeometry& g, const T* gy, const T* x, T* gw) {
       for (int t = 1; t < used; ++t) s += src[t * wsize + o];
       dst[o * d.k] = s;
     }
-  }
+  });
 }
 
 }  // namespace

@@ -38,8 +38,7 @@ void for_each_piece_at(const StridedLayout<N>& L, int64_t cost, Piece piece) {
   for (int k = 0; k < N; ++k) inner_strides[k] = L.strides[k][last];
   const int64_t chunks_per_row = (inner + chunk - 1) / chunk;
   const int64_t items = outer * chunks_per_row;
-#pragma omp parallel for schedule(static) if (L.numel * cost >= kParallelGrain && items > 1)
-  for (int64_t it = 0; it < items; ++it) {
+  parallel_for(items, L.numel * cost >= kParallelGrain && items > 1, [&](int64_t it) {
     const int64_t r = it / chunks_per_row, c = it % chunks_per_row;
     int64_t off[N];
     L.offsets(r * inner, off);
@@ -48,7 +47,7 @@ void for_each_piece_at(const StridedLayout<N>& L, int64_t cost, Piece piece) {
     for (int k = 0; k < N; ++k) off[k] += begin * inner_strides[k];
     piece(r * inner + begin, static_cast<const int64_t*>(off),
           static_cast<const int64_t*>(inner_strides), n);
-  }
+  });
 }
 
 // v outside [0, bound) (bound >= 0), in one unsigned comparison that vectorises.
@@ -216,9 +215,7 @@ void pad_impl(int rank, const int64_t* oshape, T* out, const T* src, const int64
   int64_t b = a;
   while (b < W && ml[b] >= 0 && ml[b] == ml[a] + (b - a)) ++b;
 
-#pragma omp parallel if (rows * W >= kParallelGrain && rows > 1)
-  {
-    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+  parallel_region(rows * W >= kParallelGrain && rows > 1, [&](int64_t t, int64_t nt) {
     const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
     int64_t coord[kMaxDims] = {};
     for (int64_t r = r0, d = last - 1; d >= 0; --d) {
@@ -252,13 +249,13 @@ void pad_impl(int rank, const int64_t* oshape, T* out, const T* src, const int64
         coord[d] = 0;
       }
     }
-  }
+  });
 }
 
 template <typename I>
 void one_hot_impl(int64_t n, const I* labels, int64_t* out, int64_t num_classes) {
-#pragma omp parallel for schedule(static) if (n * num_classes >= kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) out[i * num_classes + static_cast<int64_t>(labels[i])] = 1;
+  parallel_for(n, n * num_classes >= kParallelGrain,
+               [&](int64_t i) { out[i * num_classes + static_cast<int64_t>(labels[i])] = 1; });
 }
 
 }  // namespace

@@ -8,8 +8,7 @@
 #include <tuple>
 #include <utility>
 
-#include <omp.h>
-
+#include "kernels/cpu/parallel.h"
 #include "kernels/strided.h"
 
 namespace metagrad::kernels::cpu {
@@ -49,8 +48,7 @@ void for_each_piece(const StridedLayout<N>& L, Piece piece) {
     const int64_t row_tiles = (rows + kTileRows - 1) / kTileRows;
     const int64_t col_tiles = (inner + kTileCols - 1) / kTileCols;
     const int64_t tiles = L.numel / plane * row_tiles * col_tiles;
-#pragma omp parallel for schedule(static) if (L.numel >= kParallelGrain && tiles > 1)
-    for (int64_t t = 0; t < tiles; ++t) {
+    parallel_for(tiles, L.numel >= kParallelGrain, [&](int64_t t) {
       const int64_t p = t / (row_tiles * col_tiles), rt = t / col_tiles % row_tiles,
                     ct = t % col_tiles;
       int64_t base[N], off[N];
@@ -61,13 +59,12 @@ void for_each_piece(const StridedLayout<N>& L, Piece piece) {
         for (int k = 0; k < N; ++k) off[k] = base[k] + r * L.strides[k][a] + c0 * inner_strides[k];
         piece(off, inner_strides, n);
       }
-    }
+    });
     return;
   }
   const int64_t chunks_per_row = (inner + kChunk - 1) / kChunk;
   const int64_t items = outer * chunks_per_row;
-  // Below the grain no parallel region is entered at all: even with a false if-clause an
-  // OpenMP region costs a team start and end (about a fifth of a 4-element add's host time).
+  // Below the grain no parallel region is entered at all (Note [Serial loops skip OpenMP]).
   const bool parallel = L.numel >= kParallelGrain && items > 1;
   if (chunks_per_row == 1) {
     // Whole rows: each thread takes a contiguous range of rows and steps the operands'
@@ -91,15 +88,8 @@ void for_each_piece(const StridedLayout<N>& L, Piece piece) {
         }
       }
     };
-    if (!parallel) {
-      rows(0, outer);
-      return;
-    }
-#pragma omp parallel
-    {
-      const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-      rows(outer * t / nt, outer * (t + 1) / nt);
-    }
+    parallel_region(parallel,
+                    [&](int64_t t, int64_t nt) { rows(outer * t / nt, outer * (t + 1) / nt); });
     return;
   }
   auto chunk = [&](int64_t it) {
@@ -111,12 +101,7 @@ void for_each_piece(const StridedLayout<N>& L, Piece piece) {
     for (int k = 0; k < N; ++k) off[k] += begin * inner_strides[k];
     piece(off, inner_strides, n);
   };
-  if (!parallel) {
-    for (int64_t it = 0; it < items; ++it) chunk(it);
-    return;
-  }
-#pragma omp parallel for schedule(static)
-  for (int64_t it = 0; it < items; ++it) chunk(it);
+  parallel_for(items, parallel, chunk);
 }
 
 // Note [Broadcast pieces]: within a piece an input's stride is usually 1 or 0 (a scalar, or

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/parallel.h"
 
 namespace metagrad::kernels::cpu {
 
@@ -106,8 +107,7 @@ void loop_matmul(const MatmulShape& s, MatrixOperand A, MatrixOperand B, T* c) {
   const int64_t row_blocks = (m + kRows - 1) / kRows, items = batches * row_blocks;
   const T* a0 = static_cast<const T*>(A.data);
   const T* b0 = static_cast<const T*>(B.data);
-#pragma omp parallel for schedule(static) if (items > 1 && batches * m * n * k >= kParallelWork)
-  for (int64_t it = 0; it < items; ++it) {
+  parallel_for(items, items > 1 && batches * m * n * k >= kParallelWork, [&](int64_t it) {
     const int64_t bi = it / row_blocks, i0 = (it % row_blocks) * kRows;
     const int64_t i1 = std::min(m, i0 + kRows);
     int64_t oa, ob;
@@ -134,7 +134,7 @@ void loop_matmul(const MatmulShape& s, MatrixOperand A, MatrixOperand B, T* c) {
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/norm_math.h"
 
 namespace metagrad::kernels::cpu {
@@ -147,8 +148,7 @@ template <typename T>
 void forward(const BatchNormGeometry& g, const T* x, const T* w, const T* b, T* y, T* mean,
              T* invstd) {
   const int64_t stride = g.c * g.inner;
-#pragma omp parallel for schedule(static) if (parallel_over_channels(g))
-  for (int64_t k = 0; k < g.c; ++k) {
+  parallel_for(g.c, parallel_over_channels(g), [&](int64_t k) {
     const Moments mo = channel_moments(x + k * g.inner, g.n, g.inner, stride);
     const double is = bn_invstd(mo.m2, mo.count, g.eps);
     const BnAffine af = bn_affine(mo.mean, is, w ? static_cast<double>(w[k]) : 1.0,
@@ -161,7 +161,7 @@ void forward(const BatchNormGeometry& g, const T* x, const T* w, const T* b, T* 
       T* __restrict q = y + r * stride + k * g.inner;
       for (int64_t i = 0; i < g.inner; ++i) q[i] = p[i] * sc + sh;
     }
-  }
+  });
 }
 
 // Note [Batch-norm backward coefficients] (kernels/norm_math.h) gives k1, k2, k3.
@@ -176,8 +176,7 @@ void backward(const BatchNormGeometry& g, const T* gy, const T* x, const BatchNo
   auto* gb = static_cast<T*>(a.grad_bias);
   const auto* saved_mean = static_cast<const T*>(a.saved_mean);
   const auto* saved_invstd = static_cast<const T*>(a.saved_invstd);
-#pragma omp parallel for schedule(static) if (parallel_over_channels(g))
-  for (int64_t k = 0; k < g.c; ++k) {
+  parallel_for(g.c, parallel_over_channels(g), [&](int64_t k) {
     const int64_t at = k * g.inner;
     Moments mo;
     double is;
@@ -195,7 +194,7 @@ void backward(const BatchNormGeometry& g, const T* gy, const T* x, const BatchNo
     const double sg_xhat = sgx * is;  // sum(g xhat)
     if (gw) gw[k] = static_cast<T>(sg_xhat);
     if (gb) gb[k] = static_cast<T>(sg);
-    if (!gx) continue;
+    if (!gx) return;
     const BnGradCoefficients co = bn_grad_coefficients(
         mo.count, mo.mean, is, sg, sg_xhat, w ? static_cast<double>(w[k]) : 1.0,
         g_mean ? static_cast<double>(g_mean[k]) : 0.0,
@@ -207,7 +206,7 @@ void backward(const BatchNormGeometry& g, const T* gy, const T* x, const BatchNo
       T* __restrict q = gx + r * stride + at;
       for (int64_t i = 0; i < g.inner; ++i) q[i] = gp[i] * c1 + xp[i] * c2 + c3;
     }
-  }
+  });
 }
 
 }  // namespace

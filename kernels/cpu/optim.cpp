@@ -16,8 +16,7 @@ void sgd_loop(int64_t n, T* p, const T* g, T* buf, const SGDStepArgs& a) {
   const T wd = static_cast<T>(a.weight_decay), keep = static_cast<T>(1 - a.dampening);
   const bool use_wd = a.weight_decay != 0, use_mom = a.momentum != 0;
   const bool first = a.first_step, nesterov = a.nesterov;
-#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) {
+  parallel_for(n, n >= kParallelGrain, [&](int64_t i) {
     T d = g[i];
     if (use_wd) d = d + p[i] * wd;
     if (use_mom) {
@@ -26,7 +25,7 @@ void sgd_loop(int64_t n, T* p, const T* g, T* buf, const SGDStepArgs& a) {
       d = nesterov ? d + b * mom : b;
     }
     p[i] = p[i] - d * lr;
-  }
+  });
 }
 
 template <typename T>
@@ -37,8 +36,7 @@ void adam_loop(int64_t n, T* p, const T* g, T* m, T* v, T* vmax, const AdamStepA
   const T eps = static_cast<T>(a.eps), step_size = static_cast<T>(a.step_size);
   const T bc2 = static_cast<T>(a.bias_correction2_sqrt);
   const bool use_wd = a.weight_decay != 0, decoupled = a.decoupled, amsgrad = a.amsgrad;
-#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) {
+  parallel_for(n, n >= kParallelGrain, [&](int64_t i) {
     T d = g[i];
     T pi = p[i];
     if (use_wd) {
@@ -58,7 +56,7 @@ void adam_loop(int64_t n, T* p, const T* g, T* m, T* v, T* vmax, const AdamStepA
     }
     const T denom = std::sqrt(second) / bc2 + eps;
     p[i] = pi - mi / denom * step_size;
-  }
+  });
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/parallel.h"
+
 namespace metagrad::kernels::cpu {
 
 namespace {
@@ -100,25 +102,23 @@ void max_row_2x2(const T* __restrict r0, const T* __restrict r1, int64_t n, int6
 template <typename T>
 void max_forward_2x2(const Pool2dGeometry& g, const T* x, T* y, int64_t* idx) {
   const int64_t in = g.h * g.w, out = g.oh * g.ow, w = g.w, ow = g.ow, oh_n = g.oh;
-#pragma omp parallel for schedule(static) if (parallel_over_planes(g))
-  for (int64_t p = 0; p < g.planes; ++p)
+  parallel_for(g.planes, parallel_over_planes(g), [&](int64_t p) {
     for (int64_t oh = 0; oh < oh_n; ++oh) {
       const int64_t top = 2 * oh * w;  // the window row's first input pixel, in the plane
       max_row_2x2(x + p * in + top, x + p * in + top + w, ow, top, w, y + p * out + oh * ow,
                   idx + p * out + oh * ow);
     }
+  });
 }
 
 template <typename T, typename I>
 void max_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* idx) {
   if (is_2x2_window(g)) return max_forward_2x2(g, x, y, idx);
   const int64_t in = g.h * g.w, out = g.oh * g.ow;
-#pragma omp parallel if (parallel_over_planes(g))
-  {
+  parallel_region(parallel_over_planes(g), [&](int64_t t, int64_t nt) {
     std::vector<T> best(static_cast<size_t>(g.ow)), vals(static_cast<size_t>(g.ow));
     std::vector<I> at(static_cast<size_t>(g.ow)), pos(static_cast<size_t>(g.ow));
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < g.planes; ++p) {
+    for (int64_t p = g.planes * t / nt; p < g.planes * (t + 1) / nt; ++p) {
       const T* xp = x + p * in;
       for (int64_t oh = 0; oh < g.oh; ++oh) {
         const Window wh = window(oh, g.kh, g.sh, g.ph, g.h);
@@ -144,27 +144,25 @@ void max_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* idx) {
         std::copy(at.begin(), at.end(), idx + p * out + oh * g.ow);
       }
     }
-  }
+  });
 }
 
 template <typename T>
 void max_backward(const Pool2dGeometry& g, const T* gy, const int64_t* idx, T* gx) {
   const int64_t in = g.h * g.w, out = g.oh * g.ow;
-#pragma omp parallel for schedule(static) if (parallel_over_planes(g))
-  for (int64_t p = 0; p < g.planes; ++p) {
+  parallel_for(g.planes, parallel_over_planes(g), [&](int64_t p) {
     T* gp = gx + p * in;
     const T* yp = gy + p * out;
     const int64_t* ip = idx + p * out;
     std::fill(gp, gp + in, T(0));
     for (int64_t e = 0; e < out; ++e) gp[ip[e]] += yp[e];
-  }
+  });
 }
 
 template <typename T>
 void avg_forward(const Pool2dGeometry& g, bool count_include_pad, const T* x, T* y) {
   const int64_t in = g.h * g.w, out = g.oh * g.ow;
-#pragma omp parallel for schedule(static) if (parallel_over_planes(g))
-  for (int64_t p = 0; p < g.planes; ++p) {
+  parallel_for(g.planes, parallel_over_planes(g), [&](int64_t p) {
     const T* xp = x + p * in;
     T* yp = y + p * out;
     for (int64_t oh = 0; oh < g.oh; ++oh) {
@@ -179,14 +177,13 @@ void avg_forward(const Pool2dGeometry& g, bool count_include_pad, const T* x, T*
         yp[oh * g.ow + ow] = s / static_cast<T>(div);
       }
     }
-  }
+  });
 }
 
 template <typename T>
 void avg_backward(const Pool2dGeometry& g, bool count_include_pad, const T* gy, T* gx) {
   const int64_t in = g.h * g.w, out = g.oh * g.ow;
-#pragma omp parallel for schedule(static) if (parallel_over_planes(g))
-  for (int64_t p = 0; p < g.planes; ++p) {
+  parallel_for(g.planes, parallel_over_planes(g), [&](int64_t p) {
     T* gp = gx + p * in;
     const T* yp = gy + p * out;
     std::fill(gp, gp + in, T(0));
@@ -201,7 +198,7 @@ void avg_backward(const Pool2dGeometry& g, bool count_include_pad, const T* gy, 
           for (int64_t w = ww.start; w < ww.end; ++w) gp[h * g.w + w] += v;
       }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -224,9 +221,14 @@ bool max_pool2d_backward(DType dtype, const Pool2dGeometry& g, const void* gy, c
   // Every index is checked before anything is written (the first bad one in memory order).
   const int64_t n = g.planes * g.oh * g.ow, in = g.h * g.w;
   int64_t first = n;
-#pragma omp parallel for schedule(static) reduction(min : first) if (n >= kParallelWork)
-  for (int64_t e = 0; e < n; ++e)
-    if ((idx[e] < 0 || idx[e] >= in) && e < first) first = e;
+  if (n >= kParallelWork) {  // Note [Serial loops skip OpenMP]
+#pragma omp parallel for schedule(static) reduction(min : first)
+    for (int64_t e = 0; e < n; ++e)
+      if ((idx[e] < 0 || idx[e] >= in) && e < first) first = e;
+  } else {
+    for (int64_t e = 0; e < n && first == n; ++e)
+      if (idx[e] < 0 || idx[e] >= in) first = e;
+  }
   if (first < n) {
     *bad = idx[first];
     return false;

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/philox.h"
 #include "kernels/strided.h"
 
@@ -57,8 +58,7 @@ void philox_loop(const StridedLayout<N>& L, uint64_t seed, uint64_t offset, Gen 
   const int64_t nblocks = (n + K - 1) / K;
   const int64_t chunks = (nblocks + kBlocksPerChunk - 1) / kBlocksPerChunk;
   const bool flat = L.ndim <= 1;  // one stride per operand: index arithmetic, no cursor
-#pragma omp parallel for schedule(static) if (n >= kRandomGrain && chunks > 1)
-  for (int64_t ch = 0; ch < chunks; ++ch) {
+  parallel_for(chunks, n >= kRandomGrain && chunks > 1, [&](int64_t ch) {
     const int64_t b0 = ch * kBlocksPerChunk, b1 = std::min(nblocks, b0 + kBlocksPerChunk);
     int64_t i = b0 * K;
     Cursor<N> cur(L, flat ? 0 : i);
@@ -76,7 +76,7 @@ void philox_loop(const StridedLayout<N>& L, uint64_t seed, uint64_t offset, Gen 
         }
       }
     }
-  }
+  });
 }
 
 // The common case: one output operand, each slot's value stored as is.
@@ -193,14 +193,13 @@ void random_perm(int64_t n, int64_t* out, uint64_t seed, uint64_t offset) {
   // Sorting (key, index) pairs is a stable sort by key: equal keys keep index order.
   std::vector<std::pair<uint64_t, int64_t>> keys(static_cast<size_t>(n));
   const int64_t nblocks = (n + 1) / 2;
-#pragma omp parallel for schedule(static) if (n >= kRandomGrain)
-  for (int64_t b = 0; b < nblocks; ++b) {
+  parallel_for(nblocks, n >= kRandomGrain, [&](int64_t b) {
     const Block w = philox::block(seed, offset + static_cast<uint64_t>(b));
     for (int64_t j = 0; j < 2 && 2 * b + j < n; ++j) {
       const int64_t i = 2 * b + j;
       keys[i] = {(static_cast<uint64_t>(w.w[2 * j + 1]) << 32) | w.w[2 * j], i};
     }
-  }
+  });
   std::sort(keys.begin(), keys.end());
   for (int64_t i = 0; i < n; ++i) out[i] = keys[i].second;
 }

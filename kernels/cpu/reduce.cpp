@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "kernels/cpu/loops.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/vec_math.h"
 #include "kernels/strided.h"
 
@@ -231,12 +232,11 @@ typename Op::acc_t reduce_range(const Op& op, const typename Op::in_t* base,
 
 template <typename Op>
 void order_outputs(const Op& op, const typename Op::in_t* in, const Geometry& g, bool par) {
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t o = 0; o < g.n_out; ++o) {
+  parallel_for(g.n_out, par, [&](int64_t o) {
     int64_t off;
     g.kept.offsets(o, &off);
     op.store(o, reduce_range(op, in + off, g.red, 0, g.n_red, o));
-  }
+  });
 }
 
 template <typename Op>
@@ -248,8 +248,7 @@ void order_columns(const Op& op, const typename Op::in_t* in, const Geometry& g,
   const int rlast = g.red.ndim - 1;
   const int64_t inner = g.red.shape[rlast], s = g.red.strides[0][rlast];
   const int64_t red_rows = g.n_red / inner;
-#pragma omp parallel for schedule(static) if (par && items > 1)
-  for (int64_t it = 0; it < items; ++it) {
+  parallel_for(items, par, [&](int64_t it) {
     const int64_t r = it / blocks, j0 = (it % blocks) * kColumns;
     const int64_t w = std::min(kColumns, K - j0), o0 = r * K + j0;
     int64_t koff;
@@ -290,7 +289,7 @@ void order_columns(const Op& op, const typename Op::in_t* in, const Geometry& g,
       }
     }
     for (int64_t j = 0; j < w; ++j) op.store(o0 + j, op.combine(tot[j], acc[j]));
-  }
+  });
 }
 
 template <typename Op>

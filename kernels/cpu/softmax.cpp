@@ -156,16 +156,14 @@ template <typename Row, typename Columns>
 void over_rows_or_columns(int64_t outer, int64_t n, int64_t inner, Row row, Columns columns) {
   const bool big = outer * n * inner >= kParallelGrain;
   if (inner == 1) {
-#pragma omp parallel for schedule(static) if (big && outer > 1)
-    for (int64_t o = 0; o < outer; ++o) row(o * n);
+    parallel_for(outer, big, [&](int64_t o) { row(o * n); });
     return;
   }
   const int64_t blocks = (inner + kColumns - 1) / kColumns;
-#pragma omp parallel for schedule(static) if (big && outer * blocks > 1)
-  for (int64_t it = 0; it < outer * blocks; ++it) {
+  parallel_for(outer * blocks, big && outer * blocks > 1, [&](int64_t it) {
     const int64_t o = it / blocks, j0 = (it % blocks) * kColumns;
     columns(o * n * inner + j0, std::min(kColumns, inner - j0));
-  }
+  });
 }
 
 template <typename T>
@@ -199,19 +197,17 @@ bool ce_forward(int64_t rows, int64_t n, const T* x, const int64_t* t, T* loss, 
       *bad = t[r];
       return false;
     }
-#pragma omp parallel for schedule(static) if (rows * n >= kParallelGrain && rows > 1)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * n >= kParallelGrain && rows > 1, [&](int64_t r) {
     const T* xr = x + r * n;
     const RowStats st = row_stats(xr, n);
     loss[r] = static_cast<T>(st.log_s - (static_cast<double>(xr[t[r]]) - st.shift));
-  }
+  });
   return true;
 }
 
 template <typename T>
 void ce_backward(int64_t rows, int64_t n, const T* g, const T* x, const int64_t* t, T* dx) {
-#pragma omp parallel for schedule(static) if (rows * n >= kParallelGrain && rows > 1)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * n >= kParallelGrain && rows > 1, [&](int64_t r) {
     const T* xr = x + r * n;
     T* dr = dx + r * n;
     const T shift = shift_of(row_max(xr, n));
@@ -220,7 +216,7 @@ void ce_backward(int64_t rows, int64_t n, const T* g, const T* x, const int64_t*
     for (int64_t c = 0; c < n; ++c) dr[c] = static_cast<T>(static_cast<double>(dr[c]) * scale);
     const int64_t tr = t[r];  // the target's term: g (p - 1)
     dr[tr] = static_cast<T>(static_cast<double>(exp_of<T>(xr[tr] - shift)) * scale - gr);
-  }
+  });
 }
 
 // Note [Fused softmax backward]: with y the op's output and g the gradient reaching it,
