@@ -85,7 +85,9 @@ class OpNode final : public Node {
   std::string op_;
   detail::OpArgs args_;
   const Derivative* d_;
-  SmallVector<SavedTensor, 3> saved_in_, saved_out_;  // inline: no allocation per node
+  // Inline up to two each, which covers every op but conv2d, batch norm and where; with them
+  // an OpNode stays under malloc's 1 KiB "large" requests, which consolidate its bins first.
+  SmallVector<SavedTensor, 2> saved_in_, saved_out_;
   bool released_ = false;
 };
 

@@ -18,14 +18,16 @@ namespace metagrad {
 // more (broadcast shapes, permutations, reduced shapes). As std::vectors they were two to
 // eight heap allocations per op and, with their frees, most of malloc's share of a
 // per-task sinusoid meta-step (a quarter of it, perf; docs/performance.md). Tensors of up to
-// six dims, all that the meta-learners use, now allocate nothing for their geometry; longer
-// ones move to the heap, as std::vector does.
+// five dims (a task-batched image batch [T, N, C, H, W]) allocate nothing for their geometry;
+// longer ones move to the heap, as std::vector does. 56 bytes: five entries, a pointer and two
+// 32-bit counts, small enough that an autograd node holding seven of them (its inputs' and
+// outputs' shapes, its arguments) still comes from malloc's per-thread cache.
 //
 // The interface is std::vector's, so code reads the same; it converts implicitly from a
 // std::vector<int64_t> (one copy) and `vec()` gives one back.
 class DimVector {
  public:
-  static constexpr size_t kInline = 6;
+  static constexpr size_t kInline = 5;
 
   using value_type = int64_t;
   using size_type = size_t;
@@ -98,7 +100,7 @@ class DimVector {
   void resize(size_t n, int64_t value = 0) {
     reserve(n);
     if (n > size_) std::fill(data_ + size_, data_ + n, value);
-    size_ = n;
+    size_ = static_cast<uint32_t>(n);
   }
   void assign(size_t n, int64_t value) {
     size_ = 0;
@@ -142,7 +144,7 @@ class DimVector {
   iterator erase(const_iterator first, const_iterator last) {
     const size_t at = static_cast<size_t>(first - data_);
     std::copy(data_ + (last - data_), end(), data_ + at);
-    size_ -= static_cast<size_t>(last - first);
+    size_ -= static_cast<uint32_t>(last - first);
     return data_ + at;
   }
 
@@ -159,7 +161,7 @@ class DimVector {
     const size_t at = static_cast<size_t>(pos - data_);
     reserve(size_ + n);
     std::copy_backward(data_ + at, data_ + size_, data_ + size_ + n);
-    size_ += n;
+    size_ += static_cast<uint32_t>(n);
     return at;
   }
   void grow(size_t n) {
@@ -168,7 +170,7 @@ class DimVector {
     std::copy(begin(), end(), fresh);
     release_heap();
     data_ = fresh;
-    capacity_ = n;
+    capacity_ = static_cast<uint32_t>(n);
   }
   void release_heap() {
     if (!is_inline()) std::allocator<int64_t>().deallocate(data_, capacity_);
@@ -192,8 +194,8 @@ class DimVector {
   }
 
   int64_t* data_ = inline_;
-  size_t size_ = 0;
-  size_t capacity_ = kInline;
+  uint32_t size_ = 0;
+  uint32_t capacity_ = kInline;
   int64_t inline_[kInline];
 };
 
