@@ -155,8 +155,20 @@ void BM_RefStridedColumnSum(benchmark::State& state) {
   set_bytes(state);
 }
 
+// Host cost of a small reduction, the bias gradient of a sinusoid MLP layer (sum_to of a
+// [10, 40] gradient over its batch dim): no OpenMP region is entered for it (Note [Serial
+// loops skip OpenMP] in kernels/cpu/parallel.h), which alone was about 300 ns per call.
+void BM_SumTinyOverhead(benchmark::State& state) {
+  Tensor g = ones({10, 40});
+  for (auto _ : state) {
+    Tensor r = sum(g, {0});
+    benchmark::DoNotOptimize(r.raw_data());
+  }
+}
+
 }  // namespace
 
+BENCHMARK(BM_SumTinyOverhead);
 BENCHMARK(BM_SumAll);
 BENCHMARK(BM_SumDim0);
 BENCHMARK(BM_SumDim1);
