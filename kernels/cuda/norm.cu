@@ -17,8 +17,10 @@
 //     y = x * scale + shift, or gx = k1 g + k2 x + k3, with the channel (e / inner) % c in
 //     32-bit arithmetic whenever the tensor has fewer than 2^31 elements (64-bit division costs
 //     more than the element's memory traffic).
-// The sums differ from the CPU's blocked ones in rounding only; nvcc contracts the final
-// multiply-adds into FMAs, so outputs agree with the CPU to an ulp or so, not bitwise.
+// The sums differ from the CPU's blocked ones in rounding only. The elementwise passes round
+// every product and sum as the CPU does (mul_rn, add_rn): an FMA's single rounding differs from
+// the CPU's two by up to half an ulp of x * scale, which for data far from zero (x ~ 1e4, y ~ 1
+// in float32) is about 1e-3 in y, not an ulp of y.
 #include <cstdint>
 
 #include "kernels/args.h"
@@ -39,6 +41,21 @@ using metagrad::cuda::Workspace;
 
 constexpr int kChannelThreads = 512;
 constexpr int kWarps = kChannelThreads / 32;
+
+// Correctly rounded and never contracted into an FMA (the CPU build does not contract), so the
+// elementwise passes give the CPU's values for the same per-channel coefficients.
+__device__ __forceinline__ float mul_rn(float a, float b) {
+  return __fmul_rn(a, b);
+}
+__device__ __forceinline__ float add_rn(float a, float b) {
+  return __fadd_rn(a, b);
+}
+__device__ __forceinline__ double mul_rn(double a, double b) {
+  return __dmul_rn(a, b);
+}
+__device__ __forceinline__ double add_rn(double a, double b) {
+  return __dadd_rn(a, b);
+}
 
 // The sum of every thread's v, returned to all threads of the block; `smem` holds kWarps
 // doubles. Called by every thread (full-mask shuffles).
@@ -128,7 +145,7 @@ __global__ void forward_apply_kernel(I total, I c, I inner, const T* __restrict_
   const I step = static_cast<I>(gridDim.x) * blockDim.x;
   for (I e = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += step) {
     const I k = (e / inner) % c;
-    y[e] = x[e] * coef[k] + coef[c + k];
+    y[e] = add_rn(mul_rn(x[e], coef[k]), coef[c + k]);  // x * scale + shift, as the CPU
   }
 }
 
@@ -185,13 +202,16 @@ __global__ void backward_apply_kernel(I total, I c, I inner, const T* __restrict
   const I step = static_cast<I>(gridDim.x) * blockDim.x;
   for (I e = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += step) {
     const I k = (e / inner) % c;
-    gx[e] = gy[e] * coef[k] + x[e] * coef[c + k] + coef[2 * c + k];
+    // g * k1 + x * k2 + k3, rounded as the CPU
+    gx[e] = add_rn(add_rn(mul_rn(gy[e], coef[k]), mul_rn(x[e], coef[c + k])), coef[2 * c + k]);
   }
 }
 
-// 32-bit indices while every index, and an index plus one grid stride, stays below 2^32.
+// 32-bit indices while every index, and an index plus one grid stride, stays below 2^32. The
+// backward's coefficient index 2c + k < 3c counts too: [1, c] with c > 2^32 / 3 has fewer than
+// 2^31 elements but would wrap it.
 bool small_indices(const BatchNormGeometry& g) {
-  return g.n * g.c * g.inner < (int64_t{1} << 31);
+  return g.n * g.c * g.inner < (int64_t{1} << 31) && 3 * g.c < (int64_t{1} << 32);
 }
 
 // Launches both kernels of the forward with index type I.
