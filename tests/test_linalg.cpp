@@ -8,9 +8,13 @@
 
 #include <array>
 #include <cmath>
+#include <cstdlib>
+#include <iostream>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "kernels/cpu/blas.h"
 
 using namespace metagrad;
 
@@ -404,6 +408,38 @@ TEST(Matmul, Errors) {
   expect_error([] { mv(zeros({3, 4}), zeros({4, 1})); }, "[mv]");
   expect_error([] { outer(zeros({3, 1}), zeros({3})); }, "[outer]");
   expect_error([] { outer(zeros({3}), zeros({})); }, "[outer]");
+}
+
+// ---- kernels (Note [OpenBLAS core on CPUs it does not know]) --------------------------------
+
+TEST(Blas, CoreRuleReplacesOnlyTheUnknownCpuFallback) {
+  using kernels::cpu::blas_core_for;
+  EXPECT_STREQ(blas_core_for("Prescott", false, true, true), "SkylakeX");
+  EXPECT_STREQ(blas_core_for("Prescott", false, false, true), "Haswell");
+  EXPECT_EQ(blas_core_for("Prescott", false, false, false), nullptr);  // a real SSE3-only CPU
+  EXPECT_EQ(blas_core_for("Prescott", true, true, true), nullptr);     // OPENBLAS_CORETYPE is set
+  EXPECT_EQ(blas_core_for("Zen", false, false, true), nullptr);        // a core it knows
+  EXPECT_EQ(blas_core_for("Cooperlake", false, true, true), nullptr);
+  EXPECT_EQ(blas_core_for(nullptr, false, true, true), nullptr);
+}
+
+TEST(Blas, RunsVectorKernelsOnAVX2Cpus) {
+  const std::string core = kernels::cpu::blas_core();
+  std::cout << "BLAS core: " << core
+            << (kernels::cpu::blas_core_replaced() != nullptr ? " (OpenBLAS had chosen Prescott)"
+                                                              : "")
+            << "\n";
+#if defined(__x86_64__)
+  // Where the user set no core, an AVX2 CPU must not be left on the SSE3 kernels.
+  if (core != "reference" && std::getenv("OPENBLAS_CORETYPE") == nullptr &&
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    EXPECT_NE(core, "Prescott");
+  }
+  if (kernels::cpu::blas_core_replaced() != nullptr) {
+    EXPECT_NE(core, "Prescott");
+  }
+#endif
+  expect_matmul(randu({200, 150}), randu({150, 170}));
 }
 
 // ---- threads ------------------------------------------------------------------------------

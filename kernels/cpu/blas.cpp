@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #ifdef MG_OPENBLAS
@@ -16,6 +17,10 @@ extern "C" {
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
 char* openblas_get_config(void);
+char* openblas_get_corename(void);
+// Exported by DYNAMIC_ARCH builds only (Debian's): weak, null in single-target builds.
+void gotoblas_dynamic_init(void) __attribute__((weak));
+void gotoblas_dynamic_quit(void) __attribute__((weak));
 }
 #endif
 
@@ -141,6 +146,64 @@ void blas_sync_num_threads() {
   }
   apply(want);
 #endif
+}
+
+// ---- kernels --------------------------------------------------------------------------------
+// Note [OpenBLAS core on CPUs it does not know]: a DYNAMIC_ARCH OpenBLAS picks its kernels by
+// CPU model when it loads, and a model newer than the release knows gets "Prescott", its SSE3
+// kernels. Debian 12's 0.3.21 does this on an AVX-512 Xeon of family 6 model 207 (Emerald
+// Rapids): sgemm at 512 x 512 on 2 threads 31 GFLOP/s against 188 with the SkylakeX kernels
+// (bench_matmul), a conv-4 meta-step about 4x slower. OpenBLAS's remedy is OPENBLAS_CORETYPE,
+// read once at load, before main. So, once, at metagrad's static initialisation (before any of
+// its BLAS calls, normally before any other thread exists): if OpenBLAS fell back to Prescott,
+// the user set no OPENBLAS_CORETYPE, and the CPU and OS run AVX-512 (F, VL, BW, DQ) or
+// AVX2 + FMA, set the variable to SkylakeX or Haswell and rerun OpenBLAS's own core selection
+// (gotoblas_dynamic_quit / _init): the choice the variable would have made at load. A user's
+// OPENBLAS_CORETYPE (Prescott included) is left alone.
+
+const char* blas_core_for(const char* chosen, bool user_set, bool avx512, bool avx2_fma) {
+  if (user_set || chosen == nullptr || std::strcmp(chosen, "Prescott") != 0) return nullptr;
+  if (avx512) return "SkylakeX";
+  if (avx2_fma) return "Haswell";
+  return nullptr;
+}
+
+namespace {
+const char* g_replaced = nullptr;  // the core OpenBLAS had chosen, when metagrad replaced it
+
+bool replace_unknown_core() {
+#if defined(MG_OPENBLAS) && defined(__x86_64__)
+  if (gotoblas_dynamic_init == nullptr || gotoblas_dynamic_quit == nullptr) return false;
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  const bool avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const char* target = blas_core_for(openblas_get_corename(),
+                                     std::getenv("OPENBLAS_CORETYPE") != nullptr, avx512, avx2_fma);
+  if (target == nullptr) return false;
+  setenv("OPENBLAS_CORETYPE", target, 0);
+  gotoblas_dynamic_quit();
+  gotoblas_dynamic_init();
+  g_replaced = "Prescott";
+  return true;
+#else
+  return false;
+#endif
+}
+
+[[maybe_unused]] const bool g_core_checked = replace_unknown_core();
+}  // namespace
+
+const char* blas_core() {
+#ifdef MG_OPENBLAS
+  return openblas_get_corename();
+#else
+  return "reference";
+#endif
+}
+
+const char* blas_core_replaced() {
+  return g_replaced;
 }
 
 const char* blas_vendor() {

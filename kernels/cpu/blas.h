@@ -71,6 +71,13 @@ class BlasSingleThreadScope {
 
 // "OpenBLAS 0.3.21 ..." (its config string) or "reference BLAS".
 const char* blas_vendor();
+// The kernels OpenBLAS runs ("SkylakeX", "Haswell", ...; "reference" without OpenBLAS), and the
+// core it had chosen when metagrad replaced it at load (Note [OpenBLAS core on CPUs it does not
+// know] in blas.cpp), else null.
+const char* blas_core();
+const char* blas_core_replaced();
+// The rule of that note: the core to switch to, or null to keep OpenBLAS's choice `chosen`.
+const char* blas_core_for(const char* chosen, bool user_set, bool avx512, bool avx2_fma);
 
 // ---- layout -------------------------------------------------------------------------------
 struct BlasMatrix {
