@@ -29,6 +29,7 @@
 #include "kernels/dtype.h"
 #include "kernels/norm_math.h"
 #include "kernels/online.h"
+#include "kernels/philox.h"
 
 namespace metagrad::kernels::cuda {
 
@@ -44,18 +45,8 @@ constexpr int kWarps = kChannelThreads / 32;
 
 // Correctly rounded and never contracted into an FMA (the CPU build does not contract), so the
 // elementwise passes give the CPU's values for the same per-channel coefficients.
-__device__ __forceinline__ float mul_rn(float a, float b) {
-  return __fmul_rn(a, b);
-}
-__device__ __forceinline__ float add_rn(float a, float b) {
-  return __fadd_rn(a, b);
-}
-__device__ __forceinline__ double mul_rn(double a, double b) {
-  return __dmul_rn(a, b);
-}
-__device__ __forceinline__ double add_rn(double a, double b) {
-  return __dadd_rn(a, b);
-}
+using metagrad::kernels::philox::add_rn;
+using metagrad::kernels::philox::mul_rn;
 
 // The sum of every thread's v, returned to all threads of the block; `smem` holds kWarps
 // doubles. Called by every thread (full-mask shuffles).
