@@ -533,6 +533,31 @@ TEST_F(CudaRuntime, EventOrdersTwoStreams) {
   s1.synchronize();
 }
 
+// cuBLAS and cuDNN handles are rebound when the stream changes (Note [Library handles]); a
+// stream created after another was destroyed may get its address from the driver, and must
+// still get its products and convolutions (the handles are rebound when any stream is
+// destroyed, not only when the address differs).
+TEST_F(CudaRuntime, LibraryCallsOnStreamsCreatedAfterOthersWereDestroyed) {
+  const Tensor a = rand({64, 48}, TensorOptions().dtype(DType::Float64));
+  const Tensor b = rand({48, 32}, TensorOptions().dtype(DType::Float64));
+  const Tensor x = rand({2, 3, 9, 9}, TensorOptions().dtype(DType::Float64));
+  const Tensor w = rand({4, 3, 3, 3}, TensorOptions().dtype(DType::Float64));
+  const Tensor ga = a.to(gpu()), gb = b.to(gpu()), gx = x.to(gpu()), gw = w.to(gpu());
+  for (int round = 0; round < 6; ++round) {
+    cuda::Stream s = cuda::Stream::create();
+    Tensor product, conv;
+    {
+      cuda::StreamGuard guard(s);
+      product = matmul(ga, gb);
+      conv = conv2d(gx, gw);
+    }
+    s.synchronize();
+    EXPECT_TRUE(allclose(product, matmul(a, b), 1e-12, 1e-12)) << "round " << round;
+    EXPECT_TRUE(allclose(conv, conv2d(x, w), 1e-12, 1e-12)) << "round " << round;
+  }  // each round's stream is destroyed here
+  cuda::synchronize();
+}
+
 TEST_F(CudaRuntime, EventElapsedTime) {
   const Tensor a = rand({256, 256}, on_gpu(DType::Float32));
   cuda::Event start, end;

@@ -16,6 +16,10 @@ namespace metagrad::cuda::detail {
 [[noreturn]] void fail_call(const char* call, const char* error, const char* file, int line);
 void count_launch();        // LaunchStats::kernels
 void count_library_call();  // LaunchStats::library_calls
+// How many owned streams have been destroyed in this process (Note [Library handles] in
+// handles.h): the driver may hand a destroyed stream's address to a new stream, so a stream
+// address alone does not say which stream it is.
+uint64_t stream_epoch();
 
 }  // namespace metagrad::cuda::detail
 

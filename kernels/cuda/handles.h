@@ -40,16 +40,25 @@ namespace metagrad::cuda {
 // handle.
 //
 // The stream a library handle was last bound to (null is a valid stream, hence `bound_`).
+// A stream is known by its address and the stream epoch (detail::stream_epoch(), bumped when
+// an owned stream is destroyed): the driver may give a destroyed stream's address to a new
+// one, and a handle still bound to the old stream must be rebound (cuBLAS keeps per-stream
+// state such as its workspace). Streams are destroyed rarely, so the epoch seldom moves and
+// the check stays two comparisons.
 class StreamBinding {
  public:
-  bool is(cudaStream_t s) const { return bound_ && s == stream_; }
+  bool is(cudaStream_t s) const {
+    return bound_ && s == stream_ && epoch_ == detail::stream_epoch();
+  }
   void set(cudaStream_t s) {
     stream_ = s;
+    epoch_ = detail::stream_epoch();
     bound_ = true;
   }
 
  private:
   cudaStream_t stream_ = nullptr;
+  uint64_t epoch_ = 0;
   bool bound_ = false;
 };
 

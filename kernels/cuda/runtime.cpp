@@ -38,6 +38,7 @@ namespace cuda {
 
 namespace {
 std::atomic<uint64_t> g_kernels{0}, g_library_calls{0}, g_host_waits{0};
+std::atomic<uint64_t> g_streams_destroyed{0};
 }  // namespace
 
 namespace detail {
@@ -46,6 +47,9 @@ void count_launch() {
 }
 void count_library_call() {
   g_library_calls.fetch_add(1, std::memory_order_relaxed);
+}
+uint64_t stream_epoch() {
+  return g_streams_destroyed.load(std::memory_order_acquire);
 }
 void fail_call(const char* call, const char* error, const char* file, int line) {
   ::metagrad::detail::fail("cuda", call, " failed: ", error, " (", file, ":", line, ")");
@@ -256,6 +260,9 @@ Stream::~Stream() {
   if (owned_ && handle_) {
     (void)cudaStreamSynchronize(static_cast<cudaStream_t>(handle_));
     (void)cudaStreamDestroy(static_cast<cudaStream_t>(handle_));
+    // After the destroy: a handle that reads the new epoch and rebinds may then meet this
+    // address again only as a new stream's.
+    g_streams_destroyed.fetch_add(1, std::memory_order_release);
   }
 }
 

@@ -10,16 +10,17 @@
 // to(cpu), synchronize() and a few ops that must answer on the host (one_hot inferring its
 // class count, the checks that run only on an error path).
 //
-// Note [Deferred device errors]: a bad argument that only the device sees (an index out of
-// range in gather / index_select, scatter_add or max_pool2d_backward) is not checked by a host
-// wait before the op, which would stall the queue on every call of the meta-step's hot path.
-// The kernel itself finds it, skips the bad element (nothing is read or written out of bounds)
-// and records the first one it meets in the device's error slot, a few bytes of mapped host
-// memory; the host raises it as metagrad::Error at its next wait on that device (item(),
-// to(cpu), synchronize(), Stream / Event::synchronize), naming the op, the bad value and the
-// bound. The op's outputs are then invalid (scatter_add has added the good entries), as after
-// PyTorch's device-side assertions, but the device stays usable. The CPU checks before
-// writing anything and raises at the op.
+// Note [Deferred device errors]: a bad argument that only the device sees (an index out of range in
+// gather / index_select, scatter_add or max_pool2d_backward) is not checked by a host wait before
+// the op, which would stall the queue on every call of the meta-step's hot path. The kernel itself
+// finds it, skips the bad element (nothing is read or written out of bounds) and records the first
+// one it meets in the device's error slot, a few bytes of mapped host memory; the host raises it as
+// metagrad::Error at its next wait on that device (item(), to(cpu), synchronize(), Stream /
+// Event::synchronize), naming the op, the bad value and the bound. The slot is per device, not per
+// stream: a wait on any stream of the device raises an error recorded by a kernel on another
+// (CUDA's own sticky errors are per context, too). The op's outputs are then invalid (scatter_add
+// has added the good entries), as after PyTorch's device-side assertions, but the device stays
+// usable. The CPU checks first and raises at the op.
 #pragma once
 #include <cstddef>
 #include <cstdint>
