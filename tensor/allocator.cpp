@@ -6,9 +6,12 @@
 #include <bit>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
+
+#include <unistd.h>
 
 #include "tensor/error.h"
 
@@ -47,6 +50,30 @@ void* small_alloc(size_t size) {
 }
 void small_free(void* p) {
   std::free(static_cast<void**>(p)[-1]);
+}
+
+// Note [CPU cache limit]: the cache must hold a training step's working set, or every step
+// hands the excess back to the system and faults it in again. A fixed 1 GiB did not hold the
+// task-batched Omniglot step's 1.8 GB (32 tasks' activations at once): 39% of its CPU time went
+// to the kernel, 3 million page faults in four steps, and the step ran 2.2x slower than with
+// the blocks kept (docs/performance.md, session 11). The default is therefore a quarter of the
+// memory this process may use (physical memory, or the cgroup's limit where lower, as in a
+// container), and never below 1 GiB: freed blocks beyond it still go back, so a process that
+// needs most of the machine is not starved by its own cache (and on out-of-memory the cache
+// is emptied and the allocation retried).
+size_t usable_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  size_t bytes =
+      pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : size_t{0};
+  // cgroup v2 writes "max" or a byte count; v1 a byte count (near 2^63 when unlimited).
+  for (const char* path :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream cgroup(path);
+    unsigned long long limit = 0;
+    if (cgroup >> limit && limit > 0 && (bytes == 0 || limit < bytes))
+      bytes = static_cast<size_t>(limit);
+  }
+  return bytes;
 }
 
 // Set once the cache itself is destroyed (static destruction): tensors that outlive it, held
@@ -207,6 +234,10 @@ class Cache {
     std::lock_guard<std::mutex> lock(mu_);
     release_all_locked();
   }
+  size_t limit() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return limit_;
+  }
   void set_limit(size_t bytes) {
     g_thread_limit.store(std::min(bytes, kThreadCacheLimit));
     if (ThreadBlocks* t = t_blocks) t->release();
@@ -234,7 +265,7 @@ class Cache {
   std::unordered_map<size_t, std::vector<void*>> free_;
   CpuStats stats_;
   std::atomic<size_t> allocated_{0}, peak_{0};
-  size_t limit_ = size_t{1} << 30;
+  size_t limit_ = default_cache_limit();
 };
 
 Cache& cache() {
@@ -278,6 +309,13 @@ void empty_cache() {
 }
 void set_cache_limit(size_t bytes) {
   cache().set_limit(bytes);
+}
+size_t cache_limit() {
+  return cache().limit();
+}
+size_t default_cache_limit() {
+  static const size_t limit = std::max(size_t{1} << 30, usable_memory() / 4);
+  return limit;
 }
 
 }  // namespace metagrad::memory

@@ -1,19 +1,19 @@
 // The CPU caching allocator behind every Storage on the CPU.
 //
-// Note [CPU caching allocator]: a meta-training step allocates and frees the same large
-// activations (megabytes each) hundreds of times. From glibc each such block is a fresh
-// mmap whose pages fault in on first touch and are unmapped on free: 11% of an Omniglot
-// conv-4 meta-step went to page faults in the kernel (perf, docs/performance.md). So blocks
-// of at least kMinCachedBytes are kept on free, binned by a size rounded up to one of four
-// steps per power of two, and handed out again for any request of the same bin. Blocks of 1
-// to 64 KiB are binned the same way and kept in lists of the thread that frees them (Note
-// [Per-thread block lists]); below 1 KiB they go straight to malloc, whose per-thread cache
-// serves them (aligned to 64 bytes by hand, not through aligned_alloc, whose memalign path is
-// several times slower). The cache is bounded (1 GiB by default, `set_cache_limit`; the
-// per-thread lists 4 MiB each, within it); on out-of-memory it is emptied and the allocation
-// retried once before a clear error. `cached` counts every thread's lists; empty_cache and
-// set_cache_limit release the calling thread's lists (other threads' are released when those
-// threads end or reuse them). Thread-safe.
+// Note [CPU caching allocator]: a meta-training step allocates and frees the same large activations
+// (megabytes each) hundreds of times. From glibc each such block is a fresh mmap whose pages fault
+// in on first touch and are unmapped on free: 11% of an Omniglot conv-4 meta-step went to page
+// faults in the kernel (perf, docs/performance.md). So blocks of at least kMinCachedBytes are kept
+// on free, binned by a size rounded up to one of four steps per power of two, and handed out again
+// for any request of the same bin. Blocks of 1 to 64 KiB are binned the same way and kept in lists
+// of the thread that frees them (Note [Per-thread block lists]); below 1 KiB they go straight to
+// malloc, whose per-thread cache serves them (aligned to 64 bytes by hand, not through
+// aligned_alloc, whose memalign path is several times slower). The cache is bounded (a quarter of
+// the machine's memory, at least 1 GiB, by default: Note [CPU cache limit] in allocator.cpp;
+// `set_cache_limit`; the per-thread lists 4 MiB each, within it); on out-of-memory it is emptied
+// and the allocation retried once before a clear error. `cached` counts every thread's lists;
+// empty_cache and set_cache_limit release the calling thread's lists (other threads' are released
+// when those threads end or reuse them). Thread-safe.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -45,5 +45,9 @@ void reset_peak_stats();
 void empty_cache();
 // The most bytes the cache keeps; blocks freed beyond it go back to the system.
 void set_cache_limit(size_t bytes);
+size_t cache_limit();
+// The limit a process starts with: a quarter of physical memory (or of the cgroup's memory
+// limit, where lower), at least 1 GiB.
+size_t default_cache_limit();
 
 }  // namespace metagrad::memory

@@ -3,8 +3,11 @@
 // mid-size ones are kept per thread.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <thread>
+
+#include <unistd.h>
 
 #include "test_util.h"
 
@@ -34,12 +37,14 @@ TEST(CpuAllocator, ReusesFreedLargeBlocks) {
 }
 
 TEST(CpuAllocator, LimitEmptyCacheAndPeak) {
+  const size_t limit = memory::cache_limit();
   memory::empty_cache();
   EXPECT_EQ(memory::cpu_stats().cached, 0u);
   memory::set_cache_limit(0);  // nothing is kept
+  EXPECT_EQ(memory::cache_limit(), 0u);
   { Tensor a = zeros({500, 500}); }
   EXPECT_EQ(memory::cpu_stats().cached, 0u);
-  memory::set_cache_limit(size_t{1} << 30);
+  memory::set_cache_limit(limit);
   { Tensor a = zeros({500, 500}); }
   EXPECT_GT(memory::cpu_stats().cached, 0u);
   memory::empty_cache();
@@ -93,10 +98,32 @@ TEST(CpuAllocator, MidSizeBlocksAreKeptPerThread) {
   EXPECT_GT(memory::cpu_stats().cached, 0u);
   memory::empty_cache();
   EXPECT_EQ(memory::cpu_stats().cached, 0u);
+  const size_t limit = memory::cache_limit();
   memory::set_cache_limit(0);  // nothing kept, at either level
   { Tensor d = empty({2000}); }
   EXPECT_EQ(memory::cpu_stats().cached, 0u);
-  memory::set_cache_limit(size_t{1} << 30);
+  memory::set_cache_limit(limit);
+}
+
+// Note [CPU cache limit]: a quarter of the memory the process may use, at least 1 GiB, so that
+// a step's working set beyond 1 GiB (the task-batched Omniglot step's 1.8 GB) stays cached.
+TEST(CpuAllocator, DefaultLimitIsAQuarterOfMemory) {
+  const size_t limit = memory::default_cache_limit();
+  EXPECT_EQ(memory::cache_limit(), limit);  // no test before this one leaves it changed
+  EXPECT_GE(limit, size_t{1} << 30);
+  const size_t physical =
+      static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  EXPECT_LE(limit, std::max(size_t{1} << 30, physical / 4));
+  // Two 600 MB blocks freed together (1.2 GB, over the old fixed limit of 1 GiB) stay cached
+  // where the limit allows it.
+  if (limit >= (size_t{5} << 28)) {
+    memory::empty_cache();
+    {
+      Tensor a = empty({150'000'000}), b = empty({150'000'000});  // 600 MB each (float32)
+    }
+    EXPECT_GE(memory::cpu_stats().cached, size_t{1200'000'000});
+    memory::empty_cache();
+  }
 }
 
 // Threads that allocate mid-size blocks, hand some to each other and free them there: every
