@@ -38,22 +38,62 @@ __device__ __forceinline__ int64_t thread_count() {
   return static_cast<int64_t>(gridDim.x) * blockDim.x;
 }
 
+// Note [Pooling index width]: the kernels locate an element by dividing its flat index by
+// the plane's sizes and find windows by dividing by the stride; in 64-bit integers each
+// division is a software routine of dozens of instructions, and the first H100 run had
+// avg_pool2d_backward (six such divisions per input element, more per window) at 13% of the
+// copy bandwidth. So the kernels are templated on the index type I and run in 32-bit
+// integers when every flat index and coordinate fits (small_pool(): elements per tensor below
+// 2^30, so that a grid-stride step cannot overflow either, and each size, stride and padding
+// below 2^28, so that o * s + k and i + p stay below 2^31), in 64-bit otherwise.
+template <typename I>
+struct PoolDims {
+  I planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw;
+};
+template <typename I>
+PoolDims<I> dims_as(const Pool2dGeometry& g) {
+  return {static_cast<I>(g.planes), static_cast<I>(g.h),  static_cast<I>(g.w),
+          static_cast<I>(g.oh),     static_cast<I>(g.ow), static_cast<I>(g.kh),
+          static_cast<I>(g.kw),     static_cast<I>(g.sh), static_cast<I>(g.sw),
+          static_cast<I>(g.ph),     static_cast<I>(g.pw)};
+}
+bool small_pool(const Pool2dGeometry& g) {
+  constexpr int64_t kElems = int64_t{1} << 30, kSize = int64_t{1} << 28;
+  for (const int64_t v : {g.h, g.w, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw})
+    if (v < 0 || v >= kSize) return false;
+  return g.planes * g.h * g.w < kElems && g.planes * g.oh * g.ow < kElems;
+}
+// Runs f with the index type of Note [Pooling index width]: f(int32_t{}) or f(int64_t{}).
+template <typename F>
+void with_index_type(const Pool2dGeometry& g, F&& f) {
+  if (small_pool(g))
+    f(int32_t{});
+  else
+    f(int64_t{});
+}
+
 // The window of output position o along one dim, as the CPU's window(): [start, end) in
 // input coordinates, clipped to the input, and `padded` = its size clipped to the padded input
 // (the divisor with count_include_pad).
+template <typename I>
 struct Window {
-  int64_t start, end, padded;
+  I start, end, padded;
 };
-__device__ __forceinline__ Window window(int64_t o, int64_t k, int64_t s, int64_t p, int64_t n) {
-  const int64_t lo = o * s - p;
-  const int64_t hi_padded = min(lo + k, n + p);
-  return {max(lo, int64_t{0}), min(lo + k, n), hi_padded - lo};
+template <typename I>
+__device__ __forceinline__ Window<I> window(I o, I k, I s, I p, I n) {
+  const I lo = o * s - p;
+  const I hi_padded = min(lo + k, n + p);
+  return {max(lo, I{0}), min(lo + k, n), hi_padded - lo};
 }
 
-// The divisor of avg pooling for the window pair, as on the CPU.
-__device__ __forceinline__ int64_t divisor(const Window& wh, const Window& ww,
+// The divisor of avg pooling for the window pair, as on the CPU (in 64 bits: a window of
+// 2^28 x 2^28 pixels is allowed).
+template <typename I>
+__device__ __forceinline__ int64_t divisor(const Window<I>& wh, const Window<I>& ww,
                                            bool count_include_pad) {
-  return count_include_pad ? wh.padded * ww.padded : (wh.end - wh.start) * (ww.end - ww.start);
+  return count_include_pad
+             ? static_cast<int64_t>(wh.padded) * ww.padded
+             : static_cast<int64_t>(wh.end - wh.start) * static_cast<int64_t>(ww.end - ww.start);
 }
 
 // ---- max_pool2d_forward ------------------------------------------------------------------------
@@ -61,19 +101,19 @@ __device__ __forceinline__ int64_t divisor(const Window& wh, const Window& ww,
 // One thread per output element. The running maximum starts at -inf (the padding) at the
 // window's first input position; an element replaces it when larger or NaN (so NaN wins and
 // a later NaN moves the index, while ties keep the first position), exactly as the CPU.
-template <typename T>
-__global__ void max_forward_kernel(Pool2dGeometry g, int64_t n, const T* __restrict__ x,
-                                   T* __restrict__ y, int64_t* __restrict__ idx) {
-  for (int64_t e = thread_id(); e < n; e += thread_count()) {
-    const int64_t ow = e % g.ow, t = e / g.ow;
-    const int64_t oh = t % g.oh, p = t / g.oh;
-    const Window wh = window(oh, g.kh, g.sh, g.ph, g.h);
-    const Window ww = window(ow, g.kw, g.sw, g.pw, g.w);
-    const T* xp = x + p * g.h * g.w;
+template <typename T, typename I>
+__global__ void max_forward_kernel(PoolDims<I> g, I n, const T* __restrict__ x, T* __restrict__ y,
+                                   int64_t* __restrict__ idx) {
+  for (I e = static_cast<I>(thread_id()); e < n; e += static_cast<I>(thread_count())) {
+    const I ow = e % g.ow, t = e / g.ow;
+    const I oh = t % g.oh, p = t / g.oh;
+    const Window<I> wh = window(oh, g.kh, g.sh, g.ph, g.h);
+    const Window<I> ww = window(ow, g.kw, g.sw, g.pw, g.w);
+    const T* xp = x + static_cast<int64_t>(p) * g.h * g.w;
     T best = -std::numeric_limits<T>::infinity();
-    int64_t at = wh.start * g.w + ww.start;
-    for (int64_t h = wh.start; h < wh.end; ++h)
-      for (int64_t w = ww.start; w < ww.end; ++w) {
+    I at = wh.start * g.w + ww.start;
+    for (I h = wh.start; h < wh.end; ++h)
+      for (I w = ww.start; w < ww.end; ++w) {
         const T v = xp[h * g.w + w];
         if (v > best || v != v) {
           best = v;
@@ -125,48 +165,48 @@ __global__ void max_backward_kernel(int64_t planes, int64_t in, int64_t out,
 // ---- avg_pool2d --------------------------------------------------------------------------------
 
 // One thread per output element: the window's sum in row-major order, divided once.
-template <typename T>
-__global__ void avg_forward_kernel(Pool2dGeometry g, bool count_include_pad, int64_t n,
+template <typename T, typename I>
+__global__ void avg_forward_kernel(PoolDims<I> g, bool count_include_pad, I n,
                                    const T* __restrict__ x, T* __restrict__ y) {
-  for (int64_t e = thread_id(); e < n; e += thread_count()) {
-    const int64_t ow = e % g.ow, t = e / g.ow;
-    const int64_t oh = t % g.oh, p = t / g.oh;
-    const Window wh = window(oh, g.kh, g.sh, g.ph, g.h);
-    const Window ww = window(ow, g.kw, g.sw, g.pw, g.w);
-    const T* xp = x + p * g.h * g.w;
+  for (I e = static_cast<I>(thread_id()); e < n; e += static_cast<I>(thread_count())) {
+    const I ow = e % g.ow, t = e / g.ow;
+    const I oh = t % g.oh, p = t / g.oh;
+    const Window<I> wh = window(oh, g.kh, g.sh, g.ph, g.h);
+    const Window<I> ww = window(ow, g.kw, g.sw, g.pw, g.w);
+    const T* xp = x + static_cast<int64_t>(p) * g.h * g.w;
     T s = 0;
-    for (int64_t h = wh.start; h < wh.end; ++h)
-      for (int64_t w = ww.start; w < ww.end; ++w) s += xp[h * g.w + w];
+    for (I h = wh.start; h < wh.end; ++h)
+      for (I w = ww.start; w < ww.end; ++w) s += xp[h * g.w + w];
     y[e] = s / static_cast<T>(divisor(wh, ww, count_include_pad));
   }
 }
 
 // The output positions [first, last] along one dim whose windows contain input coordinate i:
 // o * s - p <= i < o * s - p + k, clipped to [0, n_out). Empty when first > last.
-__device__ __forceinline__ void windows_containing(int64_t i, int64_t k, int64_t s, int64_t p,
-                                                   int64_t n_out, int64_t* first, int64_t* last) {
-  const int64_t a = i + p - k;  // o * s > a
+template <typename I>
+__device__ __forceinline__ void windows_containing(I i, I k, I s, I p, I n_out, I* first, I* last) {
+  const I a = i + p - k;  // o * s > a
   *first = a < 0 ? 0 : a / s + 1;
   *last = min((i + p) / s, n_out - 1);  // i + p >= 0
 }
 
 // One thread per input element (Note [CUDA pooling backward]): the sum of gy / divisor over
 // the windows that contain it, in the CPU's (row-major output) order, starting from 0.
-template <typename T>
-__global__ void avg_backward_kernel(Pool2dGeometry g, bool count_include_pad, int64_t n,
+template <typename T, typename I>
+__global__ void avg_backward_kernel(PoolDims<I> g, bool count_include_pad, I n,
                                     const T* __restrict__ gy, T* __restrict__ gx) {
-  for (int64_t j = thread_id(); j < n; j += thread_count()) {
-    const int64_t iw = j % g.w, t = j / g.w;
-    const int64_t ih = t % g.h, p = t / g.h;
-    int64_t oh0, oh1, ow0, ow1;
+  for (I j = static_cast<I>(thread_id()); j < n; j += static_cast<I>(thread_count())) {
+    const I iw = j % g.w, t = j / g.w;
+    const I ih = t % g.h, p = t / g.h;
+    I oh0, oh1, ow0, ow1;
     windows_containing(ih, g.kh, g.sh, g.ph, g.oh, &oh0, &oh1);
     windows_containing(iw, g.kw, g.sw, g.pw, g.ow, &ow0, &ow1);
-    const T* yp = gy + p * g.oh * g.ow;
+    const T* yp = gy + static_cast<int64_t>(p) * g.oh * g.ow;
     T acc = 0;
-    for (int64_t oh = oh0; oh <= oh1; ++oh) {
-      const Window wh = window(oh, g.kh, g.sh, g.ph, g.h);
-      for (int64_t ow = ow0; ow <= ow1; ++ow) {
-        const Window ww = window(ow, g.kw, g.sw, g.pw, g.w);
+    for (I oh = oh0; oh <= oh1; ++oh) {
+      const Window<I> wh = window(oh, g.kh, g.sh, g.ph, g.h);
+      for (I ow = ow0; ow <= ow1; ++ow) {
+        const Window<I> ww = window(ow, g.kw, g.sw, g.pw, g.w);
         acc += yp[oh * g.ow + ow] / static_cast<T>(divisor(wh, ww, count_include_pad));
       }
     }
@@ -181,9 +221,13 @@ void max_pool2d_forward(DType dtype, const Pool2dGeometry& g, const void* x, voi
   const int64_t n = g.planes * g.oh * g.ow;
   if (n == 0) return;
   MG_DISPATCH_FLOAT(dtype, [&] {
-    max_forward_kernel<scalar_t><<<grid_for(n), kThreads, 0, stream()>>>(
-        g, n, static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y), idx);
-    MG_CUDA_LAUNCH_CHECK();
+    with_index_type(g, [&](auto i) {
+      using I = decltype(i);
+      max_forward_kernel<scalar_t, I><<<grid_for(n), kThreads, 0, stream()>>>(
+          dims_as<I>(g), static_cast<I>(n), static_cast<const scalar_t*>(x),
+          static_cast<scalar_t*>(y), idx);
+      MG_CUDA_LAUNCH_CHECK();
+    });
   });
 }
 
@@ -207,9 +251,13 @@ void avg_pool2d_forward(DType dtype, const Pool2dGeometry& g, bool count_include
   const int64_t n = g.planes * g.oh * g.ow;
   if (n == 0) return;
   MG_DISPATCH_FLOAT(dtype, [&] {
-    avg_forward_kernel<scalar_t><<<grid_for(n), kThreads, 0, stream()>>>(
-        g, count_include_pad, n, static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y));
-    MG_CUDA_LAUNCH_CHECK();
+    with_index_type(g, [&](auto i) {
+      using I = decltype(i);
+      avg_forward_kernel<scalar_t, I><<<grid_for(n), kThreads, 0, stream()>>>(
+          dims_as<I>(g), count_include_pad, static_cast<I>(n), static_cast<const scalar_t*>(x),
+          static_cast<scalar_t*>(y));
+      MG_CUDA_LAUNCH_CHECK();
+    });
   });
 }
 
@@ -218,9 +266,13 @@ void avg_pool2d_backward(DType dtype, const Pool2dGeometry& g, bool count_includ
   const int64_t n = g.planes * g.h * g.w;
   if (n == 0) return;
   MG_DISPATCH_FLOAT(dtype, [&] {
-    avg_backward_kernel<scalar_t><<<grid_for(n), kThreads, 0, stream()>>>(
-        g, count_include_pad, n, static_cast<const scalar_t*>(gy), static_cast<scalar_t*>(gx));
-    MG_CUDA_LAUNCH_CHECK();
+    with_index_type(g, [&](auto i) {
+      using I = decltype(i);
+      avg_backward_kernel<scalar_t, I><<<grid_for(n), kThreads, 0, stream()>>>(
+          dims_as<I>(g), count_include_pad, static_cast<I>(n), static_cast<const scalar_t*>(gy),
+          static_cast<scalar_t*>(gx));
+      MG_CUDA_LAUNCH_CHECK();
+    });
   });
 }
 
