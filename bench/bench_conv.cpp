@@ -3,8 +3,8 @@
 // first layer [160, 1, 28, 28] x [64, 1, 3, 3] and the inner layers [160, 64, H, H] x
 // [64, 64, 3, 3] (H = 14, 7, 3; stride 1, padding 1), with FLOP/s counters; next to each, the
 // one sgemm of the same size ([O, C kH kW] x [C kH kW, N OH OW]) through CBLAS, the ceiling
-// im2col + GEMM can reach. max_pool2d (2 x 2) forward and backward with bytes/s counters. Each conv2d is
-// validated against a direct loop over its first image before timing.
+// im2col + GEMM can reach. max_pool2d (2 x 2) forward and backward with bytes/s counters. Each
+// conv2d is validated against a direct loop over its first image before timing.
 //
 // Run: OMP_NUM_THREADS=2 build/default/bench/bench_conv --benchmark_repetitions=3
 //        --benchmark_report_aggregates_only=true
@@ -111,6 +111,41 @@ void BM_conv2d_forward_backward(benchmark::State& state, ConvShape s) {
       benchmark::Counter::kIsRate);
 }
 
+// Note [Task-batched convolution] (nn/functional/conv.cpp): B tasks' convolutions of the
+// conv-4's inner layer ([n, 64, 14, 14] * [64, 64, 3, 3] each) as one convolution of B groups
+// ([n, B * 64, 14, 14] * [B * 64, 64, 3, 3], groups = B), forward and the weight and input
+// gradients, against the same B convolutions run one after another (the per-task loop). n = 5
+// is a 5-way 1-shot support set, n = 75 its query set.
+struct GroupedShape {
+  int64_t n, tasks;
+};
+void BM_task_batched_conv(benchmark::State& state, GroupedShape s, bool grouped) {
+  constexpr int64_t c = 64, hw = 14;
+  const Conv2dParams p{.padding = {1, 1}};
+  std::vector<Tensor> xs, ws, gs;
+  const int64_t copies = grouped ? 1 : s.tasks, per = grouped ? s.tasks : 1;
+  for (int64_t t = 0; t < copies; ++t) {
+    const uint64_t seed = 10 * static_cast<uint64_t>(t);
+    xs.push_back(
+        tensor(values(s.n * per * c * hw * hw, seed + 1), {s.n, per * c, hw, hw}).requires_grad_());
+    ws.push_back(tensor(values(per * c * c * 9, seed + 2), {per * c, c, 3, 3}).requires_grad_());
+    gs.push_back(tensor(values(s.n * per * c * hw * hw, seed + 3), {s.n, per * c, hw, hw}));
+  }
+  Conv2dParams pg = p;
+  pg.groups = per;
+  for (auto _ : state) {
+    for (int64_t t = 0; t < copies; ++t) {
+      const size_t i = static_cast<size_t>(t);
+      Tensor y = conv2d(xs[i], ws[i], {}, pg);
+      auto grads = grad({y}, {ws[i], xs[i]}, {gs[i]});
+      benchmark::DoNotOptimize(grads[0].raw_data());
+    }
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(
+      conv_flops({s.n * s.tasks, c, hw, hw, c, 3}) * 3 * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate);
+}
+
 // The ceiling: one sgemm [O, C k k] x [C k k, N H W], the product the convolution amounts to.
 void BM_sgemm_equivalent(benchmark::State& state, ConvShape s) {
   const int m = static_cast<int>(s.o), k = static_cast<int>(s.c * s.k * s.k),
@@ -160,7 +195,8 @@ void BM_max_pool2d_backward(benchmark::State& state) {
 struct StridedShape {
   int64_t n, c, h;  // n images of c x h x h, 64 filters
 };
-const StridedShape kStridedLayers[] = {{75, 64, 14}, {75, 64, 7}, {75, 64, 4}, {75, 64, 6}, {5, 64, 14}};
+const StridedShape kStridedLayers[] = {
+    {75, 64, 14}, {75, 64, 7}, {75, 64, 4}, {75, 64, 6}, {5, 64, 14}};
 void BM_strided_conv(benchmark::State& state, StridedShape s, bool input_backward) {
   const Conv2dParams p{.stride = {2, 2}, .padding = {1, 1}};
   const Tensor x = tensor(values(s.n * s.c * s.h * s.h, 1), {s.n, s.c, s.h, s.h});
@@ -207,6 +243,15 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark(name.c_str(), BM_strided_conv, s, ib)
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
+    }
+  for (const GroupedShape& s : {GroupedShape{5, 32}, GroupedShape{75, 32}})
+    for (bool grouped : {false, true}) {
+      const std::string name =
+          std::string(grouped ? "task_batched_conv/grouped/" : "task_batched_conv/per_task/") +
+          std::to_string(s.tasks) + "x" + std::to_string(s.n) + "x64x14x14";
+      benchmark::RegisterBenchmark(name.c_str(), BM_task_batched_conv, s, grouped)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
     }
   benchmark::RegisterBenchmark("max_pool2d/160x64x28x28_k2", BM_max_pool2d)
       ->UseRealTime()
