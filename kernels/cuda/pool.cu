@@ -86,6 +86,19 @@ __device__ __forceinline__ Window<I> window(I o, I k, I s, I p, I n) {
   return {max(lo, I{0}), min(lo + k, n), hi_padded - lo};
 }
 
+// Output element e's plane and its window along h and w.
+template <typename I>
+struct OutputWindow {
+  I plane;
+  Window<I> h, w;
+};
+template <typename I>
+__device__ __forceinline__ OutputWindow<I> output_window(const PoolDims<I>& g, I e) {
+  const I ow = e % g.ow, t = e / g.ow;
+  const I oh = t % g.oh;
+  return {t / g.oh, window(oh, g.kh, g.sh, g.ph, g.h), window(ow, g.kw, g.sw, g.pw, g.w)};
+}
+
 // The divisor of avg pooling for the window pair, as on the CPU (in 64 bits: a window of
 // 2^28 x 2^28 pixels is allowed).
 template <typename I>
@@ -105,11 +118,10 @@ template <typename T, typename I>
 __global__ void max_forward_kernel(PoolDims<I> g, I n, const T* __restrict__ x, T* __restrict__ y,
                                    int64_t* __restrict__ idx) {
   for (I e = static_cast<I>(thread_id()); e < n; e += static_cast<I>(thread_count())) {
-    const I ow = e % g.ow, t = e / g.ow;
-    const I oh = t % g.oh, p = t / g.oh;
-    const Window<I> wh = window(oh, g.kh, g.sh, g.ph, g.h);
-    const Window<I> ww = window(ow, g.kw, g.sw, g.pw, g.w);
-    const T* xp = x + static_cast<int64_t>(p) * g.h * g.w;
+    const OutputWindow<I> ow = output_window(g, e);
+    const Window<I>& wh = ow.h;
+    const Window<I>& ww = ow.w;
+    const T* xp = x + static_cast<int64_t>(ow.plane) * g.h * g.w;
     T best = -std::numeric_limits<T>::infinity();
     I at = wh.start * g.w + ww.start;
     for (I h = wh.start; h < wh.end; ++h)
@@ -169,11 +181,10 @@ template <typename T, typename I>
 __global__ void avg_forward_kernel(PoolDims<I> g, bool count_include_pad, I n,
                                    const T* __restrict__ x, T* __restrict__ y) {
   for (I e = static_cast<I>(thread_id()); e < n; e += static_cast<I>(thread_count())) {
-    const I ow = e % g.ow, t = e / g.ow;
-    const I oh = t % g.oh, p = t / g.oh;
-    const Window<I> wh = window(oh, g.kh, g.sh, g.ph, g.h);
-    const Window<I> ww = window(ow, g.kw, g.sw, g.pw, g.w);
-    const T* xp = x + static_cast<int64_t>(p) * g.h * g.w;
+    const OutputWindow<I> ow = output_window(g, e);
+    const Window<I>& wh = ow.h;
+    const Window<I>& ww = ow.w;
+    const T* xp = x + static_cast<int64_t>(ow.plane) * g.h * g.w;
     T s = 0;
     for (I h = wh.start; h < wh.end; ++h)
       for (I w = ww.start; w < ww.end; ++w) s += xp[h * g.w + w];
