@@ -56,11 +56,11 @@ void small_free(void* p) {
 // hands the excess back to the system and faults it in again. A fixed 1 GiB did not hold the
 // task-batched Omniglot step's 1.8 GB (32 tasks' activations at once): 39% of its CPU time went
 // to the kernel (3.1 million page faults in one benchmark run), and the max-pool step ran
-// 1.5-1.6x slower than with the blocks kept (docs/performance.md, session 11). The default is therefore a quarter of the
-// memory this process may use (physical memory, or the cgroup's limit where lower, as in a
-// container), and never below 1 GiB: freed blocks beyond it still go back, so a process that
-// needs most of the machine is not starved by its own cache (and on out-of-memory the cache
-// is emptied and the allocation retried).
+// 1.5-1.6x slower than with the blocks kept (docs/performance.md, session 11). The default is
+// therefore a quarter of the memory this process may use (physical memory, or the cgroup's limit
+// where lower, as in a container), and never below 1 GiB: freed blocks beyond it still go back, so
+// a process that needs most of the machine is not starved by its own cache (and on out-of-memory
+// the cache is emptied and the allocation retried).
 size_t usable_memory() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   size_t bytes =
