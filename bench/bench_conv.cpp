@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/blas.h"
@@ -111,25 +112,28 @@ void BM_conv2d_forward_backward(benchmark::State& state, ConvShape s) {
       benchmark::Counter::kIsRate);
 }
 
-// Note [Task-batched convolution] (nn/functional/conv.cpp): B tasks' convolutions of the
-// conv-4's inner layer ([n, 64, 14, 14] * [64, 64, 3, 3] each) as one convolution of B groups
-// ([n, B * 64, 14, 14] * [B * 64, 64, 3, 3], groups = B), forward and the weight and input
-// gradients, against the same B convolutions run one after another (the per-task loop). n = 5
-// is a 5-way 1-shot support set, n = 75 its query set.
+// Note [Task-batched convolution] (nn/functional/conv.cpp): B tasks' convolutions of one
+// conv-4 layer ([n, c, hw, hw] * [64, c, 3, 3] each) as one convolution of B groups
+// ([n, B * c, hw, hw] * [B * 64, c, 3, 3], groups = B), forward and the weight gradient (and
+// the input gradient where the layer is a hidden one, c > 1), against the same B convolutions
+// run one after another (the per-task loop). n = 5 is a 5-way 1-shot support set, n = 75 its
+// query set.
 struct GroupedShape {
-  int64_t n, tasks;
+  int64_t n, tasks, c, hw;
 };
 void BM_task_batched_conv(benchmark::State& state, GroupedShape s, bool grouped) {
-  constexpr int64_t c = 64, hw = 14;
+  constexpr int64_t o = 64;
+  const bool input_grad = s.c > 1;
   const Conv2dParams p{.padding = {1, 1}};
   std::vector<Tensor> xs, ws, gs;
-  const int64_t copies = grouped ? 1 : s.tasks, per = grouped ? s.tasks : 1;
+  const int64_t copies = grouped ? 1 : s.tasks, per = grouped ? s.tasks : 1, hw2 = s.hw * s.hw;
   for (int64_t t = 0; t < copies; ++t) {
     const uint64_t seed = 10 * static_cast<uint64_t>(t);
-    xs.push_back(
-        tensor(values(s.n * per * c * hw * hw, seed + 1), {s.n, per * c, hw, hw}).requires_grad_());
-    ws.push_back(tensor(values(per * c * c * 9, seed + 2), {per * c, c, 3, 3}).requires_grad_());
-    gs.push_back(tensor(values(s.n * per * c * hw * hw, seed + 3), {s.n, per * c, hw, hw}));
+    Tensor x = tensor(values(s.n * per * s.c * hw2, seed + 1), {s.n, per * s.c, s.hw, s.hw});
+    xs.push_back(input_grad ? x.requires_grad_() : x);
+    ws.push_back(
+        tensor(values(per * o * s.c * 9, seed + 2), {per * o, s.c, 3, 3}).requires_grad_());
+    gs.push_back(tensor(values(s.n * per * o * hw2, seed + 3), {s.n, per * o, s.hw, s.hw}));
   }
   Conv2dParams pg = p;
   pg.groups = per;
@@ -137,13 +141,16 @@ void BM_task_batched_conv(benchmark::State& state, GroupedShape s, bool grouped)
     for (int64_t t = 0; t < copies; ++t) {
       const size_t i = static_cast<size_t>(t);
       Tensor y = conv2d(xs[i], ws[i], {}, pg);
-      auto grads = grad({y}, {ws[i], xs[i]}, {gs[i]});
+      std::vector<Tensor> wrt = {ws[i]};
+      if (input_grad) wrt.push_back(xs[i]);
+      auto grads = grad({y}, wrt, {gs[i]});
       benchmark::DoNotOptimize(grads[0].raw_data());
     }
   }
-  state.counters["FLOP/s"] = benchmark::Counter(
-      conv_flops({s.n * s.tasks, c, hw, hw, c, 3}) * 3 * static_cast<double>(state.iterations()),
-      benchmark::Counter::kIsRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(conv_flops({s.n * s.tasks, s.c, s.hw, s.hw, o, 3}) * (input_grad ? 3 : 2) *
+                             static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
 }
 
 // The ceiling: one sgemm [O, C k k] x [C k k, N H W], the product the convolution amounts to.
@@ -244,15 +251,18 @@ int main(int argc, char** argv) {
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
     }
-  for (const GroupedShape& s : {GroupedShape{5, 32}, GroupedShape{75, 32}})
-    for (bool grouped : {false, true}) {
-      const std::string name =
-          std::string(grouped ? "task_batched_conv/grouped/" : "task_batched_conv/per_task/") +
-          std::to_string(s.tasks) + "x" + std::to_string(s.n) + "x64x14x14";
-      benchmark::RegisterBenchmark(name.c_str(), BM_task_batched_conv, s, grouped)
-          ->UseRealTime()
-          ->Unit(benchmark::kMillisecond);
-    }
+  for (const int64_t n : {5, 75})
+    for (const auto& [c, hw] : {std::pair<int64_t, int64_t>{1, 28}, {64, 14}, {64, 7}, {64, 3}})
+      for (bool grouped : {false, true}) {
+        const std::string name =
+            std::string(grouped ? "task_batched_conv/grouped/" : "task_batched_conv/per_task/") +
+            "32x" + std::to_string(n) + "x" + std::to_string(c) + "x" + std::to_string(hw) + "x" +
+            std::to_string(hw);
+        benchmark::RegisterBenchmark(name.c_str(), BM_task_batched_conv, GroupedShape{n, 32, c, hw},
+                                     grouped)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
   benchmark::RegisterBenchmark("max_pool2d/160x64x28x28_k2", BM_max_pool2d)
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);

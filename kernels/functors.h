@@ -43,6 +43,31 @@ template <typename T> MG_HD inline T sign(T x) {
   else return T((T(0) < x) - (x < T(0)));
 }
 
+// Note [Integer overflow wraps]: integer +, -, * and negation wrap modulo 2^bits, as PyTorch's
+// do. Signed overflow is undefined in C++ (UBSan stops on it, and the optimiser may assume it
+// never happens), so int32 and int64 arithmetic runs in the unsigned type of the same width,
+// whose overflow is defined; the conversion back is modular since C++20. Narrower types are
+// promoted to int by C++ before the arithmetic, where they cannot overflow; floating types are
+// left alone (W<T> is T).
+template <typename T, bool = std::is_integral_v<T> && std::is_signed_v<T> &&
+                              sizeof(T) >= sizeof(int)>
+struct Wrapping {
+  using type = T;
+};
+template <typename T>
+struct Wrapping<T, true> {
+  using type = std::make_unsigned_t<T>;
+};
+template <typename T>
+using W = typename Wrapping<T>::type;
+template <typename T> MG_HD inline T wrap_add(T a, T b) { return T(W<T>(a) + W<T>(b)); }
+template <typename T> MG_HD inline T wrap_sub(T a, T b) { return T(W<T>(a) - W<T>(b)); }
+template <typename T> MG_HD inline T wrap_mul(T a, T b) { return T(W<T>(a) * W<T>(b)); }
+template <typename T> MG_HD inline T wrap_neg(T x) {
+  if constexpr (std::is_floating_point_v<T>) return -x;
+  else return T(W<T>(0) - W<T>(x));
+}
+
 // `T` is the compute type. For floating types the C math library does the work.
 template <UnaryOp Op>
 struct Unary {
@@ -50,9 +75,9 @@ struct Unary {
   template <typename T>
   MG_HD T operator()(T x) const {
     using std::abs;
-    if constexpr (Op == UnaryOp::Neg) return T(-x);
+    if constexpr (Op == UnaryOp::Neg) return wrap_neg(x);  // Note [Integer overflow wraps]
     else if constexpr (Op == UnaryOp::Abs) {
-      if constexpr (std::is_unsigned_v<T>) return x; else return x < T(0) ? T(-x) : x;
+      if constexpr (std::is_unsigned_v<T>) return x; else return x < T(0) ? wrap_neg(x) : x;
     }
     else if constexpr (Op == UnaryOp::Sign) return sign(x);
     else if constexpr (Op == UnaryOp::Exp) return std::exp(x);
@@ -73,7 +98,7 @@ struct Unary {
     }
     else if constexpr (Op == UnaryOp::Relu) return x > T(0) ? x : T(0);
     else if constexpr (Op == UnaryOp::Reciprocal) return T(1) / x;
-    else if constexpr (Op == UnaryOp::Square) return x * x;
+    else if constexpr (Op == UnaryOp::Square) return wrap_mul(x, x);
     else if constexpr (Op == UnaryOp::Floor) return std::floor(x);
     else if constexpr (Op == UnaryOp::Ceil) return std::ceil(x);
     else if constexpr (Op == UnaryOp::Round) return std::nearbyint(x);  // half to even
@@ -95,7 +120,7 @@ struct Unary {
   MG_HD static T int_pow(T base, int64_t e) {
     if (e < 0) return T(0);  // integer x ** negative: PyTorch raises; the tensor layer checks
     T r = T(1);
-    while (e) { if (e & 1) r = T(r * base); base = T(base * base); e >>= 1; }
+    while (e) { if (e & 1) r = wrap_mul(r, base); base = wrap_mul(base, base); e >>= 1; }
     return r;
   }
 };
@@ -105,9 +130,9 @@ struct Binary {
   // Comparisons and logical ops return bool; everything else the compute type.
   template <typename T>
   MG_HD auto operator()(T a, T b) const {
-    if constexpr (Op == BinaryOp::Add) return T(a + b);
-    else if constexpr (Op == BinaryOp::Sub) return T(a - b);
-    else if constexpr (Op == BinaryOp::Mul) return T(a * b);
+    if constexpr (Op == BinaryOp::Add) return wrap_add(a, b);  // Note [Integer overflow wraps]
+    else if constexpr (Op == BinaryOp::Sub) return wrap_sub(a, b);
+    else if constexpr (Op == BinaryOp::Mul) return wrap_mul(a, b);
     else if constexpr (Op == BinaryOp::Div) return T(a / b);  // the tensor layer keeps ints out
     else if constexpr (Op == BinaryOp::Pow) {
       if constexpr (std::is_floating_point_v<T>) return T(std::pow(a, b));
@@ -123,6 +148,8 @@ struct Binary {
     }
     else if constexpr (Op == BinaryOp::Fmod) {
       if constexpr (std::is_floating_point_v<T>) return T(std::fmod(a, b));
+      // b = -1 leaves no remainder; a % -1 itself is undefined for the most negative a.
+      else if constexpr (std::is_signed_v<T>) return T(b == T(0) || b == T(-1) ? T(0) : T(a % b));
       else return T(b == T(0) ? T(0) : T(a % b));
     }
     // One pass instead of where(x > 0, g, 0)'s two and its bool temporary. NaN x passes no

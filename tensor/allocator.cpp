@@ -21,6 +21,8 @@ namespace {
 
 // The bin of a request: sizes below kThreadCachedBytes are 64-byte multiples (malloc's);
 // above, the size rounded up to a quarter step of its power of two (waste below 25%).
+constexpr size_t kMaxAllocBytes = size_t{1} << 62;
+
 size_t bin_size(size_t n) {
   if (n < kThreadCachedBytes) return (n + 63) / 64 * 64;
   const size_t top = std::bit_floor(n);
@@ -278,6 +280,9 @@ Cache& cache() {
 void* cpu_alloc(size_t nbytes, size_t* capacity) {
   *capacity = 0;
   if (nbytes == 0) return nullptr;
+  // No machine has 2^62 bytes; the bound also keeps bin_size's rounding from wrapping.
+  if (nbytes > kMaxAllocBytes)
+    detail::fail("alloc", "out of memory allocating ", nbytes, " bytes on the CPU");
   if (g_destroyed.load()) {
     *capacity = bin_size(nbytes);
     void* p = tier_of(*capacity) == Tier::Shared ? std::aligned_alloc(64, *capacity)

@@ -51,8 +51,12 @@ Conv2dGeometry geometry(const char* op, const Shape& x, const Shape& w, const Co
   MG_CHECK(w[1] == x[1] / groups && w[2] >= 1 && w[3] >= 1, op, "expected weight of shape [O, ",
            x[1] / groups, ", kH, kW] (O divisible by groups ", groups,
            ", kH, kW >= 1) for input of shape ", shape_str(x), ", got ", shape_str(w));
-  const int64_t ekh = p.dilation[0] * (w[2] - 1) + 1, ekw = p.dilation[1] * (w[3] - 1) + 1;
-  const int64_t ph = x[2] + 2 * p.padding[0], pw = x[3] + 2 * p.padding[1];
+  const char* ek = "the dilated kernel size";
+  const int64_t ekh = checked_add(op, ek, checked_mul(op, ek, p.dilation[0], w[2] - 1), 1),
+                ekw = checked_add(op, ek, checked_mul(op, ek, p.dilation[1], w[3] - 1), 1);
+  const char* padded = "the padded input size";
+  const int64_t ph = checked_add(op, padded, x[2], checked_mul(op, padded, 2, p.padding[0])),
+                pw = checked_add(op, padded, x[3], checked_mul(op, padded, 2, p.padding[1]));
   MG_CHECK(ekh <= ph && ekw <= pw, op, "kernel of size ", shape_str({ekh, ekw}),
            " (dilation included) is larger than the padded input of size ", shape_str({ph, pw}),
            " (input shape ", shape_str(x), ", padding ", pair_str(p.padding), ")");

@@ -90,8 +90,10 @@ Tensor& inplace_op(const char* name, BinaryOp op, Tensor& self, const Tensor& ot
            " does not match the broadcast shape ", shape_str(shape));
   detail::check_no_internal_overlap(name, self);
   const DType t = compute_type(name, op, self, other);
-  MG_CHECK(t == self.dtype() || is_floating(self.dtype()) || !is_floating(t), name,
-           "result type ", dtype_name(t), " cannot be cast to the output's dtype ",
+  // PyTorch's can_cast: no float result into an integer tensor, no number into a bool one.
+  MG_CHECK(t == self.dtype() ||
+               ((is_floating(self.dtype()) || !is_floating(t)) && self.dtype() != DType::Bool),
+           name, "result type ", dtype_name(t), " cannot be cast to the output's dtype ",
            dtype_name(self.dtype()));
   MG_CHECK(!(self.requires_grad() && self.is_leaf() && GradMode::is_enabled()), name,
            "a leaf tensor that requires grad is used in an in-place operation");

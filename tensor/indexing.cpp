@@ -236,7 +236,7 @@ Tensor one_hot(const Tensor& labels, int64_t num_classes) {
     int64_t mn = 0, mx = 0;
     MG_KERNEL(labels.device(), index_min_max, labels.dtype(), extent_of(g.shape), in, &mn, &mx);
     MG_CHECK(mn >= 0, op, "class values must be non-negative, got ", mn);
-    num_classes = mx + 1;
+    num_classes = checked_add(op, "the largest class value + 1", mx, 1);
   } else {
     int64_t bad = 0;
     if (MG_KERNEL(labels.device(), find_index_out_of_range, labels.dtype(), extent_of(g.shape), in,
@@ -291,7 +291,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
                " has shape ", shape_str(ref->shape()), " and tensor ", i, " has shape ",
                shape_str(t.shape()));
     sizes[i] = t.size(d);
-    total += sizes[i];
+    total = checked_add(op, "the concatenated size", total, sizes[i]);
   }
   shape[d] = total;
   const Device dev = ref ? ref->device() : tensors[0].device();
@@ -344,8 +344,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   MG_CHECK(split_size >= 0, op, "split_size must be non-negative, got ", split_size);
   MG_CHECK(split_size > 0 || n == 0, op, "split_size can only be 0 if dimension ", d,
            " has size 0, but the input has shape ", shape_str(x.shape()));
-  const int64_t pieces =
-      split_size == 0 ? 1 : std::max<int64_t>((n + split_size - 1) / split_size, 1);
+  const int64_t pieces = split_size == 0 || n == 0 ? 1 : (n - 1) / split_size + 1;
   std::vector<Tensor> out;
   out.reserve(static_cast<size_t>(pieces));
   for (int64_t i = 0; i < pieces; ++i) {
@@ -363,7 +362,7 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   int64_t sum = 0;
   for (int64_t s : sizes) {
     MG_CHECK(s >= 0, op, "split sizes must be non-negative, got ", shape_str(sizes));
-    sum += s;
+    sum = checked_add(op, "the sum of the split sizes", sum, s);
   }
   MG_CHECK(sum == x.size(d), op, "split sizes ", shape_str(sizes), " must sum to ", x.size(d),
            ", the size of dimension ", d, " of the input of shape ", shape_str(x.shape()));
@@ -384,7 +383,7 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   MG_CHECK(chunks > 0, op, "number of chunks must be positive, got ", chunks);
   const int64_t d = wrap_dim(op, dim, x.dim());
   const int64_t n = x.size(d);
-  const int64_t size = (n + chunks - 1) / chunks;
+  const int64_t size = n == 0 ? 0 : (n - 1) / chunks + 1;
   // An empty dim still yields `chunks` (empty) pieces, as torch.chunk.
   if (n == 0) return split(x, std::vector<int64_t>(static_cast<size_t>(chunks), 0), d);
   return split(x, size, d);
@@ -411,7 +410,8 @@ Tensor pad(const Tensor& x, const DimVector& p, PadMode mode, double value) {
     const int64_t d = rank - 1 - j, n = x.size(d);
     left[d] = p[2 * j];
     right[d] = p[2 * j + 1];
-    shape[d] = n + left[d] + right[d];
+    shape[d] = checked_add(op, "the padded size", checked_add(op, "the padded size", n, left[d]),
+                           right[d]);
     MG_CHECK(shape[d] >= 0, op, "dimension ", d, " of size ", n, " padded by (", left[d], ", ",
              right[d], ") would have negative size ", shape[d], " (input shape ",
              shape_str(x.shape()), ")");

@@ -42,11 +42,12 @@ Pool2dGeometry geometry(const char* op, const Shape& x, const Pool2dParams& p) {
   for (int d = 0; d < 2; ++d) {
     MG_CHECK(p.kernel[d] >= 1, op, "kernel size must be positive, got ", pair_str(p.kernel));
     MG_CHECK(p.stride[d] >= 1, op, "stride must be positive, got ", pair_str(p.stride));
-    MG_CHECK(p.padding[d] >= 0 && 2 * p.padding[d] <= p.kernel[d], op, "padding ",
+    MG_CHECK(p.padding[d] >= 0 && p.padding[d] <= p.kernel[d] / 2, op, "padding ",
              pair_str(p.padding), " must be non-negative and at most half of the kernel size ",
              pair_str(p.kernel));
   }
-  const int64_t ph = x[2] + 2 * p.padding[0], pw = x[3] + 2 * p.padding[1];
+  const int64_t ph = checked_add(op, "the padded height", x[2], 2 * p.padding[0]),
+                pw = checked_add(op, "the padded width", x[3], 2 * p.padding[1]);
   MG_CHECK(p.kernel[0] <= ph && p.kernel[1] <= pw, op, "kernel of size ", pair_str(p.kernel),
            " is larger than the padded input of size ", shape_str({ph, pw}), " (input shape ",
            shape_str(x), ", padding ", pair_str(p.padding), ")");

@@ -32,9 +32,24 @@ Shape contiguous_strides(const Shape& shape) {
   int64_t s = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     st[i] = s;
-    s *= std::max<int64_t>(shape[i], 1);
+    // A zero-size shape can have a huge product of its other sizes: its strides still must fit.
+    if (i > 0 && __builtin_mul_overflow(s, std::max<int64_t>(shape[i], 1), &s))
+      detail::fail("shape", "the strides of shape ", shape_str(shape), " overflow int64");
   }
   return st;
+}
+
+int64_t checked_add(const char* op, const char* what, int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r))
+    detail::fail(op, what, " (", a, " + ", b, ") overflows int64");
+  return r;
+}
+int64_t checked_mul(const char* op, const char* what, int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r))
+    detail::fail(op, what, " (", a, " * ", b, ") overflows int64");
+  return r;
 }
 
 int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim) {

@@ -205,6 +205,11 @@ std::string shape_str(const Shape& s);  // "[2, 3]"
 int64_t numel_of(const Shape& s);
 Shape contiguous_strides(const Shape& shape);
 
+// a + b and a * b of sizes, or "[op] <what> overflows int64" (user-given sizes, paddings and
+// steps can be anything; the arithmetic on them must not be undefined).
+int64_t checked_add(const char* op, const char* what, int64_t a, int64_t b);
+int64_t checked_mul(const char* op, const char* what, int64_t a, int64_t b);
+
 // Wraps a possibly negative dim into [0, ndim); throws "[op] dim d out of range for a 3-d tensor".
 int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim);
 

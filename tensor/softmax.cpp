@@ -131,9 +131,12 @@ Tensor cross_entropy_loss_backward(const Tensor& grad, const Tensor& logits, con
     g = grad.contiguous();
   }
   Tensor dx = Tensor::empty(logits.shape(), logits.options());
-  if (dx.numel() > 0)
-    MG_KERNEL(x.device(), cross_entropy_backward, x.dtype(), x.size(0), x.size(1), g.raw_data(),
-              x.raw_data(), t.data_ptr<int64_t>(), dx.raw_data());
+  int64_t bad = 0;
+  if (dx.numel() > 0 &&
+      !MG_KERNEL(x.device(), cross_entropy_backward, x.dtype(), x.size(0), x.size(1), g.raw_data(),
+                 x.raw_data(), t.data_ptr<int64_t>(), dx.raw_data(), &bad))
+    detail::fail(op, "target ", bad, " is out of bounds for ", x.size(1),
+                 " classes (labels lie in [0, ", x.size(1), "))");
   // No derivative entry: a graph through this op throws when differentiated (softmax.h).
   detail::record_op(op, {grad, logits, target}, {dx}, {});
   return dx;

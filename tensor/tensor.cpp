@@ -2,6 +2,7 @@
 #include "tensor/tensor.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <optional>
 
@@ -20,9 +21,11 @@ Tensor Tensor::empty(const Shape& shape, TensorOptions opts) {
   MG_CHECK(shape.size() <= static_cast<size_t>(kernels::kMaxDims), "empty", "shape ",
            shape_str(shape), " has more than ", kernels::kMaxDims, " dimensions");
   const int64_t n = numel_of(shape);
+  const auto elem = static_cast<int64_t>(dtype_size(opts.dtype_));
+  MG_CHECK(n <= std::numeric_limits<int64_t>::max() / elem, "empty", "shape ", shape_str(shape),
+           " of ", dtype_name(opts.dtype_), " needs more than 2^63 bytes");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(opts.dtype_),
-                                            opts.device_);
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(n * elem), opts.device_);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = opts.dtype_;
@@ -69,7 +72,12 @@ T* Tensor::data_ptr() const {
 
 namespace {
 
-Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset) {
+// Every view of the tensor layer is made here: the strided kernels take at most kMaxDims dims,
+// and a view's element count must fit int64 (expand and as_strided can ask for more).
+Tensor make_view(const char* op, const Tensor& base, Shape shape, Shape strides, int64_t offset) {
+  MG_CHECK(shape.size() <= static_cast<size_t>(kernels::kMaxDims), op, "shape ", shape_str(shape),
+           " has more than ", kernels::kMaxDims, " dimensions");
+  (void)numel_of(shape);  // raises if the element count overflows
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = base.storage();
   impl->shape = std::move(shape);
@@ -89,7 +97,8 @@ Shape infer_shape(const char* op, Shape shape, int64_t numel, const Shape& from)
       infer = static_cast<int>(i);
     } else {
       MG_CHECK(shape[i] >= 0, op, "invalid shape ", shape_str(shape));
-      known *= shape[i];
+      MG_CHECK(!__builtin_mul_overflow(known, shape[i], &known), op, "shape ", shape_str(shape),
+               " has too many elements");
     }
   }
   if (infer >= 0) {
@@ -134,8 +143,9 @@ std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strid
 }
 
 // Every reshaping view reports itself as "reshape": its derivative only needs the old shape.
-Tensor reshaped_view(const Tensor& self, Shape shape, Shape strides) {
-  Tensor out = make_view(self, std::move(shape), std::move(strides), self.storage_offset());
+// `op` names the caller in errors.
+Tensor reshaped_view(const char* op, const Tensor& self, Shape shape, Shape strides) {
+  Tensor out = make_view(op, self, std::move(shape), std::move(strides), self.storage_offset());
   detail::record_op("reshape", {self}, {out}, {.shape = self.shape()});
   return out;
 }
@@ -148,13 +158,13 @@ Tensor Tensor::view(const Shape& shape_in) const {
   MG_CHECK(st.has_value(), "view", "shape ", shape_str(shape),
            " is not compatible with the input's size ", shape_str(this->shape()), " and stride ",
            shape_str(strides()), "; use reshape() instead");
-  return reshaped_view(*this, std::move(shape), std::move(*st));
+  return reshaped_view("view", *this, std::move(shape), std::move(*st));
 }
 
 Tensor Tensor::reshape(const Shape& shape_in) const {
   Shape shape = infer_shape("reshape", shape_in, numel(), this->shape());
   if (auto st = view_strides(this->shape(), strides(), shape))
-    return reshaped_view(*this, std::move(shape), std::move(*st));
+    return reshaped_view("reshape", *this, std::move(shape), std::move(*st));
   return contiguous().view(shape);
 }
 
@@ -171,16 +181,16 @@ Tensor Tensor::permute(const DimVector& dims) const {
     sh[i] = shape()[d[i]];
     st[i] = strides()[d[i]];
   }
-  Tensor out = make_view(*this, std::move(sh), std::move(st), storage_offset());
+  Tensor out = make_view("permute", *this, std::move(sh), std::move(st), storage_offset());
   detail::record_op("permute", {*this}, {out}, {.dims = d});
   return out;
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   const int64_t n = dim();
-  if (n == 0) return permute({});
-  d0 = wrap_dim("transpose", d0, n);
+  d0 = wrap_dim("transpose", d0, n);  // a 0-d tensor takes dims 0 and -1
   d1 = wrap_dim("transpose", d1, n);
+  if (n == 0) return permute({});
   DimVector perm(static_cast<size_t>(n));
   std::iota(perm.begin(), perm.end(), 0);
   std::swap(perm[d0], perm[d1]);
@@ -204,10 +214,16 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   start = std::clamp<int64_t>(start, 0, n);
   end = std::clamp<int64_t>(end, start, n);
   Shape sh = shape(), st = strides();
-  sh[d] = (end - start + step - 1) / step;
-  st[d] *= step;
-  Tensor out =
-      make_view(*this, std::move(sh), std::move(st), storage_offset() + start * strides()[d]);
+  sh[d] = end == start ? 0 : (end - start - 1) / step + 1;  // no overflow for a huge step
+  // With one element or none the stride is never used: keep it rather than overflow it.
+  int64_t stepped = 0;
+  if (sh[d] > 1) {
+    MG_CHECK(!__builtin_mul_overflow(st[d], step, &stepped), "slice", "step ", step,
+             " times stride ", st[d], " overflows int64");
+    st[d] = stepped;
+  }
+  Tensor out = make_view("slice", *this, std::move(sh), std::move(st),
+                         storage_offset() + start * strides()[d]);
   detail::record_op("slice", {*this}, {out}, {.dims = {start, end, step}, .shape = shape(), .i = d});
   return out;
 }
@@ -217,7 +233,7 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   d = wrap_dim("narrow", d, dim());
   const int64_t n = shape()[d];
   if (start < 0) start += n;
-  MG_CHECK(start >= 0 && length >= 0 && start + length <= n, "narrow", "start ", start,
+  MG_CHECK(start >= 0 && length >= 0 && length <= n - start, "narrow", "start ", start,
            " + length ", length, " exceeds dimension ", d, " of size ", n, " in shape ",
            shape_str(shape()));
   return slice(d, start, start + length, 1);
@@ -233,8 +249,8 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
   Shape sh = shape(), st = strides();
   sh.erase(sh.begin() + d);
   st.erase(st.begin() + d);
-  Tensor out =
-      make_view(*this, std::move(sh), std::move(st), storage_offset() + index * strides()[d]);
+  Tensor out = make_view("select", *this, std::move(sh), std::move(st),
+                         storage_offset() + index * strides()[d]);
   detail::record_op("select", {*this}, {out}, {.shape = shape(), .i = d, .j = index});
   return out;
 }
@@ -264,7 +280,7 @@ Tensor Tensor::expand(const Shape& target) const {
       st[i] = 0;
     }
   }
-  Tensor out = make_view(*this, std::move(sh), std::move(st), storage_offset());
+  Tensor out = make_view("expand", *this, std::move(sh), std::move(st), storage_offset());
   detail::record_op("expand", {*this}, {out}, {.shape = shape()});
   return out;
 }
@@ -273,17 +289,17 @@ Tensor Tensor::squeeze() const {
   Shape sh, st;
   for (int64_t i = 0; i < dim(); ++i)
     if (shape()[i] != 1) { sh.push_back(shape()[i]); st.push_back(strides()[i]); }
-  return reshaped_view(*this, sh, st);
+  return reshaped_view("squeeze", *this, sh, st);
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
-  if (dim() == 0) return reshaped_view(*this, {}, {});
-  d = wrap_dim("squeeze", d, dim());
-  if (shape()[d] != 1) return reshaped_view(*this, shape(), strides());
+  d = wrap_dim("squeeze", d, dim());  // a 0-d tensor takes dim 0 or -1
+  if (dim() == 0) return reshaped_view("squeeze", *this, {}, {});
+  if (shape()[d] != 1) return reshaped_view("squeeze", *this, shape(), strides());
   Shape sh = shape(), st = strides();
   sh.erase(sh.begin() + d);
   st.erase(st.begin() + d);
-  return reshaped_view(*this, sh, st);
+  return reshaped_view("squeeze", *this, sh, st);
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
@@ -292,13 +308,13 @@ Tensor Tensor::unsqueeze(int64_t d) const {
   const int64_t s = d < dim() ? strides()[d] * shape()[d] : 1;
   sh.insert(sh.begin() + d, 1);
   st.insert(st.begin() + d, s);
-  return reshaped_view(*this, sh, st);
+  return reshaped_view("unsqueeze", *this, sh, st);
 }
 
 Tensor Tensor::flatten(int64_t start, int64_t end) const {
-  if (dim() == 0) return reshape({1});
-  start = wrap_dim("flatten", start, dim());
+  start = wrap_dim("flatten", start, dim());  // a 0-d tensor takes dim 0 or -1
   end = wrap_dim("flatten", end, dim());
+  if (dim() == 0) return reshape({1});
   MG_CHECK(start <= end, "flatten", "start_dim ", start, " is after end_dim ", end);
   Shape sh(shape().begin(), shape().begin() + start);
   int64_t m = 1;
@@ -317,13 +333,18 @@ Tensor as_strided(const Tensor& t, const Shape& shape, const Shape& strides, int
     MG_CHECK(strides[i] >= 0 && shape[i] >= 0, "as_strided", "negative size or stride in ",
              shape_str(shape), " / ", shape_str(strides));
     if (shape[i] == 0) max_off = -1;
-    if (max_off >= 0) max_off += (shape[i] - 1) * strides[i];
+    int64_t reach = 0;
+    if (max_off >= 0)
+      MG_CHECK(!__builtin_mul_overflow(shape[i] - 1, strides[i], &reach) &&
+                   !__builtin_add_overflow(max_off, reach, &max_off),
+               "as_strided", "shape ", shape_str(shape), " with strides ", shape_str(strides),
+               " reaches past int64");
   }
   const int64_t cap = static_cast<int64_t>(t.storage()->nbytes() / dtype_size(t.dtype()));
   MG_CHECK(max_off < cap, "as_strided", "shape ", shape_str(shape), " with strides ",
            shape_str(strides), " and offset ", offset, " reaches past a storage of ", cap,
            " elements");
-  Tensor out = make_view(t, shape, strides, offset);
+  Tensor out = make_view("as_strided", t, shape, strides, offset);
   detail::record_op("as_strided", {t}, {out}, {.dims = strides, .shape = shape, .i = offset});
   return out;
 }
@@ -515,7 +536,7 @@ void Tensor::set_grad_fn(std::shared_ptr<autograd::Node> fn, uint32_t nr) {
 
 Tensor Tensor::detach() const {
   check_defined("detach");
-  return make_view(*this, shape(), strides(), storage_offset());
+  return make_view("detach", *this, shape(), strides(), storage_offset());
 }
 
 void Tensor::retain_grad() {

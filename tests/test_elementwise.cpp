@@ -350,3 +350,36 @@ TEST(ScalarConstants, GradientsThroughScalarOpsAndManyDistinctValues) {
 
 }  // namespace
 }  // namespace metagrad
+
+// Note [Integer overflow wraps]: integer arithmetic wraps modulo 2^bits as PyTorch's does
+// (signed overflow is undefined in C++; the ASan + UBSan build stops on it).
+TEST(Elementwise, IntegerOverflowWraps) {
+  const int64_t mx = std::numeric_limits<int64_t>::max(), mn = std::numeric_limits<int64_t>::min();
+  EXPECT_EQ(add(tensor({mx}), tensor({int64_t{1}})).item<int64_t>(), mn);
+  EXPECT_EQ(sub(tensor({mn}), tensor({int64_t{1}})).item<int64_t>(), mx);
+  EXPECT_EQ(mul(tensor({mx}), tensor({int64_t{2}})).item<int64_t>(), -2);
+  EXPECT_EQ(neg(tensor({mn})).item<int64_t>(), mn);
+  EXPECT_EQ(abs(tensor({mn})).item<int64_t>(), mn);
+  EXPECT_EQ(square(tensor({int64_t{1} << 40})).item<int64_t>(), 0);
+  EXPECT_EQ(pow(tensor({int64_t{3}}), 41).item<int64_t>(), -420491770248316829);  // 3^41 mod 2^64
+  const int32_t imx = std::numeric_limits<int32_t>::max();
+  EXPECT_EQ(add(tensor({imx}), tensor({int32_t{1}})).item<int64_t>(),
+            std::numeric_limits<int32_t>::min());
+  // fmod by -1 leaves no remainder, the most negative value included (a % -1 is undefined there).
+  EXPECT_EQ(fmod(tensor({mn, int64_t{7}}), tensor({int64_t{-1}, int64_t{-1}})).to_vector<int64_t>(),
+            (std::vector<int64_t>{0, 0}));
+  EXPECT_EQ(fmod(tensor({std::numeric_limits<int32_t>::min()}), tensor({int32_t{-1}}))
+                .item<int64_t>(),
+            0);
+  EXPECT_EQ(fmod(tensor({int64_t{-7}}), tensor({int64_t{3}})).item<int64_t>(), -1);
+}
+
+// PyTorch's can_cast for in-place results: nothing but bool goes into a bool tensor.
+TEST(Elementwise, InPlaceIntoBoolTakesOnlyBool) {
+  Tensor b = tensor({true, false});
+  EXPECT_MG_ERROR_HAS(sub_(b, tensor({int64_t{1}, int64_t{1}})), "[sub_]", "bool");
+  EXPECT_MG_ERROR(add_(b, tensor({int64_t{1}, int64_t{1}})), "[add_]");
+  EXPECT_MG_ERROR(mul_(b, tensor({2.0, 2.0})), "[mul_]");
+  add_(b, tensor({false, true}));  // bool + bool is "or"
+  EXPECT_EQ(b.to_vector<bool>(), (std::vector<bool>{true, true}));
+}

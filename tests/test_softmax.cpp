@@ -285,6 +285,11 @@ TEST(CrossEntropyLoss, Errors) {
   EXPECT_MG_ERROR_HAS(cross_entropy_loss(x, zeros({3})), "[cross_entropy]", "int64");
   EXPECT_MG_ERROR_HAS(cross_entropy_loss(zeros({3}), tensor<int64_t>({0}, {1})), "[cross_entropy]",
                       "(N, C)");
+  // The backward is public too: its targets are checked as the forward's.
+  EXPECT_MG_ERROR(cross_entropy_loss_backward(ones({3}), x, tensor<int64_t>({0, 5, 1}, {3})),
+                  "[cross_entropy_loss_backward] target 5 is out of bounds for 5 classes");
+  EXPECT_MG_ERROR(cross_entropy_loss_backward(ones({3}), x, tensor<int64_t>({0, -5, 1}, {3})),
+                  "[cross_entropy_loss_backward] target -5 is out of bounds");
   // The fused backward is a first derivative only.
   Tensor xr = zeros({2, 3}).requires_grad_(true);
   Tensor gx = cross_entropy_loss_backward(ones({2}), xr, tensor<int64_t>({0, 2}, {2}));

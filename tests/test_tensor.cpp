@@ -1,11 +1,14 @@
 // Tensor core: construction, metadata, views sharing storage, copies, conversions, errors.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "test_util.h"
 
 #include <metagrad/metagrad.h>
 
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 using namespace metagrad;
@@ -184,6 +187,46 @@ TEST(Tensor, Errors) {
   EXPECT_MG_ERROR(as_strided(zeros({4}), {3}, {2}, 0), "[as_strided]");
   EXPECT_EQ(as_strided(iota({4}), {2}, {2}, 1).to_vector<double>(), (std::vector<double>{1, 3}));
   EXPECT_MG_ERROR(zeros({2}, DType::Int64).requires_grad_(), "[requires_grad_]");
+}
+
+// Sizes near int64's limits are errors, never wrapped arithmetic (a wrapped byte count once gave
+// a tensor of 2^62 doubles an empty buffer; a view of 17 dims overran the kernels' arrays).
+TEST(Tensor, HugeSizesAndTooManyDimsAreErrors) {
+  EXPECT_MG_ERROR_HAS(zeros({int64_t{1} << 62}, DType::Float64), "[empty]", "2^63 bytes");
+  EXPECT_MG_ERROR(zeros({int64_t{1} << 62}), "[empty]");
+  EXPECT_MG_ERROR(zeros({(int64_t{1} << 62) - 1}), "[empty]");
+  EXPECT_MG_ERROR_HAS(zeros({0, int64_t{1} << 40, int64_t{1} << 40}), "[shape]", "overflow");
+  // A view of more dims than the kernels take, whichever view op makes it.
+  const Tensor x = zeros({int64_t{1} << 17});
+  EXPECT_MG_ERROR_HAS(x.view(Shape(17, 2)), "[view]", "more than 16");
+  EXPECT_MG_ERROR(x.reshape(Shape(17, 2)), "[reshape]");
+  EXPECT_MG_ERROR(x.narrow(0, 0, int64_t{1} << 16).view(Shape(16, 2)).unsqueeze(0), "[unsqueeze]");
+  EXPECT_MG_ERROR(zeros(Shape(16, 1)).expand(Shape(17, 1)), "[expand]");
+  EXPECT_MG_ERROR(as_strided(zeros({1}), Shape(17, 1), Shape(17, 0), 0), "[as_strided]");
+  // expand and as_strided cannot make more elements than int64 counts.
+  EXPECT_MG_ERROR(ones({1}).expand({int64_t{1} << 40, int64_t{1} << 40}), "[shape]");
+  EXPECT_MG_ERROR(as_strided(zeros({4}), {int64_t{1} << 62, 2}, {4, 1}, 0), "[as_strided]");
+  // Steps, lengths and -1 inference with huge values.
+  const Tensor y = iota({2, 4});
+  const int64_t big = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(y.slice(1, 0, 4, big).to_vector<double>(), (std::vector<double>{0, 4}));
+  EXPECT_MG_ERROR(y.narrow(1, 1, big), "[narrow]");
+  EXPECT_MG_ERROR(y.view({big, 2, -1}), "[view]");
+  EXPECT_MG_ERROR(y.view({int64_t{1} << 32, int64_t{1} << 32, -1}), "[view]");
+  EXPECT_EQ(split(y, big, 1).size(), 1u);
+  EXPECT_EQ(chunk(y, big, 1).size(), 4u);
+  EXPECT_MG_ERROR(split(y, {big, big, 6}, 1), "[split]");
+  EXPECT_MG_ERROR(pad(y, {big, 1}), "[pad]");
+  EXPECT_MG_ERROR(one_hot(tensor({big})), "[one_hot]");
+  const Tensor e = ones({1}).expand({int64_t{1} << 62});
+  EXPECT_MG_ERROR(cat({e, e, e}), "[cat]");
+  // A 0-d tensor takes dims 0 and -1 only.
+  const Tensor s = tensor({1.0}).squeeze();
+  EXPECT_MG_ERROR(s.squeeze(5), "[squeeze]");
+  EXPECT_MG_ERROR(s.transpose(3, 4), "[transpose]");
+  EXPECT_MG_ERROR(s.flatten(5, 7), "[flatten]");
+  EXPECT_EQ(s.squeeze(-1).dim(), 0);
+  EXPECT_EQ(s.flatten(0, -1).shape(), Shape{1});
 }
 
 TEST(Tensor, CudaAvailabilityIsReported) {

@@ -148,8 +148,8 @@ void softmax_backward(DType, bool, int64_t, int64_t, int64_t, const void*, const
 bool cross_entropy_forward(DType, int64_t, int64_t, const void*, const int64_t*, void*, int64_t*) {
   no_cuda("cross_entropy");
 }
-void cross_entropy_backward(DType, int64_t, int64_t, const void*, const void*, const int64_t*,
-                            void*) {
+bool cross_entropy_backward(DType, int64_t, int64_t, const void*, const void*, const int64_t*,
+                            void*, int64_t*) {
   no_cuda("cross_entropy_backward");
 }
 bool find_index_out_of_range(DType, Extent, Operand, int64_t, int64_t*) {

@@ -190,13 +190,19 @@ RowStats row_stats(const T* x, int64_t n) {
   return {static_cast<double>(shift), std::log(row_sum_exp<T>(x, nullptr, n, shift))};
 }
 
-template <typename T>
-bool ce_forward(int64_t rows, int64_t n, const T* x, const int64_t* t, T* loss, int64_t* bad) {
-  for (int64_t r = 0; r < rows; ++r)  // every target first: nothing is written for a bad one
+// True if every target lies in [0, n); else false with *bad the first that does not.
+bool first_bad_target(int64_t rows, int64_t n, const int64_t* t, int64_t* bad) {
+  for (int64_t r = 0; r < rows; ++r)
     if (t[r] < 0 || t[r] >= n) {
       *bad = t[r];
       return false;
     }
+  return true;
+}
+
+template <typename T>
+bool ce_forward(int64_t rows, int64_t n, const T* x, const int64_t* t, T* loss, int64_t* bad) {
+  if (!first_bad_target(rows, n, t, bad)) return false;  // nothing is written for a bad one
   parallel_for(rows, rows * n >= kParallelGrain && rows > 1, [&](int64_t r) {
     const T* xr = x + r * n;
     const RowStats st = row_stats(xr, n);
@@ -323,12 +329,14 @@ bool cross_entropy_forward(DType dtype, int64_t rows, int64_t n, const void* x,
   });
 }
 
-void cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
-                            const int64_t* target, void* dx) {
+bool cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
+                            const int64_t* target, void* dx, int64_t* bad) {
+  if (!first_bad_target(rows, n, target, bad)) return false;
   MG_DISPATCH_FLOAT(dtype, [&] {
     ce_backward(rows, n, static_cast<const scalar_t*>(g), static_cast<const scalar_t*>(x), target,
                 static_cast<scalar_t*>(dx));
   });
+  return true;
 }
 
 }  // namespace metagrad::kernels::cpu

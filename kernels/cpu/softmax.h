@@ -31,8 +31,9 @@ void softmax_backward(DType dtype, bool log, int64_t outer, int64_t n, int64_t i
 // instead, Note [Deferred device errors], and returns true). n >= 1.
 bool cross_entropy_forward(DType dtype, int64_t rows, int64_t n, const void* x,
                            const int64_t* target, void* loss, int64_t* bad);
-// dx[r, c] = g[r] (softmax(x[r])[c] - [c == t[r]]), g contiguous [rows]; targets valid.
-void cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
-                            const int64_t* target, void* dx);
+// dx[r, c] = g[r] (softmax(x[r])[c] - [c == t[r]]), g contiguous [rows]. The op is public, so
+// its targets are checked as the forward's: false, *bad and nothing written for a bad one.
+bool cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
+                            const int64_t* target, void* dx, int64_t* bad);
 
 }  // namespace metagrad::kernels::cpu

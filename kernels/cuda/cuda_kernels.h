@@ -39,8 +39,8 @@ void softmax_backward(DType dtype, bool log, int64_t outer, int64_t n, int64_t i
                       const void* g, const void* y, void* dx);
 bool cross_entropy_forward(DType dtype, int64_t rows, int64_t n, const void* x,
                            const int64_t* target, void* loss, int64_t* bad);
-void cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
-                            const int64_t* target, void* dx);
+bool cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
+                            const int64_t* target, void* dx, int64_t* bad);
 
 // ---- index.cu ---------------------------------------------------------------------------
 bool find_index_out_of_range(DType index_t, Extent e, Operand index, int64_t bound, int64_t* bad);

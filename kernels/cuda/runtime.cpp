@@ -207,9 +207,11 @@ void check_device_errors(int device) {
                                " is out of range for an input plane of ", bound, " elements (",
                                found + 1, d, invalid);
     case kSiteCrossEntropy:
-      ::metagrad::detail::fail("cross_entropy", "target ", value, " is out of bounds for ", bound,
-                               " classes (labels lie in [0, ", bound, "));", found, d,
-                               " by a kernel queued before this wait; that sample's loss is NaN");
+      ::metagrad::detail::fail(
+          "cross_entropy", "target ", value, " is out of bounds for ", bound,
+          " classes (labels lie in [0, ", bound, "));", found, d,
+          " by a kernel queued before this wait; that sample's loss is NaN (or its "
+          "gradient lacks the target's term)");
     default:
       ::metagrad::detail::fail("cuda", "a kernel recorded an unknown error (site ", site,
                                ", value ", value, ") on cuda:", d);

@@ -216,7 +216,8 @@ __global__ void softmax_backward_columns(bool log, int64_t outer, int64_t n, int
 // a warp per row of logits gathers the row's statistics with the online rule and lane 0 writes
 // loss = log s - (x[t] - shift); the backward gathers them again and writes
 // dx = exp(x - shift) (g / s), less g at the target, as the CPU does. A target outside [0, n) gives
-// a NaN loss and is raised at the host's next wait (Note [Deferred device errors]).
+// a NaN loss (a row of dx without its target term) and is raised at the host's next wait
+// (Note [Deferred device errors]).
 template <typename T>
 __global__ void cross_entropy_forward_kernel(int64_t rows, int64_t n, const T* __restrict__ x,
                                              const int64_t* __restrict__ target,
@@ -244,7 +245,8 @@ template <typename T>
 __global__ void cross_entropy_backward_kernel(int64_t rows, int64_t n, const T* __restrict__ g,
                                               const T* __restrict__ x,
                                               const int64_t* __restrict__ target,
-                                              T* __restrict__ dx) {
+                                              T* __restrict__ dx,
+                                              metagrad::cuda::DeviceErrorSlot* err) {
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
   const int64_t warp = warp_index(), warps = warp_count();
   for (int64_t r = warp; r < rows; r += warps) {
@@ -253,6 +255,8 @@ __global__ void cross_entropy_backward_kernel(int64_t rows, int64_t n, const T* 
     const Final<T> f = warp_row_final(xr, n, lane);
     const double gr = static_cast<double>(g[r]), scale = gr / f.s;
     const int64_t t = target[r];
+    if (lane == 0 && (t < 0 || t >= n))
+      metagrad::cuda::raise_device_error(err, metagrad::cuda::kSiteCrossEntropy, t, n);
     for (int64_t j = lane; j < n; j += kWarp) {
       const double e = static_cast<double>(exp_t<T>(xr[j] - f.shift)) * scale;
       dr[j] = static_cast<T>(j == t ? e - gr : e);
@@ -322,16 +326,17 @@ bool cross_entropy_forward(DType dtype, int64_t rows, int64_t n, const void* x,
   return true;
 }
 
-void cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
-                            const int64_t* target, void* dx) {
-  if (rows == 0) return;
+bool cross_entropy_backward(DType dtype, int64_t rows, int64_t n, const void* g, const void* x,
+                            const int64_t* target, void* dx, int64_t* /*bad: deferred*/) {
+  if (rows == 0) return true;
   MG_DISPATCH_FLOAT(dtype, [&] {
     cross_entropy_backward_kernel<scalar_t>
         <<<blocks_for((rows + kWarps - 1) / kWarps), kThreads, 0, stream()>>>(
             rows, n, static_cast<const scalar_t*>(g), static_cast<const scalar_t*>(x), target,
-            static_cast<scalar_t*>(dx));
+            static_cast<scalar_t*>(dx), metagrad::cuda::device_error_slot());
     MG_CUDA_LAUNCH_CHECK();
   });
+  return true;
 }
 
 }  // namespace metagrad::kernels::cuda
