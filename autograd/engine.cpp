@@ -265,10 +265,7 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
       auto impl = n->outputs()[s].lock();
       if (!impl || !grads[s].defined()) continue;
       Tensor t(impl);
-      for (const auto& hook : t.hooks()) {
-        Tensor r = hook(grads[s]);
-        if (r.defined()) grads[s] = r;
-      }
+      grads[s] = autograd::run_hooks(t, std::move(grads[s]));
       if (t.retains_grad()) {
         Tensor g = create_graph ? grads[s] : grads[s].detach();
         t.set_grad(t.grad().defined() ? t.grad() + g : g);
@@ -277,11 +274,7 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
     if (auto it = captures.find(n); it != captures.end()) {
       for (auto [slot, j] : it->second) {
         Tensor g = grads[slot];
-        if (is_leaf_sink && g.defined())
-          for (const auto& hook : static_cast<AccumulateGrad*>(n)->leaf().hooks()) {
-            Tensor r = hook(g);
-            if (r.defined()) g = r;
-          }
+        if (is_leaf_sink && g.defined()) g = autograd::run_hooks(static_cast<AccumulateGrad*>(n)->leaf(), g);
         results[j] = g;
         reached[j] = true;
       }

@@ -21,13 +21,26 @@ AccumulateGrad::AccumulateGrad(Tensor leaf) : leaf_(std::move(leaf)) {
   output_meta_ = {{leaf_.shape(), leaf_.dtype()}};
 }
 
+Tensor run_hooks(const Tensor& t, Tensor g) {
+  if (t.hooks().empty()) return g;
+  // A copy: a hook that registers a hook would otherwise grow the list being walked.
+  const auto hooks = t.hooks();
+  for (const auto& hook : hooks) {
+    Tensor r = hook(g);
+    if (!r.defined()) continue;
+    MG_CHECK(r.shape() == g.shape() && r.dtype() == g.dtype() && r.device() == g.device(), "hook",
+             "a hook returned a gradient of shape ", shape_str(r.shape()), " ",
+             dtype_name(r.dtype()), " on ", r.device().str(), " for a gradient of shape ",
+             shape_str(g.shape()), " ", dtype_name(g.dtype()), " on ", g.device().str());
+    g = std::move(r);
+  }
+  return g;
+}
+
 std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   Tensor g = std::move(grads[0]);
   if (!g.defined()) return {};
-  for (const auto& hook : leaf_.hooks()) {
-    Tensor r = hook(g);
-    if (r.defined()) g = r;
-  }
+  g = run_hooks(leaf_, std::move(g));
   const Tensor& old = leaf_.grad();
   if (GradMode::is_enabled()) {
     // create_graph: .grad stays a differentiable function of the graph.

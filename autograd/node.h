@@ -79,6 +79,11 @@ class Node : public std::enable_shared_from_this<Node> {
   uint64_t sequence_nr_;
 };
 
+// Runs t's hooks on its gradient g, in registration order, each on the last one's result (an
+// undefined result keeps the gradient). A hook may register further hooks: they run from the
+// next backward on. A result of another shape, dtype or device than g is an error.
+Tensor run_hooks(const Tensor& t, Tensor g);
+
 // The sink for a leaf tensor: adds incoming gradients into leaf.grad().
 class AccumulateGrad final : public Node {
  public:

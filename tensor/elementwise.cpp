@@ -95,8 +95,7 @@ Tensor& inplace_op(const char* name, BinaryOp op, Tensor& self, const Tensor& ot
                ((is_floating(self.dtype()) || !is_floating(t)) && self.dtype() != DType::Bool),
            name, "result type ", dtype_name(t), " cannot be cast to the output's dtype ",
            dtype_name(self.dtype()));
-  MG_CHECK(!(self.requires_grad() && self.is_leaf() && GradMode::is_enabled()), name,
-           "a leaf tensor that requires grad is used in an in-place operation");
+  detail::check_inplace(name, self, {&self, &other});
   // Note [In-place ops and autograd]: an in-place op is recorded as the out-of-place op
   // applied to a clone of self's old value (the clone carries self's old history), whose
   // result is written back into self. The derivative table then needs no in-place rules,

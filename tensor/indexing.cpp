@@ -192,8 +192,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 Tensor& scatter_add_(Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
   const char* op = "scatter_add_";
   const int64_t d = check_scatter(op, self, dim, index, src);
-  MG_CHECK(!(self.requires_grad() && self.is_leaf() && GradMode::is_enabled()), op,
-           "a leaf tensor that requires grad is used in an in-place operation");
+  detail::check_inplace(op, self, {&self, &src});
   scatter_add_into(op, self, d, index, src);
   self.bump_version();
   // Recorded as the out-of-place op: its rule never reads self's (overwritten) old value, and

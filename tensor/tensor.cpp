@@ -84,6 +84,7 @@ Tensor make_view(const char* op, const Tensor& base, Shape shape, Shape strides,
   impl->strides = std::move(strides);
   impl->offset = offset;
   impl->dtype = base.dtype();
+  impl->is_view = true;
   return Tensor(std::move(impl));
 }
 
@@ -358,6 +359,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   MG_CHECK(b == shape(), "copy_", "source of shape ", shape_str(src.shape()),
            " cannot be broadcast to destination shape ", shape_str(shape()));
   detail::check_no_internal_overlap("copy_", *this);
+  detail::check_inplace("copy_", *this, {this, &src});
   Tensor s = src;
   // Across devices the bytes travel first (in src's dtype), then the copy below casts.
   if (s.device() != device()) s = detail::transfer(src, device());
@@ -374,6 +376,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
 Tensor& Tensor::fill_(double value) {
   check_defined("fill_");
   detail::check_no_internal_overlap("fill_", *this);
+  detail::check_inplace("fill_", *this, {this});
   MG_KERNEL(device(), fill, dtype(), {static_cast<int>(dim()), shape().data()},
             {raw_data(), strides().data()}, value);
   bump_version();
@@ -509,7 +512,21 @@ const Tensor& Tensor::grad() const {
   return impl_->autograd ? impl_->autograd->grad : undefined;
 }
 Tensor& Tensor::mutable_grad() { check_defined("grad"); return impl_->meta().grad; }
-void Tensor::set_grad(const Tensor& g) { check_defined("grad"); impl_->meta().grad = g; }
+void Tensor::set_grad(const Tensor& g) {
+  check_defined("grad");
+  // As PyTorch's: a .grad is always of its tensor's shape, dtype and device (optimizers and
+  // clip_grad_norm_ read it so).
+  MG_CHECK(!g.defined() || (g.shape() == shape() && g.dtype() == dtype() && g.device() == device()),
+           "grad", "assigned a gradient of shape ", shape_str(g.shape()), " ", dtype_name(g.dtype()),
+           " on ", g.device().str(), " to a tensor of shape ", shape_str(shape()), " ",
+           dtype_name(dtype()), " on ", device().str());
+  impl_->meta().grad = g;
+}
+
+bool Tensor::is_view() const {
+  check_defined("is_view");
+  return impl_->is_view;
+}
 
 bool Tensor::is_leaf() const {
   check_defined("is_leaf");
@@ -572,6 +589,22 @@ bool should_record(TensorList inputs) {
   for (const Tensor& t : inputs)
     if (t.defined() && t.requires_grad()) return true;
   return false;
+}
+
+// Note [In-place writes into views]: an in-place op is recorded as a new history for the
+// tensor it writes (Note [In-place ops and autograd]). When that tensor is a view, the
+// tensor it views (and its other views) keep their old history although their values
+// changed: a gradient taken through them would silently miss the write. PyTorch rewrites the
+// base's history (CopySlices); metagrad refuses the write instead, while it would be recorded.
+// Under NoGradGuard, or with nothing that requires grad, views are written as usual.
+void check_inplace(const char* op, const Tensor& self, std::initializer_list<const Tensor*> inputs) {
+  MG_CHECK(!(self.requires_grad() && self.is_leaf() && GradMode::is_enabled()), op,
+           "a leaf tensor that requires grad is used in an in-place operation");
+  MG_CHECK(!(self.is_view() && should_record(inputs)), op, "in-place write into a view (shape ",
+           shape_str(self.shape()),
+           ") while recording a graph: the tensor it views would not see the write in its "
+           "history; write into a clone, or build the value out of place (cat, where, "
+           "scatter_add)");
 }
 }  // namespace detail
 

@@ -116,6 +116,7 @@ class Tensor {
   Tensor& mutable_grad();
   void set_grad(const Tensor& g);
   bool is_leaf() const;  // created by the user, not by an op that was recorded
+  bool is_view() const;  // made by a view op (view, slice, select, permute, expand, detach, ...)
   const std::shared_ptr<autograd::Node>& grad_fn() const;
   uint32_t output_nr() const;
   void set_grad_fn(std::shared_ptr<autograd::Node> fn, uint32_t output_nr);
@@ -157,6 +158,7 @@ struct TensorImpl {
   Shape strides;  // in elements
   int64_t offset = 0;  // in elements
   DType dtype = DType::Float32;
+  bool is_view = false;  // made by a view op (shares another tensor's storage)
   std::unique_ptr<AutogradMeta> autograd;
   AutogradMeta& meta() {
     if (!autograd) autograd = std::make_unique<AutogradMeta>();
@@ -228,6 +230,9 @@ class TensorList {
 // True when grad mode is on and any defined input requires grad.
 bool should_record(std::initializer_list<const Tensor*> inputs);
 bool should_record(TensorList inputs);
+// What every in-place op checks before it writes into `self`: not a leaf that requires grad,
+// and not a view while the op would be recorded (Note [In-place writes into views]).
+void check_inplace(const char* op, const Tensor& self, std::initializer_list<const Tensor*> inputs);
 // A contiguous copy of `t` on device `d` with t's dtype, not recorded (Tensor::to records it).
 Tensor transfer(const Tensor& t, Device d);
 // Defined in autograd/node.cpp: the node's name ("ExpBackward"), for printing.

@@ -257,3 +257,72 @@ TEST(Autograd, NoGraphLeakOverManyIterations) {
   EXPECT_LT(after - before, 2048) << "RSS grew from " << before << " kB to " << after << " kB";
 #endif
 }
+
+// A hook may register hooks (they run from the next backward on); what a hook returns must
+// have the gradient's shape, dtype and device, at leaves as at inner tensors.
+TEST(Autograd, HooksThatRegisterHooksAndHooksThatReturnWrongShapes) {
+  Tensor x = tensor({1.0, 2.0, 3.0}).requires_grad_();
+  Tensor h = mul(x, 2.0);
+  int late = 0;
+  for (Tensor* t : {&h, &x}) {
+    Tensor& tt = *t;
+    tt.register_hook([&late, &tt](const Tensor& g) {
+      for (int i = 0; i < 4; ++i)
+        tt.register_hook([&late](const Tensor&) {
+          ++late;
+          return Tensor();
+        });
+      return g;
+    });
+    tt.register_hook([](const Tensor& g) { return g; });
+  }
+  sum(h).backward({}, true);
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{2, 2, 2}));
+  EXPECT_EQ(late, 0);
+  auto gs = grad({sum(h)}, {x});
+  EXPECT_EQ(gs[0].to_vector<double>(), (std::vector<double>{2, 2, 2}));
+  EXPECT_GT(late, 0);
+
+  Tensor y = tensor({1.0, 2.0, 3.0}).requires_grad_();
+  y.register_hook([](const Tensor&) { return ones({5}); });
+  EXPECT_MG_ERROR_HAS(grad({sum(mul(y, 2.0))}, {y}), "[hook]", "shape [5]");
+  EXPECT_MG_ERROR_HAS(sum(mul(y, 2.0)).backward(), "[hook]", "shape [5]");
+  Tensor z = tensor({1.0, 2.0}).requires_grad_();
+  Tensor hz = mul(z, 2.0);
+  hz.register_hook([](const Tensor&) { return ones({2}, DType::Int64); });
+  EXPECT_MG_ERROR_HAS(sum(hz).backward(), "[hook]", "int64");
+  EXPECT_MG_ERROR_HAS(z.set_grad(ones({2, 2})), "[grad]", "shape [2, 2]");
+}
+
+// Note [In-place writes into views]: a write into a view while recording would leave the
+// viewed tensor's history stale (silently wrong gradients), so it is refused; under
+// NoGradGuard, or with nothing requiring grad, views are written as usual. fill_ and copy_
+// refuse leaves that require grad, as the arithmetic in-place ops do.
+TEST(Autograd, InPlaceWritesIntoViewsWhileRecordingAreRefused) {
+  Tensor x = tensor({1.0, 2.0, 3.0}).requires_grad_();
+  Tensor h = mul(x, 1.0);
+  Tensor v = h.slice(0, 0, 2);
+  EXPECT_MG_ERROR_HAS(mul_(v, tensor({3.0})), "[mul_]", "in-place write into a view");
+  EXPECT_MG_ERROR(h.select(0, 1).fill_(0), "[fill_]");
+  EXPECT_MG_ERROR(zeros({3}).slice(0, 0, 2).copy_(mul(x.slice(0, 0, 2), 2.0)), "[copy_]");
+  EXPECT_MG_ERROR(h.detach().copy_(x), "[copy_]");
+  // Nothing was written: the gradient is the untouched graph's.
+  grad({sum(h)}, {x});
+  EXPECT_EQ(h.to_vector<double>(), (std::vector<double>{1, 2, 3}));
+  {
+    NoGradGuard no_grad;
+    h.slice(0, 0, 2).fill_(7);
+  }
+  Tensor plain = zeros({3});
+  plain.slice(0, 1, 3).fill_(1);
+  Tensor head = plain.slice(0, 0, 1);
+  add_(head, tensor({5.0}));
+  EXPECT_EQ(plain.to_vector<double>(), (std::vector<double>{5, 1, 1}));
+  // An in-place write into a whole non-leaf tensor is still recorded.
+  Tensor w = mul(x, 1.0);
+  mul_(w, tensor({3.0}));
+  EXPECT_EQ(grad({sum(w)}, {x})[0].to_vector<double>(), (std::vector<double>{3, 3, 3}));
+  EXPECT_MG_ERROR(x.fill_(0), "[fill_]");
+  EXPECT_MG_ERROR(x.copy_(ones({3})), "[copy_]");
+  EXPECT_MG_ERROR(x.zero_(), "[fill_]");
+}

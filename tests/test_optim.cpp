@@ -387,7 +387,8 @@ TEST(Optim, ConstructorAndStepErrors) {
   EXPECT_MG_ERROR_HAS(optim::Adam({a}, optim::AdamOptions().betas({0.9, -0.1})), "[Adam]", "beta2");
   EXPECT_MG_ERROR_HAS(optim::AdamW({a}, optim::AdamWOptions().eps(-1)), "[AdamW]", "epsilon");
   optim::Adam opt({a});
-  a.set_grad(ones({3}));
+  EXPECT_MG_ERROR_HAS(a.set_grad(ones({3})), "[grad]", "to a tensor of shape [2]");
+  a.mutable_grad() = ones({3});  // the reference bypasses set_grad's check: step still checks
   EXPECT_MG_ERROR_HAS(opt.step(), "[Adam]", "does not match its parameter");
 }
 
