@@ -81,6 +81,9 @@ ImageDataset::ImageDataset(const Tensor& images, const std::vector<int64_t>& cla
   channels_ = images.size(1);
   height_ = images.size(2);
   width_ = images.size(3);
+  // An empty image has no pixels to copy (and a null data pointer to copy them from).
+  MG_CHECK(channels_ > 0 && height_ > 0 && width_ > 0, who,
+           "images need C, H and W of at least 1, got ", shape_str(images.shape()));
   MG_CHECK(!rotations || height_ == width_, who, "rotation classes need square images, got ",
            shape_str(images.shape()));
   rotations_ = rotations ? 4 : 1;
@@ -165,6 +168,11 @@ void ImageDataset::load(std::vector<ClassFiles> classes, const LoadSpec& spec) {
   MG_CHECK(!classes.empty(), who, "no classes to load");
   MG_CHECK(spec.height > 0 && spec.width > 0, who, "image size must be positive, got ", spec.height,
            "x", spec.width);
+  // Far beyond any few-shot benchmark (28, 32, 84), and small enough that C * H * W and the
+  // per-thread buffers cannot overflow.
+  constexpr int64_t kMaxSide = 1 << 14;
+  MG_CHECK(spec.height <= kMaxSide && spec.width <= kMaxSide, who, "image size ", spec.height, "x",
+           spec.width, " is larger than the supported ", kMaxSide, "x", kMaxSide);
   MG_CHECK(spec.channels == 0 || spec.channels == 1 || spec.channels == 3, who,
            "channels must be 0 (as the first file), 1 or 3, got ", spec.channels);
   MG_CHECK(!spec.rotations || spec.height == spec.width, who,

@@ -38,8 +38,9 @@ EpisodeSampler::EpisodeSampler(const ImageDataset& dataset, int64_t n_way, int64
            " classes in the pool");
   for (int64_t c : pool_) {
     const int64_t n = dataset.num_images(c);
-    MG_CHECK(k_shot + n_query <= n, kWho, "class ", c, " ('", dataset.class_name(c), "') has ", n,
-             " images, fewer than k_shot + n_query = ", k_shot + n_query);
+    // Compared without adding: k_shot + n_query may overflow int64.
+    MG_CHECK(k_shot <= n && n_query <= n - k_shot, kWho, "class ", c, " ('", dataset.class_name(c),
+             "') has ", n, " images, fewer than k_shot = ", k_shot, " plus n_query = ", n_query);
   }
 }
 

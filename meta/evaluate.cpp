@@ -7,7 +7,13 @@ namespace metagrad::meta {
 Summary summarize(const std::vector<double>& values) {
   Summary s;
   s.n = static_cast<int>(values.size());
-  if (s.n == 0) return s;
+  // Fewer than two values have no spread to measure: NaN, not a confident-looking 0 (and no
+  // value has no mean either).
+  s.std = s.ci95 = std::nan("");
+  if (s.n == 0) {
+    s.mean = std::nan("");
+    return s;
+  }
   for (double v : values) s.mean += v;
   s.mean /= s.n;
   if (s.n > 1) {
@@ -22,6 +28,7 @@ Summary summarize(const std::vector<double>& values) {
 EvalResult evaluate(MetaLearner& learner, const std::function<Task(int)>& next_task,
                     int n_tasks, int steps) {
   MG_CHECK(n_tasks > 0, "evaluate", "n_tasks must be positive, got ", n_tasks);
+  MG_CHECK(next_task != nullptr, "evaluate", "no task source given (next_task is empty)");
   std::vector<double> losses, accs;
   for (int i = 0; i < n_tasks; ++i) {
     StepResult r = learner.adapt_and_evaluate(next_task(i), steps);

@@ -8,6 +8,8 @@
 
 namespace metagrad::meta {
 
+// summarize() gives NaN for what the values cannot tell: std and ci95 when n < 2, the mean
+// when n = 0.
 struct Summary {
   double mean = 0;
   double ci95 = 0;  // 1.96 * std / sqrt(n), std with n - 1 in the denominator

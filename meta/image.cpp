@@ -69,6 +69,22 @@ bool png_decode_raw(PngReadState& s, PngHeader& h, std::vector<uint8_t>& pixels,
   }
   png_set_read_fn(png, &s, png_read_mem);
   png_read_info(png, info);
+  // The header's size must fit the file before anything is allocated: deflate expands at
+  // most 1032:1, so the raw rows (one filter byte each) of a valid file take at most 1032
+  // times its size. A 65-byte file that claims 30000x30000 is refused here, not after a
+  // gigabyte-sized buffer.
+  {
+    const uint32_t w = png_get_image_width(png, info), ht = png_get_image_height(png, info);
+    const double raw = (double(png_get_rowbytes(png, info)) + 1) * double(ht);
+    if (raw > 1032.0 * double(s.size)) {
+      png_destroy_read_struct(&png, &info, nullptr);
+      std::snprintf(s.message, sizeof s.message,
+                    "image of %ux%u is too large for a file of %zu bytes (deflate expands at "
+                    "most 1032:1)",
+                    w, ht, s.size);
+      return false;
+    }
+  }
   // Palette -> RGB, gray < 8 bits -> 8, tRNS -> alpha; 16 bits -> 8 with rounding.
   png_set_expand(png);
   png_set_scale_16(png);

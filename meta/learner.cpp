@@ -18,12 +18,17 @@ nn::ParamMap inner_loop(nn::Module& model, const nn::ParamMap& params, const Ten
                         const Tensor& y, const LossFn& loss, const InnerLoopOptions& opts,
                         const ParamFilter& adapt, const nn::ParamMap* lrs) {
   MG_CHECK(opts.steps >= 0, "inner_loop", "steps must be non-negative, got ", opts.steps);
+  MG_CHECK(loss != nullptr, "inner_loop", "no loss function given");
   nn::ParamMap fast = params;
   std::vector<std::string> names;
   for (const auto& [name, p] : fast)
     if ((!adapt || adapt(name)) && p.requires_grad()) names.push_back(name);
   MG_CHECK(opts.steps == 0 || !names.empty(), "inner_loop",
            "no parameter to adapt (none requires grad, or the filter rejects all)");
+  if (lrs)
+    for (const auto& n : names)
+      MG_CHECK(lrs->count(n), "inner_loop", "no learning rate for parameter '", n,
+               "' in the per-parameter rates (", lrs->size(), " given)");
   for (int s = 0; s < opts.steps; ++s) {
     Tensor l = loss(model.forward(x, fast), y);
     std::vector<Tensor> ws;
@@ -61,6 +66,7 @@ double accuracy(const Tensor& logits, const Tensor& labels) {
 MetaLearner::MetaLearner(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts)
     : model_(std::move(model)), loss_(std::move(loss)), opts_(opts) {
   MG_CHECK(model_ != nullptr, "meta", "no model given");
+  MG_CHECK(loss_ != nullptr, "meta", "no loss function given");
   MG_CHECK(opts_.inner_steps >= 0 && opts_.inner_lr >= 0 && opts_.meta_lr > 0, "meta",
            "invalid options: inner_steps ", opts_.inner_steps, ", inner_lr ", opts_.inner_lr,
            ", meta_lr ", opts_.meta_lr);

@@ -26,8 +26,12 @@ nn::Sequential sinusoid_mlp(int64_t hidden, Generator* gen) {
 }
 
 nn::Sequential conv4(const Conv4Options& o, Generator* gen) {
-  MG_CHECK(o.n_way > 0 && o.in_channels > 0 && o.hidden > 0, "conv4", "invalid options: n_way ",
-           o.n_way, ", in_channels ", o.in_channels, ", hidden ", o.hidden);
+  MG_CHECK(o.n_way > 0 && o.in_channels > 0 && o.hidden > 0 && o.image_size > 0, "conv4",
+           "invalid options: n_way ", o.n_way, ", in_channels ", o.in_channels, ", hidden ",
+           o.hidden, ", image_size ", o.image_size);
+  // Four 2x2 max-pools halve the side four times: below 16 pixels nothing is left to flatten.
+  MG_CHECK(o.strided || o.image_size >= 16, "conv4",
+           "the max-pool variant needs image_size >= 16, got ", o.image_size);
   nn::Sequential net;
   int64_t size = o.image_size;
   for (int b = 0; b < 4; ++b) {

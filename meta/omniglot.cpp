@@ -37,25 +37,34 @@ std::vector<Character> read_split(const std::string& root, const std::string& sp
 
   // One pass per background/evaluation so that trainval keeps "background before evaluation".
   std::vector<nlohmann::json> docs;
+  std::vector<std::string> files;  // docs[i] came from files[i], for the messages
   for (const std::string& part : parts) {
     const fs::path file = fs::path(root) / "splits" / "vinyals_torchmeta" / (part + ".json");
+    // A folder opens "fine" as an ifstream and fails only on the first read, with libstdc++'s
+    // "basic_filebuf::underflow" instead of a message about the file.
+    MG_CHECK(fs::exists(file), kWho, "split file missing: ", file.string());
+    MG_CHECK(fs::is_regular_file(file), kWho, "split file ", file.string(),
+             " is not a regular file");
     std::ifstream f(file);
-    MG_CHECK(f.good(), kWho, "split file missing: ", file.string());
+    MG_CHECK(f.good(), kWho, "cannot open split file ", file.string());
     try {
       docs.push_back(nlohmann::json::parse(f));
-    } catch (const nlohmann::json::exception& e) {
+    } catch (const std::exception& e) {
       ::metagrad::detail::fail(kWho, "cannot parse split file ", file.string(), ": ", e.what());
     }
     MG_CHECK(docs.back().is_object(), kWho, "split file ", file.string(), " is not a JSON object");
+    files.push_back(file.string());
   }
   std::vector<Character> out;
   int64_t alphabets = 0;
   for (const char* group : {"background", "evaluation"}) {
     // nlohmann::json keeps object keys sorted: alphabets come by name.
     std::vector<std::pair<std::string, const nlohmann::json*>> entries;
-    for (const nlohmann::json& doc : docs) {
-      auto g = doc.find(group);
-      if (g == doc.end()) continue;
+    for (size_t d = 0; d < docs.size(); ++d) {
+      auto g = docs[d].find(group);
+      if (g == docs[d].end()) continue;
+      MG_CHECK(g->is_object(), kWho, "split file ", files[d], ": \"", group,
+               "\" must be an object {alphabet: [characters]}, got ", g->type_name());
       for (auto it = g->begin(); it != g->end(); ++it) entries.emplace_back(it.key(), &it.value());
     }
     std::stable_sort(entries.begin(), entries.end(),

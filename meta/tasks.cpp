@@ -67,7 +67,9 @@ Tensor SinusoidTask::operator()(const Tensor& x) const {
 SinusoidTasks::SinusoidTasks(const Options& opts) : opts_(opts) {
   MG_CHECK(opts.amplitude_min <= opts.amplitude_max && opts.phase_min <= opts.phase_max &&
                opts.x_min <= opts.x_max,
-           kWho, "each range needs min <= max");
+           kWho, "each range needs min <= max, got amplitude [", opts.amplitude_min, ", ",
+           opts.amplitude_max, "], phase [", opts.phase_min, ", ", opts.phase_max, "], x [",
+           opts.x_min, ", ", opts.x_max, "]");
 }
 
 SinusoidTask SinusoidTasks::sample_task(Generator& gen) const {

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <numbers>
 #include <set>
@@ -1189,4 +1190,75 @@ TEST(OmniglotData, FullResolutionIsPixelExact) {
   const std::vector<float> got = values(ds.image(3, 5));
   ASSERT_EQ(got.size(), px.size());
   for (size_t i = 0; i < px.size(); ++i) ASSERT_EQ(got[i], px[i] == 0 ? 1.f : 0.f) << i;
+}
+
+// ---- audit: malformed inputs give errors naming what is wrong -------------------------------
+
+TEST(Omniglot, MalformedSplitFilesNameTheFile) {
+  TempDir dir;
+  const fs::path root = dir.path();
+  const fs::path splits = root / "splits" / "vinyals_torchmeta";
+  fs::create_directories(root / "images_background");
+  const std::string train = (splits / "train.json").string();
+  for (const char* doc :
+       {R"({"background": []})", R"({"background": 3})", R"({"evaluation": "Alpha"})"}) {
+    write_text(splits / "train.json", doc);
+    EXPECT_MG_ERROR_HAS(OmniglotDataset(root.string(), "train"), "[omniglot] split file " + train,
+                        "must be an object");
+  }
+  fs::remove(splits / "train.json");
+  fs::create_directories(splits / "train.json");
+  EXPECT_MG_ERROR_HAS(OmniglotDataset(root.string(), "train"), "[omniglot] split file " + train,
+                      "is not a regular file");
+}
+
+TEST(Png, HeaderLargerThanTheFileCanHoldIsRefusedBeforeAllocating) {
+  // 30000 x 30000 8-bit gray: 900 MB, under the 1 GiB cap, but no 41-byte file inflates to it.
+  TempDir dir;
+  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n', 0, 0, 0, 13};
+  const std::vector<uint8_t> ihdr = {'I', 'H',  'D',  'R', 0, 0, 0x75, 0x30, 0,
+                                     0,   0x75, 0x30, 8,   0, 0, 0,    0};
+  png.insert(png.end(), ihdr.begin(), ihdr.end());
+  const uLong crc = crc32(crc32(0L, Z_NULL, 0), ihdr.data(), static_cast<uInt>(ihdr.size()));
+  for (int b = 3; b >= 0; --b) png.push_back(static_cast<uint8_t>(crc >> (8 * b)));
+  png.insert(png.end(), {0, 0, 0, 0, 'I', 'D', 'A', 'T'});
+  const fs::path f = dir.path() / "claims.png";
+  write_bytes(f, png);
+  EXPECT_MG_ERROR_HAS(read_png(f.string(), 0, "omniglot"),
+                      "[omniglot] cannot decode PNG " + f.string(),
+                      "30000x30000 is too large for a file of 41 bytes");
+}
+
+TEST(Episodes, HugeShotCountsAreErrorsNotOverflow) {
+  const ImageDataset ds = coded_dataset();
+  const int64_t big = std::numeric_limits<int64_t>::max();
+  EXPECT_MG_ERROR_HAS(EpisodeSampler(ds, 2, big, 1), "[episodes] class 0",
+                      "fewer than k_shot = 9223372036854775807 plus n_query = 1");
+  EXPECT_MG_ERROR_HAS(EpisodeSampler(ds, 2, 1, big), "[episodes] class 0", "n_query = ");
+}
+
+TEST(ImageDataset, EmptyImagesAndHugeSizesAreRefused) {
+  for (const Shape& s : {Shape{2, 0, 3, 3}, Shape{2, 1, 0, 3}, Shape{2, 1, 3, 0}})
+    EXPECT_MG_ERROR_HAS(ImageDataset(rand(s), {2}), "[image_dataset]",
+                        "need C, H and W of at least 1");
+  TempDir dir;
+  std::vector<uint8_t> px(64, 7);
+  write_png8(dir.path() / "k" / "0.png", 8, 8, PNG_COLOR_TYPE_GRAY, px);
+  for (int64_t side : {int64_t{1} << 31, int64_t{1} << 32, std::numeric_limits<int64_t>::max()})
+    EXPECT_MG_ERROR_HAS(ImageFolderDataset(dir.str(), side), "[image_folder] image size ",
+                        "is larger than the supported 16384x16384");
+}
+
+TEST(Sinusoid, HugePointCountsAreClearErrors) {
+  SinusoidTasks tasks;
+  Generator gen;
+  const SinusoidTask t = tasks.sample_task(gen);
+  try {
+    t.sample(std::numeric_limits<int64_t>::max(), gen);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("[", 0), 0u) << e.what();
+  }
+  EXPECT_MG_ERROR_HAS(SinusoidTasks({.amplitude_min = 2, .amplitude_max = 1}), "[sinusoid]",
+                      "amplitude [2, 1]");
 }

@@ -561,3 +561,47 @@ TEST(MetaLearners, MamlOnSinusoidsLearnsToAdapt) {
   EXPECT_LT(after.loss.mean, 0.7 * before.loss.mean)
       << "post-update MSE " << before.loss.mean << " -> " << after.loss.mean;
 }
+
+TEST(MetaLearners, OneTaskHasNoConfidenceInterval) {
+  const auto one = meta::summarize({3.0});
+  EXPECT_DOUBLE_EQ(one.mean, 3.0);
+  EXPECT_EQ(one.n, 1);
+  EXPECT_TRUE(std::isnan(one.ci95));
+  EXPECT_TRUE(std::isnan(one.std));
+  const auto none = meta::summarize({});
+  EXPECT_EQ(none.n, 0);
+  EXPECT_TRUE(std::isnan(none.mean));
+  EXPECT_TRUE(std::isnan(none.ci95));
+}
+
+// Missing callables and missing per-parameter rates are metagrad::Errors, not
+// std::bad_function_call or std::out_of_range.
+TEST(MetaLearners, MissingLossTaskSourceOrRateIsAnError) {
+  Generator gen(3);
+  auto net = tanh_mlp(gen);
+  meta::MetaOptions o;
+  EXPECT_MG_ERROR_HAS(meta::MAML(net.ptr(), nullptr, o), "[meta]", "no loss function");
+  meta::MAML maml(net.ptr(), mse, o);
+  EXPECT_MG_ERROR_HAS(meta::evaluate(maml, nullptr, 2, 1), "[evaluate]", "no task source");
+  const Tensor x = randn({4, 1}, DType::Float64, &gen), y = randn({4, 1}, DType::Float64, &gen);
+  nn::ParamMap params = nn::params_of(*net);
+  EXPECT_MG_ERROR_HAS(meta::inner_loop(*net, params, x, y, nullptr, {1, 0.1, false}),
+                      "[inner_loop]", "no loss function");
+  nn::ParamMap lrs;
+  for (const auto& [name, p] : params) lrs[name] = full_like(p, 0.1);
+  lrs.erase("head.bias");
+  EXPECT_MG_ERROR_HAS(meta::inner_loop(*net, params, x, y, mse, {1, 0.1, false}, nullptr, &lrs),
+                      "[inner_loop]", "no learning rate for parameter 'head.bias'");
+}
+
+TEST(MetaLearners, Conv4RefusesImageSizesItCannotTake) {
+  Generator gen(1);
+  meta::Conv4Options o;
+  for (int64_t size : {int64_t{0}, int64_t{-8}}) {
+    o.image_size = size;
+    EXPECT_MG_ERROR_HAS(meta::conv4(o, &gen), "[conv4]", "image_size " + std::to_string(size));
+  }
+  o.strided = false;
+  o.image_size = 8;
+  EXPECT_MG_ERROR_HAS(meta::conv4(o, &gen), "[conv4]", "needs image_size >= 16, got 8");
+}
