@@ -829,4 +829,10 @@ void load_optimizer(const std::string& path, optim::Optimizer& opt) {
   opt.load_state_dict(st);
 }
 
+void write_file_atomically(const std::string& path, std::string_view contents, const char* op) {
+  AtomicFile f(op, path);
+  f.write(contents.data(), contents.size());
+  f.commit();
+}
+
 }  // namespace metagrad::nn

@@ -21,6 +21,7 @@
 #pragma once
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "nn/module.h"
 #include "nn/optim/optimizer.h"
@@ -83,5 +84,12 @@ void save_npy(const std::string& path, const Tensor& t);
 // Reads .npy versions 1.0-3.0 of the dtypes above (also Fortran order), validating the
 // header and the file size: "[load_npy] <path>: <what is wrong>".
 Tensor load_npy(const std::string& path);
+
+// Any file written as the checkpoints are (Note [Checkpoint safety]): a temporary file in the
+// target's directory, fsynced and renamed over `path`, so readers see the old contents or the
+// new, never a torn file. Errors (a full disk, a directory at `path`) throw
+// "[op] <path>: <what failed>" and leave the previous file untouched.
+void write_file_atomically(const std::string& path, std::string_view contents,
+                           const char* op = "write_file");
 
 }  // namespace metagrad::nn

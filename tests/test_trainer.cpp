@@ -5,13 +5,16 @@
 
 #include <metagrad/metagrad.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -356,5 +359,289 @@ TEST(Trainer, OmniglotSmokeRun) {
                     "--max-alphabets", "1", "--out", dir.string()});
   EXPECT_EQ(bad.rc, 2) << bad.err;
   EXPECT_NE(bad.err.find("[episodes]"), std::string::npos) << bad.err;
+  fs::remove_all(dir);
+}
+
+namespace {
+
+std::string slurp(const fs::path& f) {
+  std::ifstream in(f);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Sets an environment variable and the working directory for one test, and restores both.
+class EnvAndCwd {
+ public:
+  EnvAndCwd(const char* var, const std::string& value, const fs::path& cwd)
+      : var_(var), cwd_(fs::current_path()) {
+    const char* old = std::getenv(var);
+    if (old) old_ = old;
+    ::setenv(var, value.c_str(), 1);
+    fs::current_path(cwd);
+  }
+  ~EnvAndCwd() {
+    if (old_)
+      ::setenv(var_, old_->c_str(), 1);
+    else
+      ::unsetenv(var_);
+    fs::current_path(cwd_);
+  }
+
+ private:
+  const char* var_;
+  fs::path cwd_;
+  std::optional<std::string> old_;
+};
+
+}  // namespace
+
+// --out is a path, never a command: gnuplot runs without a shell, in the run directory.
+TEST(Trainer, GnuplotRunsWithoutAShellInTheRunDirectory) {
+  const fs::path base = temp_dir("shell");
+  fs::create_directories(base / "bin");
+  // A stand-in gnuplot that proves where it ran: it renders "curve.png" next to curve.gp.
+  {
+    std::ofstream g(base / "bin" / "gnuplot");
+    g << "#!/bin/sh\n[ -f \"$1\" ] && echo png > curve.png\n";
+  }
+  fs::permissions(base / "bin" / "gnuplot", fs::perms::owner_all);
+  const char* path = std::getenv("PATH");
+  EnvAndCwd env("PATH", (base / "bin").string() + ":" + (path ? path : "/usr/bin:/bin"), base);
+  const fs::path out = base / "inj'; touch PWNED; echo '";
+  CliRun r = run(tiny(out, 2));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_FALSE(fs::exists(base / "PWNED")) << "the --out path ran as a shell command";
+  EXPECT_EQ(slurp(out / "curve.png"), "png\n");
+  EXPECT_NE(r.err.find("plot: " + (out / "curve.png").string()), std::string::npos) << r.err;
+  // A failing gnuplot is reported as before.
+  {
+    std::ofstream g(base / "bin" / "gnuplot");
+    g << "#!/bin/sh\nexit 3\n";
+  }
+  CliRun f = run([&] {
+    auto a = tiny(out, 2);
+    a.push_back("--overwrite");
+    return a;
+  }());
+  ASSERT_EQ(f.rc, 0) << f.err;
+  EXPECT_NE(f.err.find("plot: gnuplot failed"), std::string::npos) << f.err;
+  fs::remove_all(base);
+}
+
+// A run that cannot write its files fails, naming the file (exit 1), not silently.
+TEST(Trainer, WriteErrorsOfRunFilesAreReported) {
+  for (const char* name : {"config.json", "eval.txt"}) {
+    const fs::path dir = temp_dir("write_error");
+    fs::create_directories(dir / name / "x");  // a non-empty folder where the file goes
+    auto args = tiny(dir, 2);
+    args.insert(args.end(), {"--eval-tasks", "2"});
+    CliRun r = run(args);
+    EXPECT_EQ(r.rc, 1) << name << "\n" << r.err;
+    EXPECT_NE(r.err.find((dir / name).string()), std::string::npos) << r.err;
+    fs::remove_all(dir);
+  }
+  // Rewritten atomically on resume: no temporary file is left, the rows are whole.
+  const fs::path dir = temp_dir("metrics_atomic");
+  ASSERT_EQ(run(tiny(dir, 4)).rc, 0);
+  ASSERT_EQ(run({"--resume", dir.string(), "--iterations", "6"}).rc, 0);
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+    ++files;
+  }
+  EXPECT_GT(files, 0u);
+  std::ifstream mf(dir / "metrics.csv");
+  std::vector<std::string> lines;
+  for (std::string s; std::getline(mf, s);) lines.push_back(s);
+  ASSERT_EQ(lines.size(), 1u + 4u);  // rows at 2, 4, 5 (validation), 6
+  EXPECT_EQ(lines.back().substr(0, 2), "6,");
+  fs::remove_all(dir);
+}
+
+// A fresh run does not replace another run's checkpoint unless asked to.
+TEST(Trainer, FreshRunIntoAnExistingRunNeedsOverwrite) {
+  const fs::path dir = temp_dir("existing");
+  ASSERT_EQ(run(tiny(dir, 2)).rc, 0);
+  const std::string before = slurp(dir / "last.safetensors");
+  CliRun again = run(tiny(dir, 4));
+  EXPECT_EQ(again.rc, 2) << again.err;
+  EXPECT_NE(again.err.find("metagrad-train: error: --out: '" + dir.string() + "' already holds"),
+            std::string::npos)
+      << again.err;
+  EXPECT_NE(again.err.find("--resume"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("--overwrite"), std::string::npos) << again.err;
+  EXPECT_EQ(slurp(dir / "last.safetensors"), before);  // untouched
+  auto args = tiny(dir, 4);
+  args.push_back("--overwrite");
+  CliRun over = run(args);
+  ASSERT_EQ(over.rc, 0) << over.err;
+  EXPECT_EQ(nn::load_checkpoint((dir / "last.safetensors").string()).metadata.at("iteration"),
+            "4");
+  fs::remove_all(dir);
+}
+
+// inf and nan are not rates; a meta-step whose loss is not finite stops the run (exit 1)
+// without saving the diverged weights.
+TEST(Trainer, NonFiniteRatesAndDivergenceAreErrors) {
+  const fs::path dir = temp_dir("diverge");
+  for (const auto& [flag, value] :
+       std::vector<std::pair<std::string, std::string>>{{"--meta-lr", "inf"},
+                                                        {"--meta-lr", "1e400"},
+                                                        {"--inner-lr", "inf"},
+                                                        {"--inner-lr", "nan"}}) {
+    auto args = tiny(dir, 2);
+    args.insert(args.end(), {flag, value});
+    CliRun r = run(args);
+    EXPECT_EQ(r.rc, 2) << flag << " " << value << "\n" << r.err;
+    EXPECT_NE(r.err.find(flag), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir));
+  auto args = tiny(dir, 20);
+  args.insert(args.end(), {"--inner-lr", "1e6", "--eval-tasks", "5"});
+  CliRun r = run(args);
+  EXPECT_EQ(r.rc, 1) << r.err;
+  EXPECT_NE(r.err.find("diverged: its loss is "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("meta-step "), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("nan"), std::string::npos) << r.out;  // no evaluation of a diverged model
+  EXPECT_FALSE(fs::exists(dir / "last.safetensors"));
+  fs::remove_all(dir);
+}
+
+// --algo, --dataset, --dtype, --ways, --model and --bn describe the checkpoint's weights.
+TEST(Trainer, ResumeRefusesToChangeWhatTheWeightsMean) {
+  const fs::path dir = temp_dir("resume_change");
+  ASSERT_EQ(run(tiny(dir, 2)).rc, 0);
+  const std::string before = slurp(dir / "last.safetensors");
+  for (const auto& [flag, value, saved] : std::vector<std::array<std::string, 3>>{
+           {"--algo", "reptile", "maml"},
+           {"--dataset", "omniglot", "sinusoid"},
+           {"--dtype", "float64", "float32"},
+           {"--ways", "3", "5"},
+           {"--model", "maxpool", "strided"},
+           {"--bn", "running", "batch"}}) {
+    CliRun r = run({"--resume", dir.string(), "--iterations", "4", flag, value});
+    EXPECT_EQ(r.rc, 2) << flag << "\n" << r.err;
+    EXPECT_NE(r.err.find(flag + ": cannot change on --resume"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(saved), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(value), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(slurp(dir / "last.safetensors"), before);
+  // The same value again is no change.
+  EXPECT_EQ(run({"--resume", dir.string(), "--iterations", "4", "--algo", "maml"}).rc, 0);
+  fs::remove_all(dir);
+}
+
+// A checkpoint's metadata and config are parsed whole: damage is reported, not half-read.
+TEST(Trainer, CheckpointMetadataAndConfigAreParsedStrictly) {
+  const fs::path dir = temp_dir("strict");
+  ASSERT_EQ(run(tiny(dir, 2)).rc, 0);
+  const std::string file = (dir / "last.safetensors").string();
+  const nn::Checkpoint good = nn::load_checkpoint(file);
+  for (const std::string it : {"12abc", "-50", "", " 3", "99999999999999999999"}) {
+    nn::Checkpoint ck = good;
+    ck.metadata["iteration"] = it;
+    nn::save_checkpoint(file, ck.groups, ck.metadata);
+    CliRun r = run({"--resume", dir.string(), "--iterations", "100"});
+    EXPECT_EQ(r.rc, 2) << it << "\n" << r.err;
+    EXPECT_NE(r.err.find("metadata 'iteration' is '" + it + "'"), std::string::npos) << r.err;
+  }
+  const nlohmann::json cfg = nlohmann::json::parse(good.metadata.at("config"));
+  for (const std::string v : {"1e10", "3.7", "null", "[1,2]", "\"5\"", "-3000000000"}) {
+    nlohmann::json bad = cfg;
+    bad["ways"] = nlohmann::json::parse(v);
+    try {
+      trainer::config_from_json(bad.dump());
+      ADD_FAILURE() << v << " accepted";
+    } catch (const trainer::UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("config key 'ways' is "), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("expected an integer"), std::string::npos) << e.what();
+    }
+  }
+  nlohmann::json neg = cfg;
+  neg["seed"] = -1;
+  EXPECT_THROW(trainer::config_from_json(neg.dump()), trainer::UsageError);
+  nlohmann::json lr = cfg;
+  lr["inner_lr"] = "0.1";
+  EXPECT_THROW(trainer::config_from_json(lr.dump()), trainer::UsageError);
+  EXPECT_THROW(trainer::config_from_json("[1]"), trainer::UsageError);
+  fs::remove_all(dir);
+}
+
+TEST(Trainer, OneEvaluationTaskHasNoConfidenceInterval) {
+  const fs::path dir = temp_dir("one_task");
+  auto args = tiny(dir, 2);
+  args.insert(args.end(), {"--eval-tasks", "1"});
+  CliRun r = run(args);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("+- n/a (1 task)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("+- 0.0000"), std::string::npos) << r.out;
+  fs::remove_all(dir);
+}
+
+// --out that is a file, or lies under one, is a usage error before anything is loaded.
+TEST(Trainer, OutThatIsAFileIsAUsageError) {
+  const fs::path base = temp_dir("out_file");
+  fs::create_directories(base);
+  std::ofstream(base / "file") << "x";
+  for (const fs::path& out : {base / "file", base / "file" / "run"}) {
+    CliRun r = run(tiny(out, 2));
+    EXPECT_EQ(r.rc, 2) << out << "\n" << r.err;
+    EXPECT_NE(r.err.find("metagrad-train: error: --out: '" + out.string() + "' is not a directory"),
+              std::string::npos)
+        << r.err;
+  }
+  fs::remove_all(base);
+}
+
+TEST(Trainer, SmallUsageErrorsSayWhatWasGiven) {
+  const fs::path dir = temp_dir("small_usage");
+  auto with = [&](std::vector<std::string> extra) {
+    auto a = tiny(dir, 2);
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run(a);
+  };
+  CliRun t = with({"--threads", "-1"});
+  EXPECT_EQ(t.rc, 2);
+  EXPECT_NE(t.err.find("--threads: must be non-negative, got -1\n"), std::string::npos) << t.err;
+  CliRun s = with({"--seed", "-1"});
+  EXPECT_EQ(s.rc, 2);
+  EXPECT_NE(s.err.find("--seed"), std::string::npos) << s.err;
+  for (const char* n : {"0", "-2"}) {
+    CliRun m = with({"--max-alphabets", n});
+    EXPECT_EQ(m.rc, 2) << n;
+    EXPECT_NE(m.err.find("--max-alphabets"), std::string::npos) << m.err;
+  }
+  EXPECT_FALSE(fs::exists(dir));
+  ASSERT_EQ(with({}).rc, 0);
+  CliRun e = run({"eval", "--checkpoint", dir.string(), "--threads", "-4"});
+  EXPECT_EQ(e.rc, 2) << e.err;
+  EXPECT_NE(e.err.find("--threads: must be non-negative, got -4"), std::string::npos) << e.err;
+  // Resuming a run that already reached --iterations says so (and changes nothing).
+  const std::string before = slurp(dir / "last.safetensors");
+  CliRun done = run({"--resume", dir.string(), "--iterations", "1"});
+  EXPECT_EQ(done.rc, 0) << done.err;
+  EXPECT_NE(done.err.find("nothing to train"), std::string::npos) << done.err;
+  EXPECT_EQ(slurp(dir / "last.safetensors"), before);
+  fs::remove_all(dir);
+}
+
+// The val and test splits must fit --ways before training starts, not after it.
+TEST(Trainer, OmniglotSplitsTooSmallForWaysFailBeforeTraining) {
+  const char* env = std::getenv("METAGRAD_OMNIGLOT");
+  const std::string root = env && *env ? env : MG_OMNIGLOT_DIR;
+  if (!fs::is_directory(fs::path(root) / "images_background"))
+    GTEST_SKIP() << "Omniglot not found at " << root << " (set METAGRAD_OMNIGLOT)";
+  const fs::path dir = temp_dir("omniglot_small_split");
+  // With one alphabet, train (Alphabet_of_the_Magi, 80 rotation classes) fits 20 ways but
+  // test (Gurmukhi, 16) does not.
+  CliRun r = run({"--preset", "maml-omniglot-20w1s", "--data-path", root, "--iterations", "1",
+                  "--meta-batch", "1", "--query", "1", "--val-every", "0", "--eval-tasks", "1",
+                  "--max-alphabets", "1", "--out", dir.string()});
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("do not fit the test split"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("n_way = 20"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "last.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "eval.txt"));
   fs::remove_all(dir);
 }

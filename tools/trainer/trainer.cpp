@@ -2,11 +2,15 @@
 // checkpoints, exact resume, SIGINT) and evaluation with 95% confidence intervals.
 #include "tools/trainer/trainer.h"
 
+#include <fcntl.h>
 #include <metagrad/metagrad.h>
 #include <omp.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -16,11 +20,13 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
+#include <type_traits>
 
 namespace metagrad::trainer {
 namespace fs = std::filesystem;
@@ -124,10 +130,19 @@ void check_choice(const std::string& flag, const std::string& v,
   for (const auto& o : ok) all += (all.empty() ? "" : "|") + o;
   throw UsageError(flag + ": invalid value '" + v + "' (expected " + all + ")");
 }
-void check_positive(const std::string& flag, double v, bool allow_zero = false) {
+void check_positive(const std::string& flag, int64_t v, bool allow_zero = false) {
   if (!(allow_zero ? v >= 0 : v > 0))
     throw UsageError(flag + ": must be " + (allow_zero ? "non-negative" : "positive") + ", got " +
                      std::to_string(v));
+}
+// Rates: inf or nan would pass a plain comparison (inf > 0) and only show up as a diverged run.
+void check_positive_real(const std::string& flag, double v, bool allow_zero = false) {
+  std::ostringstream got;
+  got << std::setprecision(17) << v;
+  if (!std::isfinite(v)) throw UsageError(flag + ": must be a finite number, got " + got.str());
+  if (!(allow_zero ? v >= 0 : v > 0))
+    throw UsageError(flag + ": must be " + (allow_zero ? "non-negative" : "positive") + ", got " +
+                     got.str());
 }
 }  // namespace
 
@@ -148,17 +163,21 @@ void validate(const Config& c) {
   check_positive("--query", c.query);
   check_positive("--inner-steps", c.inner_steps, c.algo != "reptile");
   check_positive("--inner-steps-test", c.inner_steps_test, true);
-  check_positive("--inner-lr", c.inner_lr, true);
+  check_positive_real("--inner-lr", c.inner_lr, true);
   check_positive("--meta-batch", c.meta_batch);
-  check_positive("--meta-lr", c.meta_lr);
-  check_positive("--iterations", static_cast<double>(c.iterations), true);
+  check_positive_real("--meta-lr", c.meta_lr);
+  check_positive("--iterations", c.iterations, true);
   check_positive("--threads", c.threads, true);
   check_positive("--task-threads", c.task_threads);
-  check_positive("--val-every", static_cast<double>(c.val_every), true);
+  check_positive("--val-every", c.val_every, true);
   check_positive("--val-tasks", c.val_tasks);
   check_positive("--eval-tasks", c.eval_tasks, true);
-  check_positive("--log-every", static_cast<double>(c.log_every));
-  check_positive("--checkpoint-every", static_cast<double>(c.checkpoint_every), true);
+  check_positive("--log-every", c.log_every);
+  check_positive("--checkpoint-every", c.checkpoint_every, true);
+  // -1 (the default) keeps every alphabet; 0 or another negative value is a typo, not "all".
+  if (c.max_alphabets != -1 && c.max_alphabets <= 0)
+    throw UsageError("--max-alphabets: must be positive (or -1: all), got " +
+                     std::to_string(c.max_alphabets));
   if (c.out.empty()) throw UsageError("--out: must not be empty");
 }
 
@@ -203,44 +222,79 @@ Config config_from_json(const std::string& text) {
   } catch (const std::exception& e) {
     throw UsageError(std::string("checkpoint: its config is not valid JSON: ") + e.what());
   }
+  if (!j.is_object())
+    throw UsageError("checkpoint: its config is not a JSON object: " + j.dump().substr(0, 80));
   Config c;
+  // Each key, when present, must hold its field's JSON type: an integer within the field's
+  // range for the counts (1e10 or 3.7 for "ways" is corruption, not a value to convert), a
+  // string, a boolean; a missing key keeps the default (configs of older versions).
   auto get = [&](const char* k, auto& field) {
-    if (j.contains(k)) j.at(k).get_to(field);
+    if (!j.contains(k)) return;
+    const json& v = j.at(k);
+    using T = std::remove_reference_t<decltype(field)>;
+    auto bad = [&](const std::string& expected) {
+      throw UsageError(std::string("checkpoint: config key '") + k + "' is " + v.dump() +
+                       ", expected " + expected);
+    };
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (!v.is_string()) bad("a string");
+      field = v.get<std::string>();
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (!v.is_boolean()) bad("true or false");
+      field = v.get<bool>();
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (!v.is_number()) bad("a number");
+      field = v.get<T>();
+    } else {
+      static_assert(std::is_integral_v<T>);
+      const std::string range = "an integer in [" + std::to_string(std::numeric_limits<T>::min()) +
+                                ", " + std::to_string(std::numeric_limits<T>::max()) + "]";
+      if (v.is_number_unsigned()) {
+        const auto u = v.get<uint64_t>();
+        if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) bad(range);
+        field = static_cast<T>(u);
+      } else if (v.is_number_integer()) {
+        const auto i = v.get<int64_t>();
+        if (std::is_unsigned_v<T> ? i < 0
+                                  : (i < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+                                     i > static_cast<int64_t>(std::numeric_limits<T>::max())))
+          bad(range);
+        field = static_cast<T>(i);
+      } else {
+        bad(range);
+      }
+    }
   };
-  try {
-    get("preset", c.preset);
-    get("algo", c.algo);
-    get("dataset", c.dataset);
-    get("data_path", c.data_path);
-    get("ways", c.ways);
-    get("shots", c.shots);
-    get("query", c.query);
-    get("inner_steps", c.inner_steps);
-    get("inner_steps_test", c.inner_steps_test);
-    get("inner_lr", c.inner_lr);
-    get("meta_batch", c.meta_batch);
-    get("meta_lr", c.meta_lr);
-    get("iterations", c.iterations);
-    get("device", c.device);
-    get("seed", c.seed);
-    get("threads", c.threads);
-    get("model", c.model);
-    get("bn", c.bn);
-    get("val_every", c.val_every);
-    get("val_tasks", c.val_tasks);
-    get("eval_tasks", c.eval_tasks);
-    get("out", c.out);
-    get("log_every", c.log_every);
-    get("checkpoint_every", c.checkpoint_every);
-    get("format", c.format);
-    get("dtype", c.dtype);
-    get("max_alphabets", c.max_alphabets);
-    get("batch_tasks", c.batch_tasks);
-    get("task_threads", c.task_threads);
-    get("profile", c.profile);
-  } catch (const std::exception& e) {
-    throw UsageError(std::string("checkpoint: bad config field: ") + e.what());
-  }
+  get("preset", c.preset);
+  get("algo", c.algo);
+  get("dataset", c.dataset);
+  get("data_path", c.data_path);
+  get("ways", c.ways);
+  get("shots", c.shots);
+  get("query", c.query);
+  get("inner_steps", c.inner_steps);
+  get("inner_steps_test", c.inner_steps_test);
+  get("inner_lr", c.inner_lr);
+  get("meta_batch", c.meta_batch);
+  get("meta_lr", c.meta_lr);
+  get("iterations", c.iterations);
+  get("device", c.device);
+  get("seed", c.seed);
+  get("threads", c.threads);
+  get("model", c.model);
+  get("bn", c.bn);
+  get("val_every", c.val_every);
+  get("val_tasks", c.val_tasks);
+  get("eval_tasks", c.eval_tasks);
+  get("out", c.out);
+  get("log_every", c.log_every);
+  get("checkpoint_every", c.checkpoint_every);
+  get("format", c.format);
+  get("dtype", c.dtype);
+  get("max_alphabets", c.max_alphabets);
+  get("batch_tasks", c.batch_tasks);
+  get("task_threads", c.task_threads);
+  get("profile", c.profile);
   return c;
 }
 
@@ -326,6 +380,21 @@ class Problem {
         val_ds_ = std::make_unique<meta::OmniglotDataset>(root, "val", 28, true, c.max_alphabets);
       if (need_test)
         test_ds_ = std::make_unique<meta::OmniglotDataset>(root, "test", 28, true, c.max_alphabets);
+      // The samplers' checks (enough classes for --ways, enough images for --shots + --query)
+      // run now, before training, not when the first validation or the final evaluation
+      // would meet them after hours of training.
+      for (const auto& [split, ds] : {std::pair{"val", val_ds_.get()}, {"test", test_ds_.get()}}) {
+        if (!ds) continue;
+        try {
+          meta::EpisodeSampler check(*ds, c.ways, c.shots, c.query, 0);
+        } catch (const Error& e) {
+          throw UsageError(
+              std::string("--ways/--shots/--query do not fit the ") + split + " split" +
+              (c.max_alphabets > 0 ? " (--max-alphabets " + std::to_string(c.max_alphabets) + ")"
+                                   : "") +
+              ": " + e.what());
+        }
+      }
     }
     model_->to(dtype_);
     model_->to(device_);  // tasks are drawn on the CPU (same numbers) and moved per task
@@ -426,7 +495,24 @@ json state_json(const GeneratorState& s) {
   return {{"seed", s.seed}, {"offset", s.offset}};
 }
 GeneratorState state_from(const json& j) {
-  return {j.at("seed").get<uint64_t>(), j.at("offset").get<uint64_t>()};
+  auto field = [&](const char* k) {
+    if (!j.is_object() || !j.contains(k) || !j.at(k).is_number_unsigned())
+      throw UsageError("checkpoint: generator state " + j.dump() +
+                       " needs a non-negative integer '" + k + "'");
+    return j.at(k).get<uint64_t>();
+  };
+  return {field("seed"), field("offset")};
+}
+
+// The checkpoint's "iteration": all of the string a non-negative integer ("12abc" or "-50"
+// is a damaged file, not iteration 12 or -50).
+int64_t parse_iteration(const std::string& s) {
+  int64_t v = -1;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < 0)
+    throw UsageError("checkpoint: metadata 'iteration' is '" + s +
+                     "', expected a non-negative integer");
+  return v;
 }
 
 void save(const std::string& path, const Config& c, meta::MetaLearner& learner,
@@ -468,13 +554,19 @@ Resumed restore(const nn::Checkpoint& ck, meta::MetaLearner& learner, Problem* p
     for (auto kv = scalars.begin(); kv != scalars.end(); ++kv)
       os.scalars[kv.key()] = kv.value().get<double>();
     if (learner.meta_optimizer()) learner.meta_optimizer()->load_state_dict(os);
-    r.iteration = std::stoll(ck.metadata.at("iteration"));
-    r.elapsed = json::parse(ck.metadata.at("elapsed_s")).get<double>();
+    r.iteration = parse_iteration(ck.metadata.at("iteration"));
+    const json elapsed = json::parse(ck.metadata.at("elapsed_s"));
+    if (!elapsed.is_number())
+      throw UsageError("checkpoint: metadata 'elapsed_s' is " + elapsed.dump() +
+                       ", expected a number");
+    r.elapsed = elapsed.get<double>();
     if (problem) {
       problem->set_train_state(state_from(json::parse(ck.metadata.at("train_generator"))));
       default_generator().set_state(state_from(json::parse(ck.metadata.at("default_generator"))));
     }
   } catch (const Error&) {
+    throw;
+  } catch (const UsageError&) {
     throw;
   } catch (const std::exception& e) {
     throw UsageError(std::string("checkpoint: missing or bad metadata: ") + e.what());
@@ -483,6 +575,11 @@ Resumed restore(const nn::Checkpoint& ck, meta::MetaLearner& learner, Problem* p
 }
 
 // ---- metrics, progress, plot ----------------------------------------------------------------
+
+// Writes a run file whole or not at all (nn::write_file_atomically: temp file, fsync, rename).
+void write_file(const fs::path& path, const std::string& text) {
+  nn::write_file_atomically(path.string(), text, "metagrad-train");
+}
 
 struct Row {
   int64_t iteration = 0;
@@ -502,15 +599,19 @@ class Metrics {
       : path_(dir / (format == "csv" ? "metrics.csv" : "metrics.jsonl")), csv_(format == "csv") {
     if (resume) rows_ = read(keep_until);
     // Rewrite what is kept: rows logged after the checkpoint we resume from are replayed.
-    std::ofstream f(path_, std::ios::trunc);
-    if (csv_) f << "iteration,time,train_loss,train_acc,val_loss,val_acc\n";
-    for (const Row& r : rows_) f << line(r);
-    if (!f) throw Error("[metagrad-train] cannot write " + path_.string());
+    // Atomically, so that a failure here leaves the previous file whole.
+    std::string text = csv_ ? "iteration,time,train_loss,train_acc,val_loss,val_acc\n" : "";
+    for (const Row& r : rows_) text += line(r);
+    write_file(path_, text);
   }
+  // Appends one row. A row torn by a crash is dropped when the run resumes (read() skips it);
+  // an error now (a full disk) stops the run rather than losing rows without a word.
   void add(const Row& r) {
     rows_.push_back(r);
     std::ofstream f(path_, std::ios::app);
     f << line(r);
+    f.close();
+    if (!f) throw Error("[metagrad-train] cannot append to " + path_.string());
   }
   const std::vector<Row>& rows() const { return rows_; }
   const fs::path& path() const { return path_; }
@@ -589,13 +690,41 @@ bool on_path(const std::string& prog) {
   return false;
 }
 
+// Runs `argv` (looked up on PATH) in the directory `dir`, stdout and stderr discarded, and
+// waits for it; true when it exited with status 0. No shell: --out (or a checkpoint's
+// config.out) may hold any character, quotes and semicolons included, and must never be
+// read as a command.
+bool run_in(const fs::path& dir, const std::vector<std::string>& argv) {
+  // Everything the child needs is prepared before fork(): a child of a multi-threaded process
+  // may only make async-signal-safe calls until it execs.
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const std::string where = dir.string();
+  const pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    const int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    if (chdir(where.c_str()) == 0) execvp(args[0], args.data());
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 // Writes curve.dat and curve.gp into the run directory and renders curve.png with gnuplot.
 void plot(const fs::path& dir, const std::vector<Row>& rows, bool classification,
           int inner_steps_test, std::ostream& err) {
   {
     // Two blocks (gnuplot's "index"): training rows, then validation rows, so that the
     // validation points join into a line although most rows have none.
-    std::ofstream d(dir / "curve.dat");
+    std::ostringstream d;
     auto v = [](double x) { return std::isnan(x) ? std::string("NaN") : num(x); };
     d << "# iteration train_loss train_acc\n";
     for (const Row& r : rows)
@@ -609,9 +738,10 @@ void plot(const fs::path& dir, const std::vector<Row>& rows, bool classification
         any_val = true;
       }
     if (!any_val) d << "NaN NaN NaN\n";  // keeps index 1 present for the script
+    write_file(dir / "curve.dat", d.str());
   }
   {
-    std::ofstream g(dir / "curve.gp");
+    std::ostringstream g;
     const std::string val = "'validation (" + std::to_string(inner_steps_test) + " test steps)'";
     g << "# Learning curve of a metagrad-train run: gnuplot curve.gp -> curve.png\n"
       << "set terminal png size 1000," << (classification ? 800 : 500) << "\n"
@@ -624,20 +754,28 @@ void plot(const fs::path& dir, const std::vector<Row>& rows, bool classification
       g << "unset logscale y\nset ylabel 'query accuracy'\n"
         << "plot 'curve.dat' index 0 using 1:3 with lines title 'train', "
         << "'curve.dat' index 1 using 1:3 with linespoints title " << val << "\nunset multiplot\n";
+    write_file(dir / "curve.gp", g.str());
   }
   if (!on_path("gnuplot")) {
     err << "plot: gnuplot is not on PATH; skipped rendering (curve.gp and curve.dat are in "
         << dir.string() << ")\n";
     return;
   }
-  const std::string cmd = "cd '" + dir.string() + "' && gnuplot curve.gp 2>/dev/null";
-  if (std::system(cmd.c_str()) == 0)
+  if (run_in(dir, {"gnuplot", "curve.gp"}))
     err << "plot: " << (dir / "curve.png").string() << "\n";
   else
     err << "plot: gnuplot failed; curve.gp and curve.dat are in " << dir.string() << "\n";
 }
 
 // ---- evaluation -----------------------------------------------------------------------------
+
+// "+- 0.0123", or "+- n/a" where one task gives no interval (meta::summarize's NaN).
+std::string plus_minus(double ci95, double scale, int precision, const char* unit) {
+  if (std::isnan(ci95)) return "+- n/a";
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(precision) << "+- " << scale * ci95 << unit;
+  return s.str();
+}
 
 void evaluate_and_print(const Config& c, meta::MetaLearner& learner, Problem& problem,
                         std::ostream& out, std::ostream* also = nullptr) {
@@ -654,11 +792,13 @@ void evaluate_and_print(const Config& c, meta::MetaLearner& learner, Problem& pr
     const std::string when = k == 0 ? "before adaptation (0 steps)"
                                     : "after " + std::to_string(k) + (k == 1 ? " step" : " steps");
     if (problem.classification())
-      s << "test accuracy " << when << ": " << std::setprecision(1) << 100 * r.accuracy.mean
-        << "% +- " << 100 * r.accuracy.ci95 << "% (" << r.accuracy.n << " tasks)";
+      s << "test accuracy " << when << ": " << std::setprecision(1) << 100 * r.accuracy.mean << "% "
+        << plus_minus(r.accuracy.ci95, 100, 1, "%") << " (" << r.accuracy.n
+        << (r.accuracy.n == 1 ? " task)" : " tasks)");
     else
-      s << "test MSE " << when << ": " << std::setprecision(4) << r.loss.mean << " +- "
-        << r.loss.ci95 << " (" << r.loss.n << " tasks)";
+      s << "test MSE " << when << ": " << std::setprecision(4) << r.loss.mean << " "
+        << plus_minus(r.loss.ci95, 1, 4, "") << " (" << r.loss.n
+        << (r.loss.n == 1 ? " task)" : " tasks)");
     out << s.str() << std::endl;
     if (also) *also << s.str() << std::endl;
   }
@@ -690,14 +830,26 @@ int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, 
     throw UsageError(e.what());
   }
   Problem& problem = *holder;
+  if (ck && start.iteration >= c.iterations) {
+    err << "metagrad-train: the checkpoint is at iteration " << start.iteration
+        << ", already at or past --iterations " << c.iterations
+        << ": nothing to train (raise --iterations to continue)\n";
+    return 0;
+  }
   const fs::path dir(c.out);
   fs::create_directories(dir);
+  if (!ck) {
+    // A fresh run (here with --overwrite, or into a directory without a run): the previous
+    // run's outputs that this one may not rewrite would otherwise stay and mislead.
+    for (const char* f : {"last.safetensors", "metrics.csv", "metrics.jsonl", "eval.txt",
+                          "kernels.txt", "curve.dat", "curve.gp", "curve.png"}) {
+      std::error_code ec;  // whatever cannot be removed is reported when it is written
+      fs::remove(dir / f, ec);
+    }
+  }
   Metrics metrics(dir, c.format, start.iteration, ck.has_value());
   const std::string ckpt = (dir / "last.safetensors").string();
-  {
-    std::ofstream f(dir / "config.json");
-    f << json::parse(to_json(c)).dump(2) << "\n";
-  }
+  write_file(dir / "config.json", json::parse(to_json(c)).dump(2) + "\n");
   err << "metagrad-train: " << learner->name() << " on " << c.dataset
       << (classification
               ? " " + std::to_string(c.ways) + "-way " + std::to_string(c.shots) + "-shot"
@@ -719,6 +871,7 @@ int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, 
   int64_t win_n = 0;
   int64_t it = start.iteration;
   bool interrupted = false;
+  std::optional<double> diverged;  // the non-finite loss that stopped the run
   if (c.profile) profiler::reset();
   while (it < c.iterations) {
     const std::vector<meta::Task> batch = problem.train_batch();
@@ -727,6 +880,13 @@ int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, 
       std::optional<profiler::Scope> on;  // the meta-step only, not sampling or validation
       if (c.profile) on.emplace();
       r = learner->meta_step(batch);
+    }
+    if (!std::isfinite(r.loss)) {
+      // The update made from this loss has already reached the weights: nothing after it is
+      // worth saving, so the last checkpoint stays as it is.
+      diverged = r.loss;
+      ++it;
+      break;
     }
     ++it;
     win_loss += r.loss;
@@ -777,10 +937,19 @@ int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, 
   }
   std::signal(SIGINT, previous);
   if (tty) err << "\n";
+  if (diverged) {
+    std::ostringstream loss;
+    loss << *diverged;
+    const bool saved = fs::exists(ckpt);
+    throw Error("[metagrad-train] meta-step " + std::to_string(it) + " diverged: its loss is " +
+                loss.str() + " (try a smaller --inner-lr or --meta-lr); " +
+                (saved ? "the checkpoint " + ckpt + " holds the last one saved, unchanged"
+                       : std::string("no checkpoint was written")));
+  }
   if (c.profile) {
     const std::string t = profiler::table();
     err << "kernels of " << it - start.iteration << " meta-steps (tensor/profiler.h):\n" << t;
-    std::ofstream(dir / "kernels.txt") << t;
+    write_file(dir / "kernels.txt", t);
   }
   save(ckpt, c, *learner, problem, it, start.elapsed + since(t0));
   if (interrupted) {
@@ -791,8 +960,9 @@ int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, 
   err << "checkpoint: " << ckpt << "\n";
   plot(dir, metrics.rows(), classification, c.inner_steps_test, err);
   if (c.eval_tasks > 0) {
-    std::ofstream ef(dir / "eval.txt");
+    std::ostringstream ef;
     evaluate_and_print(c, *learner, problem, out, &ef);
+    write_file(dir / "eval.txt", ef.str());
   }
   return 0;
 }
@@ -817,6 +987,41 @@ int eval_checkpoint(const std::string& path, std::optional<int> tasks, std::opti
       << r.iteration << std::endl;
   evaluate_and_print(c, *learner, problem, out);
   return 0;
+}
+
+// A resumed run continues the checkpoint's model and learner: a flag that would change what
+// the weights mean (another algorithm, dataset, number of classes, dtype, architecture) cannot
+// apply to them.
+void check_unchanged_on_resume(const Config& saved, const Config& now) {
+  auto same = [](const char* flag, const auto& a, const auto& b) {
+    if (a == b) return;
+    std::ostringstream s;
+    s << flag << ": cannot change on --resume: the checkpoint's run has " << a << ", the flag says "
+      << b << " (start a new run with another --out to train that)";
+    throw UsageError(s.str());
+  };
+  same("--algo", saved.algo, now.algo);
+  same("--dataset", saved.dataset, now.dataset);
+  same("--dtype", saved.dtype, now.dtype);
+  same("--ways", saved.ways, now.ways);
+  same("--model", saved.model, now.model);
+  same("--bn", saved.bn, now.bn);
+}
+
+// --out must be a directory or creatable as one, and a fresh run must not replace another run
+// by accident; checked before any dataset is read.
+void check_out_dir(const std::string& out, bool resuming, bool overwrite) {
+  std::error_code ec;
+  for (fs::path p = fs::path(out); !p.empty(); p = p.parent_path()) {
+    const fs::file_status st = fs::status(p, ec);
+    if (fs::exists(st) && !fs::is_directory(st))
+      throw UsageError("--out: '" + out + "' is not a directory" +
+                       (p == fs::path(out) ? "" : " ('" + p.string() + "' is a file)"));
+    if (p == p.parent_path()) break;
+  }
+  if (!resuming && !overwrite && fs::exists(fs::path(out) / "last.safetensors", ec))
+    throw UsageError("--out: '" + out + "' already holds a run (last.safetensors); pass --resume " +
+                     out + " to continue it or --overwrite to replace it");
 }
 
 // Registers `--name` for a Config field and remembers how to copy it when given explicitly.
@@ -893,6 +1098,10 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   f.add("--max-alphabets", &Config::max_alphabets,
         "Omniglot: keep only the first N alphabets of each split (quick runs; -1: all)");
 
+  bool overwrite = false;
+  app.add_flag("--overwrite", overwrite,
+               "start a fresh run in an --out directory that holds one (its files are replaced)");
+
   CLI::App* ev = app.add_subcommand("eval", "evaluate a checkpoint on test tasks (95% CI)");
   std::string ev_ckpt, ev_data;
   int ev_tasks = 0, ev_steps = 0, ev_threads = 0;
@@ -915,8 +1124,12 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       std::optional<int> t, s;
       if (ev_tasks_opt->count()) t = ev_tasks;
       if (ev_steps_opt->count()) s = ev_steps;
-      if (t && *t <= 0) throw UsageError("--eval-tasks: must be positive");
-      if (s && *s < 0) throw UsageError("--inner-steps-test: must be non-negative");
+      if (t && *t <= 0)
+        throw UsageError("--eval-tasks: must be positive, got " + std::to_string(*t));
+      if (s && *s < 0)
+        throw UsageError("--inner-steps-test: must be non-negative, got " + std::to_string(*s));
+      if (ev_threads < 0)
+        throw UsageError("--threads: must be non-negative, got " + std::to_string(ev_threads));
       return eval_checkpoint(ev_ckpt, t, s, ev_data, ev_threads, out);
     }
     Config c;
@@ -932,9 +1145,16 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     }
     if (!parsed.resume.empty() && !parsed.preset.empty() && parsed.preset != c.preset)
       throw UsageError("--preset: cannot change the preset of a resumed run");
+    // uint64 parsing wraps "-1" around to 2^64 - 1; a negative seed is a mistake to report.
+    if (const CLI::Option* o = app.get_option("--seed");
+        o->count() > 0 && !o->results().empty() && o->results().back().find('-') == 0)
+      throw UsageError("--seed: must be non-negative, got " + o->results().back());
+    const Config base = c;
     f.apply(c);
+    if (ck) check_unchanged_on_resume(base, c);
     c.resume.clear();  // not part of the run's identity
     validate(c);
+    check_out_dir(c.out, ck.has_value(), overwrite);
     return train(c, ck, out, err);
   } catch (const UsageError& e) {
     err << "metagrad-train: error: " << e.what() << "\n";
