@@ -33,10 +33,27 @@ std::vector<Tensor> evaluate(const TensorsFn& f, const std::vector<Tensor>& xs) 
   return out;
 }
 
+// f's outputs at a perturbed input must line up with the first call's: same count, shapes.
+void check_like(const std::vector<Tensor>& first, const std::vector<Tensor>& now) {
+  MG_CHECK(now.size() == first.size(), "gradcheck", "f returned ", now.size(),
+           " outputs at a perturbed input and ", first.size(), " at the first call");
+  for (size_t k = 0; k < now.size(); ++k)
+    MG_CHECK(now[k].defined() && now[k].shape() == first[k].shape(), "gradcheck", "output ", k,
+             " of f has shape ",
+             now[k].defined() ? shape_str(now[k].shape()) : std::string("(undefined)"),
+             " at a perturbed input and ", shape_str(first[k].shape()), " at the first call");
+}
+
 }  // namespace
 
 GradcheckResult gradcheck(const TensorsFn& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& opts) {
+  MG_CHECK(std::isfinite(opts.eps) && opts.eps > 0, "gradcheck",
+           "eps must be finite and positive, got ", opts.eps);
+  MG_CHECK(std::isfinite(opts.atol) && opts.atol >= 0 && std::isfinite(opts.rtol) &&
+               opts.rtol >= 0,
+           "gradcheck", "atol and rtol must be finite and non-negative, got ", opts.atol, " and ",
+           opts.rtol);
   for (size_t i = 0; i < inputs.size(); ++i)
     MG_CHECK(!inputs[i].requires_grad() || inputs[i].dtype() == DType::Float64, "gradcheck",
              "input ", i, " has dtype ", dtype_name(inputs[i].dtype()),
@@ -53,6 +70,9 @@ GradcheckResult gradcheck(const TensorsFn& f, const std::vector<Tensor>& inputs,
     EnableGradGuard eg;
     outs = f(inputs);
   }
+  MG_CHECK(!outs.empty(), "gradcheck", "f returned no outputs");
+  for (size_t k = 0; k < outs.size(); ++k)
+    MG_CHECK(outs[k].defined(), "gradcheck", "output ", k, " of f is undefined");
   std::vector<Tensor> diff;  // inputs that require grad
   std::vector<size_t> diff_idx;
   for (size_t i = 0; i < inputs.size(); ++i)
@@ -104,6 +124,8 @@ GradcheckResult gradcheck(const TensorsFn& f, const std::vector<Tensor>& inputs,
       *p = orig - opts.eps;
       const std::vector<Tensor> minus = evaluate(f, alias);
       *p = orig;
+      check_like(outs, plus);
+      check_like(outs, minus);
       for (size_t k = 0; k < outs.size(); ++k) {
         if (A[k][j].empty() && outs[k].numel() > 0) continue;  // not a floating output
         const double* pp = plus[k].data_ptr<double>();
@@ -112,8 +134,10 @@ GradcheckResult gradcheck(const TensorsFn& f, const std::vector<Tensor>& inputs,
           const double num = (pp[r] - mp[r]) / (2 * opts.eps);
           const double ana = A[k][j][r * n + c];
           const double err = std::fabs(ana - num);
-          res.max_abs_error = std::max(res.max_abs_error, err);
-          const double excess = err - (opts.atol + opts.rtol * std::fabs(num));
+          res.max_abs_error = std::isnan(err) ? err : std::max(res.max_abs_error, err);
+          const double tol = opts.atol + opts.rtol * std::fabs(num);
+          // A NaN on either side is a mismatch (as allclose's), and the worst one.
+          const double excess = err <= tol ? 0 : (std::isnan(err) ? HUGE_VAL : err - tol);
           if (excess > 0 && excess > worst) {
             worst = excess;
             res.ok = false;

@@ -13,7 +13,33 @@ std::atomic<int64_t> g_live_nodes{0};
 }  // namespace
 
 Node::Node() : sequence_nr_(g_next_sequence_nr++) { ++g_live_nodes; }
-Node::~Node() { --g_live_nodes; }
+// Note [Iterative graph release]: a node owns the nodes of its next edges, so dropping the last
+// tensor of a long chain (an unrolled inner loop of 20,000 steps, say) destroyed the chain one
+// nested destructor per node and overflowed the stack. As PyTorch's deleteNode: a dying node
+// hands the nodes only its edges keep alive to a loop, which first drops each one's saved
+// tensors (they may hold the same nodes through their grad_fn) and takes its edges in turn, so
+// that every node dies with no edges left to recurse into.
+Node::~Node() {
+  --g_live_nodes;
+  release_edges(next_edges_);
+}
+
+void Node::release_edges(EdgeList& edges) {
+  std::vector<std::shared_ptr<Node>> stack;
+  const auto gather = [&stack](EdgeList& es) {
+    for (Edge& e : es) {
+      if (e.node && e.node.use_count() == 1) stack.push_back(std::move(e.node));
+      e.node.reset();
+    }
+  };
+  gather(edges);
+  while (!stack.empty()) {
+    std::shared_ptr<Node> n = std::move(stack.back());
+    stack.pop_back();
+    n->release_saved();
+    gather(n->next_edges_);
+  }  // n dies here, its edges empty
+}
 int64_t Node::live_count() { return g_live_nodes.load(); }
 
 AccumulateGrad::AccumulateGrad(Tensor leaf) : leaf_(std::move(leaf)) {

@@ -72,6 +72,9 @@ class Node : public std::enable_shared_from_this<Node> {
 
  protected:
   friend void attach(const std::shared_ptr<Node>&, detail::TensorList, detail::TensorList);
+  // Note [Iterative graph release]: drops `edges`, and the nodes only they kept alive, with a
+  // loop rather than by recursion.
+  static void release_edges(EdgeList& edges);
   EdgeList next_edges_;
   InputMetas input_meta_;
   OutputMetas output_meta_;

@@ -326,3 +326,23 @@ TEST(Autograd, InPlaceWritesIntoViewsWhileRecordingAreRefused) {
   EXPECT_MG_ERROR(x.copy_(ones({3})), "[copy_]");
   EXPECT_MG_ERROR(x.zero_(), "[fill_]");
 }
+
+// Note [Iterative graph release]: a chain far deeper than the stack allows recursion for (an
+// unrolled loop of 200,000 steps) is freed, and differentiated, without overflowing it.
+TEST(Autograd, VeryLongChainsAreFreedAndDifferentiatedWithoutRecursion) {
+  constexpr int kSteps = 200000;
+  const int64_t before = autograd::Node::live_count();
+  Tensor x = tensor({1.0}).requires_grad_();
+  {
+    Tensor y = x;
+    for (int i = 0; i < kSteps; ++i) y = mul(y, 1.0);
+    EXPECT_GE(autograd::Node::live_count() - before, kSteps);
+  }  // the whole chain dies with y
+  EXPECT_EQ(autograd::Node::live_count(), before);
+  Tensor y = x;
+  for (int i = 0; i < kSteps; ++i) y = add(y, 1e-6);
+  sum(y).backward();
+  EXPECT_DOUBLE_EQ(x.grad().item<double>(), 1.0);
+  y = Tensor();
+  EXPECT_EQ(autograd::Node::live_count(), before);
+}

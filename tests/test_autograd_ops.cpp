@@ -6,9 +6,11 @@
 
 #include <metagrad/metagrad.h>
 
+#include <cmath>
 #include <set>
 
 #include "op_table.h"
+#include "test_util.h"
 
 using namespace metagrad;
 using namespace mg_op_table;
@@ -95,4 +97,40 @@ TEST(AutogradOps, ThirdOrder) {
     GradcheckResult r = gradgradcheck(first, all, {}, {.raise = false});
     EXPECT_TRUE(r.ok) << c.name << " third order: " << r.message;
   }
+}
+
+// gradcheck itself: a wrong derivative never passes by way of NaN or a zero step, and an f
+// whose outputs change count or shape under perturbation is an error, not a read past them.
+TEST(AutogradOps, GradcheckRefusesWhatItCannotCheck) {
+  Tensor x = tensor({0.5, 1.5}).requires_grad_();
+  // A wrong derivative: d(2 x)/dx reported as 0 (detach) passes no eps.
+  Tensor xr = tensor({0.5, 1.5}).requires_grad_();
+  const TensorsFn wrong_leaf = [](const std::vector<Tensor>& v) {
+    return std::vector<Tensor>{add(mul(v[0].detach(), 2.0), mul(v[0], 0.0))};
+  };
+  EXPECT_FALSE(gradcheck(wrong_leaf, {xr}, {.raise = false}).ok);
+  for (double eps : {0.0, -1e-6, std::nan("")})
+    EXPECT_MG_ERROR_HAS(gradcheck(wrong_leaf, {xr}, {.eps = eps}), "[gradcheck]", "eps");
+  EXPECT_MG_ERROR(gradcheck(wrong_leaf, {xr}, {.atol = -1}), "[gradcheck]");
+  // A NaN analytical derivative (sqrt'(0) * 0) against a finite numerical one is a mismatch.
+  Tensor z = tensor({0.0, 1.0}).requires_grad_();
+  const TensorsFn nan_grad = [](const std::vector<Tensor>& v) {
+    return std::vector<Tensor>{mul(sqrt(v[0]), 0.0)};
+  };
+  const GradcheckResult r = gradcheck(nan_grad, {z}, {.raise = false});
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(std::isnan(r.max_abs_error));
+  // Outputs that change under perturbation, or are missing.
+  int calls = 0;
+  const TensorsFn shrinking = [&calls](const std::vector<Tensor>& v) {
+    return ++calls == 1 ? std::vector<Tensor>{mul(v[0], 2.0), mul(v[0], 3.0)}
+                        : std::vector<Tensor>{mul(v[0], 2.0)};
+  };
+  EXPECT_MG_ERROR_HAS(gradcheck(shrinking, {x}), "[gradcheck]", "1 outputs at a perturbed input");
+  EXPECT_MG_ERROR_HAS(gradcheck([](const std::vector<Tensor>&) { return std::vector<Tensor>{}; },
+                                {x}),
+                      "[gradcheck]", "no outputs");
+  EXPECT_MG_ERROR_HAS(
+      gradcheck([](const std::vector<Tensor>&) { return std::vector<Tensor>{Tensor()}; }, {x}),
+      "[gradcheck]", "undefined");
 }
