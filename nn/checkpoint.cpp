@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/strided.h"
 #include "tensor/grad_mode.h"
 
 namespace metagrad::nn {
@@ -59,9 +60,17 @@ class AtomicFile {
  public:
   AtomicFile(const char* op, std::string target) : op_(op), target_(std::move(target)) {
     namespace fs = std::filesystem;
-    const fs::path p(target_);
-    MG_CHECK(!target_.empty() && p.has_filename(), op_, "'", target_,
+    MG_CHECK(!target_.empty() && fs::path(target_).has_filename(), op_, "'", target_,
              "' does not name a file to write");
+    // Saving through a symlink replaces the file it points to, not the link (as writing to it
+    // in place would).
+    std::error_code ec;
+    if (fs::is_symlink(fs::symlink_status(target_, ec))) {
+      const fs::path real = fs::weakly_canonical(target_, ec);
+      if (ec) fail_file(op_, target_, "cannot resolve the symlink: ", ec.message());
+      target_ = real.string();
+    }
+    const fs::path p(target_);
     // Same directory as the target: rename() is only atomic within one file system.
     const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
     static std::atomic<uint64_t> counter{0};
@@ -72,7 +81,18 @@ class AtomicFile {
            << std::hex << rd();
       tmp_ = (dir / name.str()).string();
       fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-      if (fd_ >= 0) return;
+      if (fd_ >= 0) {
+        // A file replaced keeps its permissions (a private 0600 checkpoint stays private).
+        struct stat old {};
+        if (::stat(target_.c_str(), &old) == 0 && ::fchmod(fd_, old.st_mode & 07777) != 0) {
+          const int e = errno;
+          ::close(fd_);  // a constructor that throws runs no destructor: clean up here
+          ::unlink(tmp_.c_str());
+          fail_file(op_, target_,
+                    "cannot give the temporary file the old file's mode: ", errno_message(e));
+        }
+        return;
+      }
       if (errno != EEXIST) break;
     }
     const int e = errno;
@@ -143,7 +163,9 @@ class AtomicFile {
 class InFile {
  public:
   InFile(const char* op, std::string path) : op_(op), path_(std::move(path)) {
-    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer, before the check below can
+    // refuse it; reads of a regular file ignore the flag.
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd_ < 0) {
       const int e = errno;
       fail_file(op_, path_, "cannot open: ", errno_message(e));
@@ -202,11 +224,16 @@ Tensor host_contiguous(const Tensor& t) {
   return c.contiguous();
 }
 
-// numel and byte size of a shape read from a file, refusing overflow.
+// numel and byte size of a shape read from a file, refusing overflow, and shapes no tensor can
+// have: more dims than the kernels take, or strides beyond int64 (a zero-size [0, 2^62, 2^62]).
 bool checked_nbytes(const Shape& shape, size_t itemsize, uint64_t* nbytes) {
+  if (shape.size() > static_cast<size_t>(kernels::kMaxDims)) return false;
   uint64_t n = 1;
+  int64_t stride = 1;
   for (int64_t d : shape)
-    if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) return false;
+    if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n) ||
+        __builtin_mul_overflow(stride, std::max<int64_t>(d, 1), &stride))
+      return false;
   if (n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return false;
   return !__builtin_mul_overflow(n, static_cast<uint64_t>(itemsize), nbytes);
 }

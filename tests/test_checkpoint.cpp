@@ -7,6 +7,7 @@
 #include "test_util.h"
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <metagrad/metagrad.h>
@@ -555,6 +556,27 @@ TEST_F(Checkpoint, SaveReplacesAtomically) {
   fs::current_path(cwd);
   expect_tensor(nn::load_safetensors(path("rel.safetensors")).at("w"), DType::Float32, {4}, a.bytes,
                 "w");
+}
+
+// A save through a symlink replaces the file it points to (the link stays a link), and a file
+// replaced keeps its permissions. A FIFO is refused when loading, never waited on.
+TEST_F(Checkpoint, SavesKeepLinksAndModesAndLoadsRefuseFifos) {
+  Sample a = sample("w", DType::Float32, {4});
+  const std::string real = path("real.safetensors"), link = path("link.safetensors");
+  nn::save_safetensors(real, {{"w", a.t}});
+  fs::create_symlink(real, link);
+  fs::permissions(real, fs::perms::owner_read | fs::perms::owner_write);
+  Sample b = sample("w", DType::Float64, {3});
+  nn::save_safetensors(link, {{"w", b.t}});
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(link)));
+  EXPECT_EQ(nn::load_safetensors(real).at("w").shape(), Shape{3});
+  EXPECT_EQ(fs::status(real).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(listing(), (std::set<std::string>{"real.safetensors", "link.safetensors"}));
+  const std::string fifo = path("fifo.safetensors");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_MG_ERROR_HAS(nn::load_safetensors(fifo), "[load_safetensors]", "not a regular file");
+  EXPECT_MG_ERROR_HAS(nn::load_npy(fifo), "[load_npy]", "not a regular file");
 }
 
 TEST_F(Checkpoint, FailedSaveLeavesTheOldFileAndNoTemporary) {

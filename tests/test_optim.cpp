@@ -680,3 +680,36 @@ TEST(Optim, SchedulerDrivesTheOptimizerStep) {
   }
   EXPECT_DOUBLE_EQ(values(p)[0], expected);
 }
+
+// Options changed through options() after construction are checked at the next step, and a
+// state dict's flags must be 0 or 1; clip_grad_norm_'s bound must not be negative.
+TEST(Optim, HyperParametersAreCheckedAtEveryStepAndLoad) {
+  Tensor a = tensor({1.0f, 2.0f}).requires_grad_();
+  a.mutable_grad() = ones({2});
+  optim::SGD sgd({a}, 0.1);
+  sgd.options().lr(-5);
+  EXPECT_MG_ERROR_HAS(sgd.step(), "[SGD]", "learning rate -5");
+  sgd.options().lr(INFINITY);
+  EXPECT_MG_ERROR(sgd.step(), "[SGD]");
+  EXPECT_EQ(a.to_vector<float>(), (std::vector<float>{1, 2}));  // nothing was updated
+  optim::Adam adam({a});
+  adam.options().betas({2.0, 2.0});
+  EXPECT_MG_ERROR_HAS(adam.step(), "[Adam]", "beta1");
+  EXPECT_MG_ERROR(optim::Adam({a}, optim::AdamOptions().eps(INFINITY)), "[Adam]");
+
+  optim::SGD good({a}, optim::SGDOptions(0.1).momentum(0.9).nesterov(true));
+  optim::OptimizerState st = good.state_dict();
+  for (auto& [k, v] : st.scalars)
+    if (k.find("nesterov") != std::string::npos) v = 7;
+  EXPECT_MG_ERROR_HAS(good.load_state_dict(st), "[load_state_dict]", "nesterov must be 0 or 1");
+  optim::Adam ams({a}, optim::AdamOptions().amsgrad(true));
+  st = ams.state_dict();
+  for (auto& [k, v] : st.scalars)
+    if (k.find("amsgrad") != std::string::npos) v = 0.5;
+  EXPECT_MG_ERROR_HAS(ams.load_state_dict(st), "[load_state_dict]", "amsgrad must be 0 or 1");
+
+  EXPECT_MG_ERROR_HAS(nn::utils::clip_grad_norm_({a}, -1.0), "[clip_grad_norm_]", "max_norm");
+  EXPECT_MG_ERROR(nn::utils::clip_grad_norm_({a}, NAN), "[clip_grad_norm_]");
+  nn::utils::clip_grad_norm_({a}, 0.0);  // zeroes the gradients, as PyTorch's
+  EXPECT_EQ(a.grad().to_vector<float>(), (std::vector<float>{0, 0}));
+}

@@ -24,8 +24,8 @@ Options from_map(const std::map<std::string, double>& h) {
 template <typename Options>
 void check(const char* name, const Options& o) {
   const auto [b1, b2] = o.betas_;
-  MG_CHECK(o.lr_ >= 0, name, "invalid learning rate ", o.lr_);
-  MG_CHECK(o.eps_ >= 0, name, "invalid epsilon ", o.eps_);
+  MG_CHECK(std::isfinite(o.lr_) && o.lr_ >= 0, name, "invalid learning rate ", o.lr_);
+  MG_CHECK(std::isfinite(o.eps_) && o.eps_ >= 0, name, "invalid epsilon ", o.eps_);
   MG_CHECK(b1 >= 0 && b1 < 1, name, "invalid beta1 ", b1, " (must lie in [0, 1))");
   MG_CHECK(b2 >= 0 && b2 < 1, name, "invalid beta2 ", b2, " (must lie in [0, 1))");
   MG_CHECK(o.weight_decay_ >= 0, name, "invalid weight_decay ", o.weight_decay_);
@@ -40,6 +40,8 @@ AdamBase<Options, kDecoupled>::AdamBase(const char* name, std::vector<ParamGroup
 
 template <typename Options, bool kDecoupled>
 void AdamBase<Options, kDecoupled>::step() {
+  // options() hands out the groups' options for changes (lr schedules): check them here too.
+  for (const auto& o : this->options_) check(this->name_, o);
   NoGradGuard no_grad;
   // p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (Note [Multi-tensor updates])
   FusedBatch batch(5);
@@ -118,6 +120,8 @@ std::map<std::string, double> AdamBase<Options, kDecoupled>::group_hyper(size_t 
 
 template <typename Options, bool kDecoupled>
 void AdamBase<Options, kDecoupled>::check_hyper(const std::map<std::string, double>& h) const {
+  const double a = h.at("amsgrad");
+  MG_CHECK(a == 0 || a == 1, this->name_, "amsgrad must be 0 or 1 in a state dict, got ", a);
   check(this->name_, from_map<Options>(h));
 }
 

@@ -14,6 +14,8 @@ double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, d
                        bool error_if_nonfinite) {
   MG_CHECK(norm_type > 0 && !std::isnan(norm_type), "clip_grad_norm_",
            "norm_type must be positive (or infinity), got ", norm_type);
+  // 0 zeroes the gradients, as PyTorch's; a negative bound would flip their direction.
+  MG_CHECK(max_norm >= 0, "clip_grad_norm_", "max_norm must be >= 0, got ", max_norm);
   NoGradGuard no_grad;
   std::vector<Tensor> grads;
   for (const Tensor& p : parameters) {

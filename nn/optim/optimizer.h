@@ -6,6 +6,7 @@
 // under NoGradGuard with in-place ops on the parameters' own storage, so every handle on a
 // parameter (the Module's, a ParamMap's) sees the new values.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
@@ -177,7 +178,7 @@ class OptimizerWithOptions : public Optimizer {
   }
   using Optimizer::set_lr;
   void set_lr(size_t group, double lr) override {
-    MG_CHECK(lr >= 0, name_, "invalid learning rate ", lr);
+    MG_CHECK(std::isfinite(lr) && lr >= 0, name_, "invalid learning rate ", lr);
     options(group).lr_ = lr;
   }
 

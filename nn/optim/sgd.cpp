@@ -1,6 +1,8 @@
 // optim::SGD (see nn/optim/sgd.h for the update).
 #include "nn/optim/sgd.h"
 
+#include <cmath>
+
 #include "kernels/cpu/optim.h"
 #include "tensor/creation.h"
 #include "tensor/dispatch.h"
@@ -19,7 +21,7 @@ SGDOptions from_map(const std::map<std::string, double>& h) {
 }
 
 void check(const SGDOptions& o) {
-  MG_CHECK(o.lr_ >= 0, "SGD", "invalid learning rate ", o.lr_);
+  MG_CHECK(std::isfinite(o.lr_) && o.lr_ >= 0, "SGD", "invalid learning rate ", o.lr_);
   MG_CHECK(o.momentum_ >= 0, "SGD", "invalid momentum ", o.momentum_);
   MG_CHECK(o.weight_decay_ >= 0, "SGD", "invalid weight_decay ", o.weight_decay_);
   MG_CHECK(!o.nesterov_ || (o.momentum_ > 0 && o.dampening_ == 0), "SGD",
@@ -36,6 +38,8 @@ SGD::SGD(std::vector<ParamGroup<SGDOptions>> groups)
 }
 
 void SGD::step() {
+  // options() hands out the groups' options for changes (lr schedules): check them here too.
+  for (const auto& o : options_) check(o);
   NoGradGuard no_grad;
   FusedBatch batch(3);  // p, grad, momentum buffer (Note [Multi-tensor updates])
   kernels::SGDStepArgs args{};
@@ -92,6 +96,8 @@ std::map<std::string, double> SGD::group_hyper(size_t group) const {
 }
 
 void SGD::check_hyper(const std::map<std::string, double>& h) const {
+  const double n = h.at("nesterov");
+  MG_CHECK(n == 0 || n == 1, "SGD", "nesterov must be 0 or 1 in a state dict, got ", n);
   check(from_map(h));
 }
 
