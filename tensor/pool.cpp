@@ -51,6 +51,7 @@ Pool2dGeometry geometry(const char* op, const Shape& x, const Pool2dParams& p) {
   MG_CHECK(p.kernel[0] <= ph && p.kernel[1] <= pw, op, "kernel of size ", pair_str(p.kernel),
            " is larger than the padded input of size ", shape_str({ph, pw}), " (input shape ",
            shape_str(x), ", padding ", pair_str(p.padding), ")");
+  (void)checked_mul(op, "the window size", p.kernel[0], p.kernel[1]);  // avg's divisor
   Pool2dGeometry g{};
   g.planes = x[0] * x[1], g.h = x[2], g.w = x[3];
   g.kh = p.kernel[0], g.kw = p.kernel[1];

@@ -313,6 +313,25 @@ TEST(AvgPool2d, Errors) {
                "[avg_pool2d_backward] expected a 4-d input");
 }
 
+// Windows far larger than the input: the window size must fit int64 (avg's divisor), and max
+// pooling visits only the offsets that land in the input (a 10^10-wide kernel took minutes).
+TEST(Pool2d, HugeWindowsAreErrorsOrCheap) {
+  const Tensor x = arange(0, 16).to(DType::Float32).view({1, 1, 4, 4});
+  const int64_t k = int64_t{1} << 62;
+  EXPECT_MG_ERROR_HAS(avg_pool2d(x, {.kernel = {k, k}, .padding = {k / 2, k / 2}}), "[avg_pool2d]",
+                      "the window size");
+  const int64_t wide = 10000000000;  // 1e10
+  auto [y, i] = max_pool2d_with_indices(
+      x, {.kernel = {1, wide}, .stride = {1, 1}, .padding = {0, wide / 2}});
+  ASSERT_EQ(y.shape(), (Shape{1, 1, 4, 5}));
+  // Every window covers the whole row: each output is the row's maximum, at its last column.
+  for (int64_t r = 0; r < 4; ++r)
+    for (int64_t c = 0; c < 5; ++c) {
+      EXPECT_EQ(y.select(2, r).select(2, c).item<double>(), 4.0 * r + 3);
+      EXPECT_EQ(i.select(2, r).select(2, c).item<int64_t>(), 4 * r + 3);
+    }
+}
+
 // PyTorch's adaptive windows, written out: rows [floor(i H / oh), ceil((i + 1) H / oh)).
 TEST(AdaptiveAvgPool2d, MatchesReference) {
   const std::vector<std::array<int64_t, 4>> shapes = {// h, w, oh, ow

@@ -126,9 +126,13 @@ void max_forward(const Pool2dGeometry& g, const T* x, T* y, int64_t* idx) {
           best[ow] = -std::numeric_limits<T>::infinity();
           at[ow] = static_cast<I>(wh.start * g.w + std::max<int64_t>(ow * g.sw - g.pw, 0));
         }
+        // Only the offsets j that land inside the row for some output (ow sw + j - pw in
+        // [0, w)): a kernel far wider than the input would loop over padding otherwise.
+        const int64_t j_lo = std::max<int64_t>(0, g.pw - (g.ow - 1) * g.sw);
+        const int64_t j_hi = std::min(g.kw, g.pw + g.w);
         for (int64_t h = wh.start; h < wh.end; ++h) {
           const T* xr = xp + h * g.w;
-          for (int64_t j = 0; j < g.kw; ++j) {
+          for (int64_t j = j_lo; j < j_hi; ++j) {
             const int64_t off = j - g.pw;
             int64_t lo, hi;
             valid_range(off, g.sw, g.w, g.ow, lo, hi);
