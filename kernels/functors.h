@@ -5,6 +5,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include "kernels/strided.h"
@@ -68,6 +69,23 @@ template <typename T> MG_HD inline T wrap_neg(T x) {
   else return T(W<T>(0) - W<T>(x));
 }
 
+// A double parameter (a clamp bound, an integer power's exponent) as integer type T: values
+// beyond T's range (infinities included) saturate to its ends, NaN gives 0; converting them
+// directly would be undefined.
+template <typename T>
+MG_HD inline T saturate(double v) {
+  if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, bool>) {
+    return T(v);
+  } else {
+    constexpr double lo = static_cast<double>(std::numeric_limits<T>::min());
+    constexpr double hi = static_cast<double>(std::numeric_limits<T>::max());  // may round up
+    if (v != v) return T(0);
+    if (v <= lo) return std::numeric_limits<T>::min();
+    if (v >= hi) return std::numeric_limits<T>::max();
+    return T(v);
+  }
+}
+
 // `T` is the compute type. For floating types the C math library does the work.
 template <UnaryOp Op>
 struct Unary {
@@ -106,10 +124,10 @@ struct Unary {
     else if constexpr (Op == UnaryOp::Erf) return std::erf(x);
     else if constexpr (Op == UnaryOp::PowScalar) {
       if constexpr (std::is_floating_point_v<T>) return std::pow(x, T(p0));
-      else return int_pow(x, static_cast<int64_t>(p0));
+      else return int_pow(x, saturate<int64_t>(p0));
     }
     else if constexpr (Op == UnaryOp::Clamp) {
-      T lo = T(p0), hi = T(p1);
+      T lo = saturate<T>(p0), hi = saturate<T>(p1);
       // NaN propagates, as in PyTorch.
       if constexpr (std::is_floating_point_v<T>) if (x != x) return x;
       return x < lo ? lo : (x > hi ? hi : x);
@@ -118,7 +136,13 @@ struct Unary {
 
   template <typename T>
   MG_HD static T int_pow(T base, int64_t e) {
-    if (e < 0) return T(0);  // integer x ** negative: PyTorch raises; the tensor layer checks
+    // Integer x ** negative e (a tensor exponent; a scalar one the tensor layer refuses): 1 / x^|e|
+    // truncated, as PyTorch's: 1 for x = 1, +-1 for x = -1, else 0.
+    if (e < 0) {
+      if constexpr (std::is_signed_v<T>)
+        if (base == T(-1)) return (e & 1) ? T(-1) : T(1);
+      return base == T(1) ? T(1) : T(0);
+    }
     T r = T(1);
     while (e) { if (e & 1) r = wrap_mul(r, base); base = wrap_mul(base, base); e >>= 1; }
     return r;

@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
+#include "tensor/elementwise.h"
 #include "tensor/grad_mode.h"
 
 namespace metagrad {
@@ -10,6 +12,23 @@ namespace metagrad {
 Tensor empty(const Shape& shape, TensorOptions opts) { return Tensor::empty(shape, opts); }
 
 Tensor full(const Shape& shape, const Scalar& value, TensorOptions opts) {
+  const DType dt = opts.dtype_;
+  const int64_t i = value.to_int64();
+  if (value.is_integral() && (dt == DType::Int64 || dt == DType::Int32 || dt == DType::UInt8)) {
+    // Checked and written as the exact integer: beyond 2^53 a double would round it.
+    const bool fits = dt == DType::UInt8   ? i >= 0 && i <= 255
+                      : dt == DType::Int32 ? i >= std::numeric_limits<int32_t>::min() &&
+                                                 i <= std::numeric_limits<int32_t>::max()
+                                           : true;
+    MG_CHECK(fits, "full", "value ", i, " cannot be converted to ", dtype_name(dt),
+             " without overflow");
+    if (i < -(int64_t{1} << 53) || i > (int64_t{1} << 53)) {
+      NoGradGuard g;
+      Tensor t = scalar_tensor(value, dt).to(opts.device_).expand(shape).contiguous();
+      if (opts.requires_grad_) t.requires_grad_(true);
+      return t;
+    }
+  }
   Tensor t = Tensor::empty(shape, opts.requires_grad(false));
   t.fill_(value.to_double());
   if (opts.requires_grad_) t.requires_grad_(true);

@@ -172,13 +172,11 @@ Tensor clamp(const Tensor& x, std::optional<Scalar> lo, std::optional<Scalar> hi
   DType t = x.dtype();
   if (lo) t = promote_types(t, result_type(x, *lo));
   if (hi) t = promote_types(t, result_type(x, *hi));
+  // A missing bound is infinite; the kernel saturates bounds beyond an integer type's range
+  // (fn::saturate), so no bound is ever converted out of range.
   double l = -std::numeric_limits<double>::infinity(), h = -l;
-  if (!is_floating(t)) {  // keep the bounds representable in the integer type
-    l = t == DType::Int32 ? std::numeric_limits<int32_t>::min() : t == DType::UInt8 ? 0 : -9.2e18;
-    h = t == DType::Int32 ? std::numeric_limits<int32_t>::max() : t == DType::UInt8 ? 255 : 9.2e18;
-  }
-  if (lo) l = std::max(l, lo->to_double());
-  if (hi) h = std::min(h, hi->to_double());
+  if (lo) l = lo->to_double();
+  if (hi) h = hi->to_double();
   return unary_op("clamp", UnaryOp::Clamp, cast(x, t), l, h,
                   {.a = l, .b = h, .flag = lo.has_value() && hi.has_value()});
 }
@@ -224,8 +222,15 @@ Tensor& div_(Tensor& s, const Tensor& o) {
   return inplace_op("div_", BinaryOp::Div, s, o);
 }
 
+// An integer Scalar into an integer (or bool) dtype is written from its exact int64 value and
+// wraps modulo 2^bits as a cast does (int32_tensor + 2^40, as PyTorch's); everything else goes
+// through double.
 Tensor scalar_tensor(const Scalar& s, DType dtype) {
   Tensor t = Tensor::empty({}, dtype);
+  if (s.is_integral() && !is_floating(dtype)) {
+    MG_DISPATCH_ALL(dtype, [&] { *t.data_ptr<scalar_t>() = static_cast<scalar_t>(s.to_int64()); });
+    return t;
+  }
   NoGradGuard g;
   t.fill_(s.to_double());
   return t;
@@ -265,7 +270,13 @@ Tensor detail::scalar_operand(const Tensor& like, const Scalar& s) {
 
   const double v = s.to_double();
   Key key{like.device(), nullptr, result_type(like, s), 0};
-  std::memcpy(&key.bits, &v, sizeof v);
+  // An integer keys by its exact value (2^53 and 2^53 + 1 are one double), with the dtype:
+  // an integer scalar never gives a float constant of the same bits (result_type promotes
+  // int scalars to a tensor's float dtype, so those key by the double).
+  if (s.is_integral() && !is_floating(key.dtype))
+    key.bits = static_cast<uint64_t>(s.to_int64());
+  else
+    std::memcpy(&key.bits, &v, sizeof v);
   if (key.device.is_cuda()) key.stream = cuda::current_stream_handle(key.device.index);
   if (auto it = constants.find(key); it != constants.end()) return it->second;
   if (constants.size() >= kMaxConstants) constants.clear();
@@ -276,7 +287,17 @@ Tensor detail::scalar_operand(const Tensor& like, const Scalar& s) {
 
 Tensor scalar_like(const Tensor& t, const Scalar& s) {
   MG_CHECK(t.defined(), "scalar", "got an undefined tensor");
-  if (t.device().is_cpu()) return scalar_tensor(s, result_type(t, s));
+  const DType rt = result_type(t, s);
+  // Integers a double holds exactly and the dtype holds as they are can be filled on the GPU;
+  // the others are made exactly on the host and copied over.
+  const int64_t i = s.to_int64();
+  const bool exact_fill =
+      !s.is_integral() || is_floating(rt) || rt == DType::Bool ||
+      (rt == DType::UInt8 ? i >= 0 && i <= 255
+       : rt == DType::Int32
+           ? i >= std::numeric_limits<int32_t>::min() && i <= std::numeric_limits<int32_t>::max()
+           : i >= -(int64_t{1} << 53) && i <= (int64_t{1} << 53));
+  if (t.device().is_cpu() || !exact_fill) return scalar_tensor(s, rt).to(t.device());
   // On the GPU the scalar is filled in place by a kernel: no host-to-device copy, no wait.
   Tensor out = Tensor::empty({}, TensorOptions().dtype(result_type(t, s)).device(t.device()));
   NoGradGuard g;

@@ -2,6 +2,7 @@
 #include "tensor/tensor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 #include <optional>
@@ -375,6 +376,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
 
 Tensor& Tensor::fill_(double value) {
   check_defined("fill_");
+  detail::check_fill_value("fill_", value, dtype());
   detail::check_no_internal_overlap("fill_", *this);
   detail::check_inplace("fill_", *this, {this});
   MG_KERNEL(device(), fill, dtype(), {static_cast<int>(dim()), shape().data()},
@@ -589,6 +591,32 @@ bool should_record(TensorList inputs) {
   for (const Tensor& t : inputs)
     if (t.defined() && t.requires_grad()) return true;
   return false;
+}
+
+// As PyTorch's fill and full: a value the dtype cannot hold is an error, not a wrapped or
+// undefined conversion (a float into an integer type truncates toward zero, as a cast).
+void check_fill_value(const char* op, double v, DType t) {
+  // v truncates into the type when lo < v < hi (false for NaN).
+  const auto fits = [&](double lo, double hi) { return v > lo && v < hi; };
+  bool ok = true;
+  switch (t) {
+    case DType::Bool:
+    case DType::Float64:
+      break;
+    case DType::Float32:
+      ok = !std::isfinite(v) || std::fabs(v) <= std::numeric_limits<float>::max();
+      break;
+    case DType::UInt8:
+      ok = fits(-1.0, 256.0);
+      break;
+    case DType::Int32:
+      ok = fits(-2147483649.0, 2147483648.0);
+      break;
+    case DType::Int64:
+      ok = v >= -9223372036854775808.0 && v < 9223372036854775808.0;
+      break;
+  }
+  MG_CHECK(ok, op, "value ", v, " cannot be converted to ", dtype_name(t), " without overflow");
 }
 
 // Note [In-place writes into views]: an in-place op is recorded as a new history for the

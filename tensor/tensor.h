@@ -230,6 +230,9 @@ class TensorList {
 // True when grad mode is on and any defined input requires grad.
 bool should_record(std::initializer_list<const Tensor*> inputs);
 bool should_record(TensorList inputs);
+// Refuses a value `t` cannot hold (NaN or out of range for an integer type, beyond float32's
+// range for float32): "[op] value v cannot be converted to int32 without overflow".
+void check_fill_value(const char* op, double v, DType t);
 // What every in-place op checks before it writes into `self`: not a leaf that requires grad,
 // and not a view while the op would be recorded (Note [In-place writes into views]).
 void check_inplace(const char* op, const Tensor& self, std::initializer_list<const Tensor*> inputs);

@@ -383,3 +383,38 @@ TEST(Elementwise, InPlaceIntoBoolTakesOnlyBool) {
   add_(b, tensor({false, true}));  // bool + bool is "or"
   EXPECT_EQ(b.to_vector<bool>(), (std::vector<bool>{true, true}));
 }
+
+// Scalars keep integers exactly; full and fill_ refuse values the dtype cannot hold (as
+// PyTorch's), while a scalar operand of an integer op wraps as a cast does; clamp bounds
+// beyond the dtype saturate, and a missing bound is no bound.
+TEST(Elementwise, ScalarsKeepIntegersExactAndFillsCheckTheirRange) {
+  const int64_t mx = std::numeric_limits<int64_t>::max(), mn = std::numeric_limits<int64_t>::min();
+  EXPECT_EQ(full({2}, mx, DType::Int64).to_vector<int64_t>(), (std::vector<int64_t>{mx, mx}));
+  EXPECT_EQ(full({1}, (int64_t{1} << 53) + 1, DType::Int64).item<int64_t>(),
+            (int64_t{1} << 53) + 1);
+  EXPECT_EQ(add(tensor({int64_t{0}}), Scalar((int64_t{1} << 53) + 1)).item<int64_t>(),
+            (int64_t{1} << 53) + 1);
+  EXPECT_EQ(full({1}, 2.5, DType::Int64).item<int64_t>(), 2);
+  EXPECT_MG_ERROR_HAS(full({1}, 300, DType::UInt8), "[full]", "without overflow");
+  EXPECT_MG_ERROR(full({1}, int64_t{1} << 40, DType::Int32), "[full]");
+  EXPECT_MG_ERROR(full({1}, 1e300, DType::Int64), "[fill_]");
+  EXPECT_MG_ERROR(full({1}, std::nan(""), DType::Int32), "[fill_]");
+  EXPECT_MG_ERROR(full({1}, 1e300), "[fill_]");  // beyond float32
+  EXPECT_TRUE(std::isinf(full({1}, INFINITY).item<double>()));
+  Tensor z = zeros({1}, DType::Int64);
+  EXPECT_MG_ERROR(z.fill_(1e30), "[fill_]");
+  // Scalar operands wrap into the tensor's integer type, as PyTorch's.
+  EXPECT_EQ(add(tensor({int32_t{1}}), Scalar(int64_t{1} << 40)).item<int64_t>(), 1);
+  EXPECT_EQ(add(tensor<uint8_t>({1}, {1}), Scalar(1000)).item<int64_t>(), 233);
+  // clamp on int64 extremes.
+  EXPECT_EQ(clamp(tensor({mx}), 0, mx).item<int64_t>(), mx);
+  EXPECT_EQ(clamp(tensor({mn}), std::nullopt, 0).item<int64_t>(), mn);
+  EXPECT_EQ(clamp(tensor({mn, int64_t{5}}), -1e300, 1e300).to_vector<int64_t>(),
+            (std::vector<int64_t>{mn, 5}));
+  // Integer powers with negative tensor exponents, and a huge scalar exponent.
+  EXPECT_EQ(pow(tensor({int64_t{1}, int64_t{-1}, int64_t{-1}, int64_t{2}}),
+                tensor({int64_t{-1}, int64_t{-1}, int64_t{-2}, int64_t{-1}}))
+                .to_vector<int64_t>(),
+            (std::vector<int64_t>{1, -1, 1, 0}));
+  EXPECT_EQ(pow(tensor({int64_t{1}}), mx).item<int64_t>(), 1);
+}
