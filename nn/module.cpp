@@ -339,6 +339,11 @@ Tensor Module::param(const ParamMap& params, const std::string& pname, const Ten
   if (it == params.end()) return own;
   const Tensor& t = it->second;
   MG_CHECK(t.defined(), name().c_str(), "forward(x, params): '", pname, "' is an undefined tensor");
+  // As the module's own parameter: a fast weight of another dtype would change the output's
+  // dtype (or make an integer layer) without a word.
+  MG_CHECK(!own.defined() || t.dtype() == own.dtype(), name().c_str(), "forward(x, params): '",
+           pname, "' has dtype ", dtype_name(t.dtype()), ", the module's parameter ",
+           dtype_name(own.dtype()));
   if (!own.defined() || t.shape() == own.shape()) return t;
   const Shape& s = t.shape();
   const Shape& o = own.shape();

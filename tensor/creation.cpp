@@ -66,12 +66,41 @@ Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, Tensor
            "invalid range: start ", s, ", end ", e, ", step ", d);
   MG_CHECK((d > 0 && e >= s) || (d < 0 && e <= s), "arange", "upper bound and step sign are",
            " inconsistent: start ", s, ", end ", e, ", step ", d);
-  const int64_t n = static_cast<int64_t>(std::ceil((e - s) / d));
+  // Integer arguments count and step exactly (in unsigned arithmetic: end - start may not fit
+  // int64); the others in double, where the count must fit before it is converted.
+  const bool exact = start.is_integral() && end.is_integral() && step.is_integral() &&
+                     !is_floating(opts.dtype_);
+  int64_t n = 0;
+  if (exact) {
+    const int64_t a = start.to_int64(), b = end.to_int64(), st = step.to_int64();
+    MG_CHECK(st > 0 ? b >= a : b <= a, "arange", "upper bound and step sign are inconsistent: ",
+             "start ", a, ", end ", b, ", step ", st);
+    const uint64_t span = st > 0 ? static_cast<uint64_t>(b) - static_cast<uint64_t>(a)
+                                 : static_cast<uint64_t>(a) - static_cast<uint64_t>(b);
+    const uint64_t mag = st > 0 ? static_cast<uint64_t>(st) : uint64_t{0} - static_cast<uint64_t>(st);
+    const uint64_t count = span / mag + (span % mag != 0 ? 1 : 0);
+    MG_CHECK(count <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), "arange",
+             "the range start ", a, ", end ", b, ", step ", st, " has too many elements");
+    n = static_cast<int64_t>(count);
+  } else {
+    const double count = std::ceil((e - s) / d);
+    MG_CHECK(count < 9.2e18, "arange", "the range start ", s, ", end ", e, ", step ", d,
+             " has too many elements");
+    n = static_cast<int64_t>(count);
+  }
   Tensor t = Tensor::empty({n}, host_options(opts));
   MG_DISPATCH_ALL(t.dtype(), [&] {
     MG_CHECK((!std::is_same_v<scalar_t, bool>), "arange", "bool is not a valid dtype");
     scalar_t* p = t.data_ptr<scalar_t>();
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<scalar_t>(s + static_cast<double>(i) * d);
+    if (exact) {
+      const int64_t s0 = start.to_int64(), st = step.to_int64();
+      for (int64_t i = 0; i < n; ++i)  // wraps only where the dtype is narrower than the range
+        p[i] = static_cast<scalar_t>(static_cast<int64_t>(static_cast<uint64_t>(s0) +
+                                                          static_cast<uint64_t>(i) *
+                                                              static_cast<uint64_t>(st)));
+    } else {
+      for (int64_t i = 0; i < n; ++i) p[i] = static_cast<scalar_t>(s + static_cast<double>(i) * d);
+    }
   });
   t = to_target(t, opts);
   if (opts.requires_grad_) t.requires_grad_(true);

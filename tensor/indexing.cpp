@@ -402,6 +402,8 @@ Tensor pad(const Tensor& x, const DimVector& p, PadMode mode, double value) {
   const int64_t npad = static_cast<int64_t>(p.size()) / 2;
   MG_CHECK(npad <= rank, op, "padding ", shape_str(p), " pads ", npad,
            " dimensions but the input of shape ", shape_str(x.shape()), " has only ", rank);
+  MG_CHECK(mode == PadMode::Constant || mode == PadMode::Reflect || mode == PadMode::Replicate, op,
+           "unknown padding mode ", static_cast<int>(mode));
   MG_CHECK(mode == PadMode::Constant || value == 0, op, "padding mode ", pad_mode_name(mode),
            " takes no fill value, got ", value);
   Shape left(rank, 0), right(rank, 0), shape = x.shape();

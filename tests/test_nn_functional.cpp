@@ -1240,3 +1240,20 @@ TEST(StackedBatchNorm, EqualsOneBatchNormPerEntry) {
   EXPECT_MG_ERROR_HAS(F::batch_norm(x, {}, {}, w, t64(uniform(4, -1, 1, 119), {4}), true),
                       "[batch_norm]", "expected [3, 2] or [2]");
 }
+
+// Normalisation constants must be sensible (a negative eps or NaN momentum gave NaN outputs or
+// running statistics), and a fast weight must have its parameter's dtype.
+TEST(NnFunctional, NormConstantsAndFastWeightDtypesAreChecked) {
+  const Tensor x = randn({4, 3, 2, 2});
+  EXPECT_MG_ERROR_HAS(F::batch_norm(x, {}, {}, {}, {}, true, 0.1, -1e-5), "[batch_norm]", "eps");
+  EXPECT_MG_ERROR(F::batch_norm(x, {}, {}, {}, {}, true, 0.1, std::nan("")), "[batch_norm]");
+  EXPECT_MG_ERROR_HAS(F::batch_norm(x, zeros({3}), ones({3}), {}, {}, true, std::nan(""), 1e-5),
+                      "[batch_norm]", "momentum");
+  EXPECT_MG_ERROR(F::batch_norm(x, zeros({3}), ones({3}), {}, {}, true, 2.0, 1e-5), "[batch_norm]");
+  EXPECT_MG_ERROR(F::layer_norm(x, {2, 2}, {}, {}, -1.0), "[layer_norm]");
+  nn::Linear fc(3, 2);
+  nn::ParamMap p;
+  for (const auto& [name, t] : fc->named_parameters()) p[name] = t.detach();
+  p["weight"] = p["weight"].to(DType::Float64);
+  EXPECT_MG_ERROR_HAS(fc->forward(randn({5, 3}), p), "[Linear]", "dtype float64");
+}

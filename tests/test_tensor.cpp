@@ -240,3 +240,18 @@ TEST(Tensor, CudaAvailabilityIsReported) {
                         "use the CPU");
   }
 }
+
+// arange counts integer ranges exactly, and refuses counts no tensor can have.
+TEST(Tensor, ArangeCountsIntegerRangesExactly) {
+  const int64_t mx = std::numeric_limits<int64_t>::max();
+  const int64_t big = int64_t{1} << 53;
+  EXPECT_EQ(arange(big + 1, big + 4, 1).to_vector<int64_t>(),
+            (std::vector<int64_t>{big + 1, big + 2, big + 3}));
+  EXPECT_EQ(arange(mx - 10, mx, 4).to_vector<int64_t>(),
+            (std::vector<int64_t>{mx - 10, mx - 6, mx - 2}));
+  EXPECT_EQ(arange(int64_t{5}, int64_t{-5}, int64_t{-3}).to_vector<int64_t>(),
+            (std::vector<int64_t>{5, 2, -1, -4}));
+  EXPECT_MG_ERROR(arange(0.0, 1e300, 1.0), "[arange]");
+  EXPECT_MG_ERROR(arange(std::numeric_limits<int64_t>::min(), mx, int64_t{1}), "[arange]");
+  EXPECT_MG_ERROR(pad(ones({3}), {1, 1}, static_cast<PadMode>(7)), "[pad]");
+}

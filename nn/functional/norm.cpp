@@ -2,6 +2,8 @@
 // layer_norm (a composition of differentiable ops); see norm.h.
 #include "nn/functional/norm.h"
 
+#include <cmath>
+
 #include "tensor/elementwise.h"
 #include "tensor/grad_mode.h"
 #include "tensor/norm.h"
@@ -76,6 +78,8 @@ Tensor batch_norm(const Tensor& x, Tensor running_mean, Tensor running_var, cons
            shape_str(x.shape()));
   MG_CHECK(x.is_floating_point(), op, "expected a floating-point input, got ",
            dtype_name(x.dtype()));
+  MG_CHECK(std::isfinite(eps) && eps >= 0, op, "eps must be finite and non-negative, got ", eps);
+  MG_CHECK(momentum >= 0 && momentum <= 1, op, "momentum must lie in [0, 1], got ", momentum);
   // A stack [B, C] of weights (or biases) for an input [B, N, C, ...] (norm.h); any other
   // shape gets the per-channel checks' errors.
   for (const Tensor* t : {&weight, &bias})
@@ -154,6 +158,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
                   const Tensor& bias, double eps) {
   constexpr const char* op = "layer_norm";
   MG_CHECK(x.defined(), op, "the input is undefined");
+  MG_CHECK(std::isfinite(eps) && eps >= 0, op, "eps must be finite and non-negative, got ", eps);
   MG_CHECK(x.is_floating_point(), op, "expected a floating-point input, got ",
            dtype_name(x.dtype()));
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
