@@ -3,6 +3,7 @@
 
 #include "autograd/derivatives.h"
 #include "autograd/node.h"
+#include "tensor/grad_mode.h"
 
 namespace metagrad {
 namespace autograd {
@@ -97,6 +98,10 @@ class OpNode final : public Node {
 namespace detail {
 
 void record_op(const char* op, TensorList inputs, TensorList outputs, OpArgs args) {
+  // Before should_record: a stale view may not itself require grad while its root now does.
+  if (GradMode::is_enabled())
+    for (const Tensor& in : inputs)
+      if (in.defined()) check_not_stale(op, in);
   if (!should_record(inputs)) return;
   auto node = std::make_shared<autograd::OpNode>(op, std::move(args),
                                                  autograd::find_derivative(op));

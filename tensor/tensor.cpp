@@ -86,6 +86,12 @@ Tensor make_view(const char* op, const Tensor& base, Shape shape, Shape strides,
   impl->offset = offset;
   impl->dtype = base.dtype();
   impl->is_view = true;
+  // Note [Stale views]: remember what the viewed tensor's history was.
+  std::shared_ptr<TensorImpl> root = base.impl_ptr();
+  if (root->is_view)
+    if (auto r = root->root.lock()) root = std::move(r);
+  impl->root_history = root->history;
+  impl->root = root;
   return Tensor(std::move(impl));
 }
 
@@ -548,6 +554,7 @@ uint32_t Tensor::output_nr() const {
 void Tensor::set_grad_fn(std::shared_ptr<autograd::Node> fn, uint32_t nr) {
   check_defined("set_grad_fn");
   auto& m = impl_->meta();
+  ++impl_->history;  // Note [Stale views]
   m.requires_grad = fn != nullptr;
   m.grad_fn = std::move(fn);
   m.output_nr = nr;
@@ -617,6 +624,23 @@ void check_fill_value(const char* op, double v, DType t) {
       break;
   }
   MG_CHECK(ok, op, "value ", v, " cannot be converted to ", dtype_name(t), " without overflow");
+}
+
+// Note [Stale views]: a view made before an in-place write into the tensor it views keeps that
+// tensor's old history (its grad_fn points there), although its values changed: a graph
+// built on it would miss the write's derivative. Every grad_fn change counts in the viewed
+// tensor's `history`; a view whose root moved on since it was made is refused as an op input
+// in grad mode (record_op checks every op's inputs, recorded or not: the view itself may not
+// require grad while its root now does). Writes under NoGradGuard change no grad_fn, so (as in PyTorch) views of
+// parameters an optimizer updated stay usable.
+void check_not_stale(const char* op, const Tensor& t) {
+  const TensorImpl& impl = *t.impl_ptr();
+  if (!impl.is_view) return;
+  const std::shared_ptr<TensorImpl> root = impl.root.lock();
+  MG_CHECK(!root || root->history == impl.root_history, op, "an input of shape ",
+           shape_str(t.shape()),
+           " is a view made before an in-place operation on the tensor it views: its autograd "
+           "history is stale; take the view again after the in-place operation");
 }
 
 // Note [In-place writes into views]: an in-place op is recorded as a new history for the

@@ -159,6 +159,11 @@ struct TensorImpl {
   int64_t offset = 0;  // in elements
   DType dtype = DType::Float32;
   bool is_view = false;  // made by a view op (shares another tensor's storage)
+  // Note [Stale views]: how many times this tensor's grad_fn was set; a view records its root
+  // (the non-view tensor it ultimately views) and the root's count when it was made.
+  uint32_t history = 0;
+  uint32_t root_history = 0;
+  std::weak_ptr<TensorImpl> root;
   std::unique_ptr<AutogradMeta> autograd;
   AutogradMeta& meta() {
     if (!autograd) autograd = std::make_unique<AutogradMeta>();
@@ -233,6 +238,9 @@ bool should_record(TensorList inputs);
 // Refuses a value `t` cannot hold (NaN or out of range for an integer type, beyond float32's
 // range for float32): "[op] value v cannot be converted to int32 without overflow".
 void check_fill_value(const char* op, double v, DType t);
+// Refuses a view whose viewed tensor was written in place (and recorded) since the view was
+// made (Note [Stale views]); record_op calls it on every op input in grad mode.
+void check_not_stale(const char* op, const Tensor& t);
 // What every in-place op checks before it writes into `self`: not a leaf that requires grad,
 // and not a view while the op would be recorded (Note [In-place writes into views]).
 void check_inplace(const char* op, const Tensor& self, std::initializer_list<const Tensor*> inputs);

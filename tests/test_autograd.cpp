@@ -346,3 +346,31 @@ TEST(Autograd, VeryLongChainsAreFreedAndDifferentiatedWithoutRecursion) {
   y = Tensor();
   EXPECT_EQ(autograd::Node::live_count(), before);
 }
+
+// Note [Stale views]: a view made before a recorded in-place write into the tensor it views
+// would carry that tensor's old history into a graph (a gradient without the write's factor);
+// it is refused, while a view made after the write, or one of a tensor written under
+// NoGradGuard (an optimizer step), is fine.
+TEST(Autograd, ViewsMadeBeforeAnInPlaceWriteIntoTheirBaseAreRefused) {
+  Tensor x = tensor({1.0, 2.0, 3.0}).requires_grad_();
+  Tensor h = mul(x, 1.0);
+  Tensor before = h.slice(0, 0, 2);
+  mul_(h, tensor({3.0}));
+  EXPECT_MG_ERROR_HAS(sum(before), "[sum]", "view made before an in-place operation");
+  EXPECT_MG_ERROR(before.slice(0, 0, 1), "[slice]");
+  Tensor after = h.slice(0, 0, 2);
+  EXPECT_EQ(grad({sum(after)}, {x})[0].to_vector<double>(), (std::vector<double>{3, 3, 0}));
+  // A plain tensor written with a value that requires grad gains a history: same rule.
+  Tensor plain = zeros({3});
+  Tensor pv = plain.slice(0, 1, 3);
+  add_(plain, x);
+  EXPECT_MG_ERROR(sum(pv), "[sum]");
+  // Parameters updated without recording keep their views usable.
+  Tensor w = tensor({1.0, 2.0}).requires_grad_();
+  Tensor wt = w.view({2, 1});
+  {
+    NoGradGuard no_grad;
+    sub_(w, tensor({0.5, 0.5}));
+  }
+  EXPECT_EQ(grad({sum(mul(wt, wt))}, {w})[0].to_vector<double>(), (std::vector<double>{1, 3}));
+}
