@@ -16,12 +16,8 @@ Tensor full(const Shape& shape, const Scalar& value, TensorOptions opts) {
   const int64_t i = value.to_int64();
   if (value.is_integral() && (dt == DType::Int64 || dt == DType::Int32 || dt == DType::UInt8)) {
     // Checked and written as the exact integer: beyond 2^53 a double would round it.
-    const bool fits = dt == DType::UInt8   ? i >= 0 && i <= 255
-                      : dt == DType::Int32 ? i >= std::numeric_limits<int32_t>::min() &&
-                                                 i <= std::numeric_limits<int32_t>::max()
-                                           : true;
-    MG_CHECK(fits, "full", "value ", i, " cannot be converted to ", dtype_name(dt),
-             " without overflow");
+    MG_CHECK(detail::int_fits(i, dt), "full", "value ", i, " cannot be converted to ",
+             dtype_name(dt), " without overflow");
     if (i < -(int64_t{1} << 53) || i > (int64_t{1} << 53)) {
       NoGradGuard g;
       Tensor t = scalar_tensor(value, dt).to(opts.device_).expand(shape).contiguous();

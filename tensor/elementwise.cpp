@@ -293,10 +293,7 @@ Tensor scalar_like(const Tensor& t, const Scalar& s) {
   const int64_t i = s.to_int64();
   const bool exact_fill =
       !s.is_integral() || is_floating(rt) || rt == DType::Bool ||
-      (rt == DType::UInt8 ? i >= 0 && i <= 255
-       : rt == DType::Int32
-           ? i >= std::numeric_limits<int32_t>::min() && i <= std::numeric_limits<int32_t>::max()
-           : i >= -(int64_t{1} << 53) && i <= (int64_t{1} << 53));
+      (detail::int_fits(i, rt) && i >= -(int64_t{1} << 53) && i <= (int64_t{1} << 53));
   if (t.device().is_cpu() || !exact_fill) return scalar_tensor(s, rt).to(t.device());
   // On the GPU the scalar is filled in place by a kernel: no host-to-device copy, no wait.
   Tensor out = Tensor::empty({}, TensorOptions().dtype(result_type(t, s)).device(t.device()));

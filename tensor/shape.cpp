@@ -1,7 +1,6 @@
 #include "tensor/shape.h"
 
 #include <algorithm>
-#include <limits>
 
 #include "tensor/error.h"
 
@@ -20,9 +19,9 @@ int64_t numel_of(const Shape& s) {
   int64_t n = 1;
   for (int64_t d : s) {
     if (d < 0) detail::fail("shape", "negative dimension in ", shape_str(s));
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d)
+    // Not a division per dim: Tensor::numel() runs this on every op.
+    if (__builtin_mul_overflow(n, d, &n))
       detail::fail("shape", "shape ", shape_str(s), " has too many elements");
-    n *= d;
   }
   return n;
 }

@@ -87,11 +87,17 @@ Tensor make_view(const char* op, const Tensor& base, Shape shape, Shape strides,
   impl->dtype = base.dtype();
   impl->is_view = true;
   // Note [Stale views]: remember what the viewed tensor's history was.
-  std::shared_ptr<TensorImpl> root = base.impl_ptr();
-  if (root->is_view)
-    if (auto r = root->root.lock()) root = std::move(r);
-  impl->root_history = root->history;
-  impl->root = root;
+  const std::shared_ptr<TensorImpl>& b = base.impl_ptr();
+  if (!b->is_view) {
+    impl->root_history = b->history;
+    impl->root = b;
+  } else if (std::shared_ptr<TensorImpl> r = b->root.lock()) {
+    impl->root_history = r->history;
+    impl->root = std::move(r);
+  } else {  // the root is gone: nothing can write into it any more
+    impl->root_history = b->history;
+    impl->root = b;
+  }
   return Tensor(std::move(impl));
 }
 
@@ -624,6 +630,17 @@ void check_fill_value(const char* op, double v, DType t) {
       break;
   }
   MG_CHECK(ok, op, "value ", v, " cannot be converted to ", dtype_name(t), " without overflow");
+}
+
+bool int_fits(int64_t i, DType t) {
+  switch (t) {
+    case DType::UInt8:
+      return i >= 0 && i <= 255;
+    case DType::Int32:
+      return i >= std::numeric_limits<int32_t>::min() && i <= std::numeric_limits<int32_t>::max();
+    default:
+      return true;
+  }
 }
 
 // Note [Stale views]: a view made before an in-place write into the tensor it views keeps that

@@ -238,6 +238,9 @@ bool should_record(TensorList inputs);
 // Refuses a value `t` cannot hold (NaN or out of range for an integer type, beyond float32's
 // range for float32): "[op] value v cannot be converted to int32 without overflow".
 void check_fill_value(const char* op, double v, DType t);
+// True when the integer i is within t's range (always for floating and bool types, which
+// convert any integer, rounding it where they must).
+bool int_fits(int64_t i, DType t);
 // Refuses a view whose viewed tensor was written in place (and recorded) since the view was
 // made (Note [Stale views]); record_op calls it on every op input in grad mode.
 void check_not_stale(const char* op, const Tensor& t);
