@@ -95,7 +95,10 @@ struct Unary {
     using std::abs;
     if constexpr (Op == UnaryOp::Neg) return wrap_neg(x);  // Note [Integer overflow wraps]
     else if constexpr (Op == UnaryOp::Abs) {
-      if constexpr (std::is_unsigned_v<T>) return x; else return x < T(0) ? wrap_neg(x) : x;
+      // fabs for floats: abs(-0.0) is +0.0 (a comparison would keep the sign bit).
+      if constexpr (std::is_unsigned_v<T>) return x;
+      else if constexpr (std::is_floating_point_v<T>) return std::fabs(x);
+      else return x < T(0) ? wrap_neg(x) : x;
     }
     else if constexpr (Op == UnaryOp::Sign) return sign(x);
     else if constexpr (Op == UnaryOp::Exp) return std::exp(x);
@@ -117,10 +120,19 @@ struct Unary {
     else if constexpr (Op == UnaryOp::Relu) return x > T(0) ? x : T(0);
     else if constexpr (Op == UnaryOp::Reciprocal) return T(1) / x;
     else if constexpr (Op == UnaryOp::Square) return wrap_mul(x, x);
-    else if constexpr (Op == UnaryOp::Floor) return std::floor(x);
-    else if constexpr (Op == UnaryOp::Ceil) return std::ceil(x);
-    else if constexpr (Op == UnaryOp::Round) return std::nearbyint(x);  // half to even
-    else if constexpr (Op == UnaryOp::Trunc) return std::trunc(x);
+    else if constexpr (Op == UnaryOp::Floor) {
+      // An integer is its own floor; through a double, int64 beyond 2^53 would round.
+      if constexpr (std::is_integral_v<T>) return x; else return std::floor(x);
+    }
+    else if constexpr (Op == UnaryOp::Ceil) {
+      if constexpr (std::is_integral_v<T>) return x; else return std::ceil(x);
+    }
+    else if constexpr (Op == UnaryOp::Round) {
+      if constexpr (std::is_integral_v<T>) return x; else return std::nearbyint(x);  // half to even
+    }
+    else if constexpr (Op == UnaryOp::Trunc) {
+      if constexpr (std::is_integral_v<T>) return x; else return std::trunc(x);
+    }
     else if constexpr (Op == UnaryOp::Erf) return std::erf(x);
     else if constexpr (Op == UnaryOp::PowScalar) {
       if constexpr (std::is_floating_point_v<T>) return std::pow(x, T(p0));
@@ -130,7 +142,9 @@ struct Unary {
       T lo = saturate<T>(p0), hi = saturate<T>(p1);
       // NaN propagates, as in PyTorch.
       if constexpr (std::is_floating_point_v<T>) if (x != x) return x;
-      return x < lo ? lo : (x > hi ? hi : x);
+      // min(max(x, lo), hi): with lo > hi everything becomes hi, as in PyTorch.
+      const T m = x < lo ? lo : x;
+      return m > hi ? hi : m;
     }
   }
 

@@ -172,6 +172,19 @@ Tensor clamp(const Tensor& x, std::optional<Scalar> lo, std::optional<Scalar> hi
   DType t = x.dtype();
   if (lo) t = promote_types(t, result_type(x, *lo));
   if (hi) t = promote_types(t, result_type(x, *hi));
+  // int64 bounds beyond 2^53 would round as doubles: exact int64 operands instead (int32 and
+  // uint8 bounds that far out saturate the same either way). Integer results record nothing.
+  const auto beyond_double = [](const std::optional<Scalar>& s) {
+    if (!s || !s->is_integral()) return false;
+    const int64_t i = s->to_int64();
+    return i < -(int64_t{1} << 53) || i > (int64_t{1} << 53);
+  };
+  if (t == DType::Int64 && (beyond_double(lo) || beyond_double(hi))) {
+    Tensor r = cast(x, t);
+    if (lo) r = maximum(r, detail::scalar_operand(r, *lo));
+    if (hi) r = minimum(r, detail::scalar_operand(r, *hi));
+    return r;
+  }
   // A missing bound is infinite; the kernel saturates bounds beyond an integer type's range
   // (fn::saturate), so no bound is ever converted out of range.
   double l = -std::numeric_limits<double>::infinity(), h = -l;

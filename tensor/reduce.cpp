@@ -172,8 +172,10 @@ Tensor sum(const Tensor& x) {
 Tensor sum(const Tensor& x, const DimVector& dims, bool keepdim,
            std::optional<DType> dtype) {
   check_input("sum", x);
-  const Plan p = make_plan("sum", x, dims, keepdim);
-  Tensor out = run_values(ReduceOp::Sum, dtype ? cast(x, *dtype) : x, p);
+  // The plan holds the strides of the tensor the kernel reads: a cast copy is laid out anew.
+  const Tensor xin = dtype ? cast(x, *dtype) : x;
+  const Plan p = make_plan("sum", xin, dims, keepdim);
+  Tensor out = run_values(ReduceOp::Sum, xin, p);
   // An integer dtype other than int64: the int64 sum wrapped to it, as torch's.
   if (dtype) out = cast(out, *dtype);
   report("sum", x, out, p, keepdim);
@@ -245,8 +247,8 @@ Tensor argmin(const Tensor& x, std::optional<int64_t> dim, bool keepdim) {
 
 Tensor logsumexp(const Tensor& x, const DimVector& dims, bool keepdim) {
   check_input("logsumexp", x);
-  const Plan p = make_plan("logsumexp", x, dims, keepdim);
-  Tensor xin = is_floating(x.dtype()) ? x : cast(x, DType::Float32);
+  const Tensor xin = is_floating(x.dtype()) ? x : cast(x, DType::Float32);
+  const Plan p = make_plan("logsumexp", xin, dims, keepdim);  // xin's strides, as in sum
   Tensor out = run_values(ReduceOp::LogSumExp, xin, p);
   report("logsumexp", x, out, p, keepdim);
   return out;

@@ -225,6 +225,30 @@ TEST_P(CudaOps, MatchesCpu) {
   }
 }
 
+// cuDNN gets pointers that are only element-aligned when a convolution's input or weight is a
+// contiguous slice at an odd offset (x[1:] of [3, 1, 5, 5] starts 100 bytes in), while the
+// algorithm cache keys on shapes alone: every algorithm it picks must take such pointers.
+TEST(CudaConv, ElementAlignedOperandsMatchCpu) {
+  MG_SKIP_WITHOUT_CUDA();
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Tolerance tol = tolerance(dt);
+    const Tensor xf = randn({3, 1, 5, 5}, TensorOptions().dtype(dt));
+    const Tensor wf = randn({3, 1, 3, 3}, TensorOptions().dtype(dt));
+    const auto run = [&](Device dev) {
+      Tensor x = xf.to(dev).requires_grad_(true), w = wf.to(dev).requires_grad_(true);
+      // Offsets of 25 and 9 elements: 4- or 8-byte aligned, never 16.
+      Tensor y = conv2d(x.slice(0, 1, 3), w.slice(0, 1, 3), {}, {.padding = {1, 1}});
+      std::vector<Tensor> g = metagrad::grad({sum(mul(y, y))}, {x, w});
+      return std::vector<Tensor>{y, g[0], g[1]};
+    };
+    const std::vector<Tensor> cpu = run(Device::cpu()), gpu = run(Device::cuda(0));
+    const char* what[3] = {"forward", "input gradient", "weight gradient"};
+    for (size_t i = 0; i < 3; ++i)
+      EXPECT_TRUE(mg_cuda_test::allclose(gpu[i], cpu[i], tol.rtol, tol.atol)) << what[i];
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(OpTable, CudaOps, ::testing::ValuesIn(case_indices()), case_test_name);
 
 }  // namespace

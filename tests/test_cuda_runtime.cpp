@@ -584,6 +584,29 @@ TEST_F(CudaRuntime, DefaultStreamObject) {
   EXPECT_EQ(cuda::current_device(), 0);
 }
 
+// A default stream's handle is null, which CUDA reads as the current device's: the stream and
+// event calls make their own device current first. Needs two GPUs; on one it checks that the
+// calls leave the current device as it was.
+TEST_F(CudaRuntime, StreamAndEventCallsActOnTheirOwnDevice) {
+  cuda::Event e;
+  e.record(nullptr);
+  e.synchronize();
+  EXPECT_EQ(cuda::current_device(), 0);
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two GPUs, this machine has one";
+  cuda::Stream s1 = cuda::Stream::default_stream(1);
+  const Tensor t = ones({1000}, TensorOptions().dtype(DType::Float32).device(Device::cuda(1))) * 2;
+  s1.synchronize();  // waits on cuda:1's default stream while cuda:0 is current
+  EXPECT_TRUE(s1.query());
+  EXPECT_EQ(cuda::current_device(), 0);
+  try {
+    e.record(&s1);
+    ADD_FAILURE() << "recording a stream of another device did not raise";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("[Event]"), std::string::npos) << err.what();
+  }
+  EXPECT_EQ(sum(t).item<float>(), 2000.0f);
+}
+
 // ---- TF32 --------------------------------------------------------------------------------
 
 // With TF32 off (the default) a float32 matrix product is a float32 product: ~1e-7 relative

@@ -125,6 +125,32 @@ TEST(Elementwise, IntegerInputsOfFloatOpsPromote) {
   EXPECT_MG_ERROR(clamp(zeros({2}), std::nullopt, std::nullopt), "[clamp]");
 }
 
+// Rounding an integer is the identity (not a trip through double, which rounds int64 beyond
+// 2^53 and overflows at its ends); clamp is min(max(x, lo), hi), so lo > hi gives hi; abs(-0.0)
+// is +0.0; int64 clamp bounds beyond 2^53 stay exact. All as PyTorch.
+TEST(Elementwise, IntegerRoundingClampOrderAndSignedZero) {
+  const int64_t big = (int64_t{1} << 53) + 1, mx = std::numeric_limits<int64_t>::max();
+  for (auto f : {+[](const Tensor& t) { return floor(t); }, +[](const Tensor& t) { return ceil(t); },
+                 +[](const Tensor& t) { return round(t); }, +[](const Tensor& t) { return trunc(t); }}) {
+    Tensor r = f(tensor({big, mx, -mx}));
+    EXPECT_EQ(r.dtype(), DType::Int64);
+    EXPECT_EQ(r.to_vector<int64_t>(), (std::vector<int64_t>{big, mx, -mx}));
+  }
+  EXPECT_EQ(clamp(tensor({5.0, -1.0}), 10.0, 3.0).to_vector<double>(), (std::vector<double>{3, 3}));
+  EXPECT_EQ(clamp(tensor({int64_t{5}}), 10, 3).item<int64_t>(), 3);
+  EXPECT_EQ(clamp(tensor({int64_t{5}}), big + 2, big).item<int64_t>(), big);
+  EXPECT_EQ(clamp(tensor({int64_t{0}, mx}), big, std::nullopt).to_vector<int64_t>(),
+            (std::vector<int64_t>{big, mx}));
+  EXPECT_EQ(clamp(tensor({mx}), std::nullopt, big).item<int64_t>(), big);
+  EXPECT_FALSE(std::signbit(abs(tensor({-0.0})).item<double>()));
+  EXPECT_FALSE(std::signbit(abs(tensor({-0.0f})).item<float>()));
+  EXPECT_EQ(reciprocal(abs(tensor({-0.0}))).item<double>(), INFINITY);
+  // The clamp derivative passes nothing where lo > hi (no x lies in [lo, hi]).
+  Tensor x = tensor({5.0, 1.0}).requires_grad_(true);
+  sum(clamp(x, 10.0, 3.0)).backward();
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{0, 0}));
+}
+
 TEST(Elementwise, NanPropagation) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   Tensor x = tensor({nan, 1.0});

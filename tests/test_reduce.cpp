@@ -407,6 +407,27 @@ TEST(Reduce, SumWithDtype) {
   EXPECT_EQ(fl.item<float>(), 10.f);
 }
 
+// A cast copy (sum's dtype, logsumexp of integers) is laid out anew: the reduction must read it
+// with its own strides, not the input's (a transposed or sliced input gave wrong sums or read
+// past the copy).
+TEST(Reduce, CastInputsOfNonContiguousTensors) {
+  Tensor i = tensor(std::vector<int32_t>{0, 1, 2, 3, 4, 5}, {2, 3});
+  EXPECT_EQ(sum(i.t(), {1}, false, DType::Int64).to_vector<int64_t>(),
+            (std::vector<int64_t>{3, 5, 7}));
+  EXPECT_EQ(sum(i.t(), {1}, false, DType::Float64).to_vector<double>(),
+            (std::vector<double>{3, 5, 7}));
+  Tensor v = arange(0, 40, 1, DType::Int32).view({4, 10}).slice(1, 0, 10, 2);  // strides [10, 2]
+  EXPECT_EQ(sum(v, {}, false, DType::Int64).item<int64_t>(), 380);
+  EXPECT_EQ(sum(v, {1}, false, DType::Int64).to_vector<int64_t>(),
+            (std::vector<int64_t>{20, 70, 120, 170}));
+  Tensor l = logsumexp(i.t(), {1}, false);
+  const std::vector<float> got = l.to_vector<float>();
+  const double want[3] = {std::log(std::exp(0.0) + std::exp(3.0)),
+                          std::log(std::exp(1.0) + std::exp(4.0)),
+                          std::log(std::exp(2.0) + std::exp(5.0))};
+  for (int k = 0; k < 3; ++k) EXPECT_NEAR(got[static_cast<size_t>(k)], want[k], 1e-5);
+}
+
 TEST(Reduce, FloatOnlyOps) {
   Tensor i = tensor(std::vector<int64_t>{1, 2, 3}, {3});
   expect_error([&] { mean(i); }, "[mean] ");

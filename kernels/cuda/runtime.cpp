@@ -268,12 +268,16 @@ Stream::~Stream() {
   }
 }
 
+// A default stream's handle is null, which CUDA reads as the *current* device's default
+// stream: every call on a stream or event first makes its device current (DeviceScope).
 void Stream::synchronize() const {
+  DeviceScope scope(device_);
   MG_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(handle_)));
   check_device_errors(device_);
 }
 
 bool Stream::query() const {
+  DeviceScope scope(device_);
   const cudaError_t e = cudaStreamQuery(static_cast<cudaStream_t>(handle_));
   if (e == cudaErrorNotReady) {
     (void)cudaGetLastError();
@@ -318,21 +322,27 @@ Event::~Event() {
 }
 
 void Event::record(const Stream* s) {
+  MG_CHECK(!s || s->device() == device_, "Event", "an event of cuda:", device_,
+           " cannot record a stream of cuda:", s->device());
+  DeviceScope scope(device_);
   void* h = s ? s->handle() : current_stream_handle(device_);
   MG_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(handle_), static_cast<cudaStream_t>(h)));
 }
 
 void Event::synchronize() const {
+  DeviceScope scope(device_);
   MG_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(handle_)));
   check_device_errors(device_);
 }
 
 void Event::wait(const Stream& s) const {
+  DeviceScope scope(s.device());
   MG_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(s.handle()),
                                     static_cast<cudaEvent_t>(handle_), 0));
 }
 
 bool Event::query() const {
+  DeviceScope scope(device_);
   const cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(handle_));
   if (e == cudaErrorNotReady) {
     (void)cudaGetLastError();

@@ -43,7 +43,7 @@ class Stream {
  public:
   static Stream create(int device = -1);  // a new stream on `device` (-1: the current one)
   static Stream default_stream(int device = -1);
-  Stream() = default;  // the default stream of the current device
+  Stream() = default;  // the default stream of cuda:0 (default_stream(d) for another)
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
   Stream(Stream&&) noexcept;
