@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/functors.h"
 
 namespace metagrad::kernels::cpu {
 
@@ -87,21 +88,13 @@ void blas_matmul(const MatmulShape& s, BlasMatrix la, BlasMatrix lb, MatrixOpera
   }
 }
 
-template <typename T, bool = std::is_floating_point_v<T>>
-struct Accumulator {
-  using type = T;
-};
-template <typename T>
-struct Accumulator<T, false> {
-  using type = std::make_unsigned_t<T>;
-};
-
 // C = A B for any strides, blocked so that a kDepth x kCols panel of B stays in cache while
-// kRows rows of C are accumulated. Integers accumulate in the unsigned type of the same width:
-// it wraps modulo 2^bits (defined behaviour), giving the bits of the two's-complement result.
+// kRows rows of C are accumulated. Integers accumulate in fn::W, the unsigned type of the same
+// width (Note [Integer overflow wraps]): it wraps modulo 2^bits, giving the bits of the
+// two's-complement result.
 template <typename T>
 void loop_matmul(const MatmulShape& s, MatrixOperand A, MatrixOperand B, T* c) {
-  using U = typename Accumulator<T>::type;
+  using U = fn::W<T>;
   constexpr int64_t kRows = 16, kCols = 512, kDepth = 128;
   const int64_t m = s.m, n = s.n, k = s.k, batches = batch_count(s);
   const int64_t row_blocks = (m + kRows - 1) / kRows, items = batches * row_blocks;
