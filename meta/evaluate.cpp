@@ -25,10 +25,29 @@ Summary summarize(const std::vector<double>& values) {
   return s;
 }
 
+namespace {
+// The model in eval mode for one evaluation, back in the mode it had after (also when a task
+// throws): PyTorch's model.eval() ... model.train() around a test loop.
+class EvalMode {
+ public:
+  explicit EvalMode(nn::Module& m) : m_(m), was_training_(m.is_training()) { m_.eval(); }
+  EvalMode(const EvalMode&) = delete;
+  EvalMode& operator=(const EvalMode&) = delete;
+  ~EvalMode() { m_.train(was_training_); }
+
+ private:
+  nn::Module& m_;
+  bool was_training_;
+};
+}  // namespace
+
 EvalResult evaluate(MetaLearner& learner, const std::function<Task(int)>& next_task,
                     int n_tasks, int steps) {
   MG_CHECK(n_tasks > 0, "evaluate", "n_tasks must be positive, got ", n_tasks);
   MG_CHECK(next_task != nullptr, "evaluate", "no task source given (next_task is empty)");
+  // In train mode a test task would update the batch norms' running statistics (the model
+  // would change by being evaluated), and BNMode::RunningStats would never normalise with them.
+  const EvalMode mode(learner.model());
   std::vector<double> losses, accs;
   for (int i = 0; i < n_tasks; ++i) {
     StepResult r = learner.adapt_and_evaluate(next_task(i), steps);

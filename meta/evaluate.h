@@ -25,7 +25,10 @@ struct EvalResult {
 };
 
 // Adapts to each of `n_tasks` tasks drawn by `next_task(i)` with `steps` inner steps and
-// measures the query set; the model's own weights are left unchanged.
+// measures the query set; the model's own weights are left unchanged. The model runs in eval
+// mode meanwhile (and returns to the mode it had): no dropout, no update of batch-norm running
+// statistics, and batch norms in BNMode::RunningStats normalise with their running statistics
+// (BNMode::BatchStats, MAML's, always with the batch's).
 EvalResult evaluate(MetaLearner& learner, const std::function<Task(int)>& next_task,
                     int n_tasks = 600, int steps = 10);
 

@@ -562,6 +562,51 @@ TEST(MetaLearners, MamlOnSinusoidsLearnsToAdapt) {
       << "post-update MSE " << before.loss.mean << " -> " << after.loss.mean;
 }
 
+// evaluate runs the model in eval mode, as PyTorch's model.eval() around a test loop: a test
+// task updates no running statistic, BNMode::RunningStats normalises with them (the result is
+// that of adapt_and_evaluate in eval mode, and differs from train mode's), and the model returns
+// to train mode after.
+TEST(MetaLearners, EvaluateRunsTheModelInEvalMode) {
+  for (nn::BNMode mode : {nn::BNMode::RunningStats, nn::BNMode::BatchStats}) {
+    SCOPED_TRACE(mode == nn::BNMode::RunningStats ? "RunningStats" : "BatchStats");
+    Generator gen(31);
+    meta::Conv4Options co;
+    co.n_way = 2;
+    co.hidden = 3;
+    co.image_size = 16;
+    co.bn_mode = mode;
+    auto net = meta::conv4(co, &gen);
+    meta::MetaOptions o;
+    o.classification = true;
+    meta::MAML maml(net.ptr(), ce, o);
+    Task k;
+    k.support_x = randn({4, 1, 16, 16}, DType::Float32, &gen) * 3 + 2;
+    k.support_y = tensor(std::vector<int64_t>{0, 1, 0, 1}, {4});
+    k.query_x = randn({4, 1, 16, 16}, DType::Float32, &gen) * 3 + 2;
+    k.query_y = k.support_y;
+    std::vector<std::vector<float>> before;
+    for (const auto& [name, b] : net->named_buffers())
+      if (b.dtype() == DType::Float32) before.push_back(b.to_vector<float>());
+    ASSERT_FALSE(before.empty());
+    const meta::EvalResult r = meta::evaluate(maml, [&](int) { return k; }, 3, 2);
+    EXPECT_TRUE(net->is_training());
+    size_t i = 0;
+    for (const auto& [name, b] : net->named_buffers())
+      if (b.dtype() == DType::Float32) {
+        EXPECT_EQ(b.to_vector<float>(), before[i++]) << name;
+      }
+    net->eval();
+    const double eval_loss = maml.adapt_and_evaluate(k, 2).loss;
+    net->train();
+    const double train_loss = maml.adapt_and_evaluate(k, 2).loss;
+    EXPECT_EQ(r.loss.mean, eval_loss);
+    if (mode == nn::BNMode::RunningStats)
+      EXPECT_GT(std::fabs(eval_loss - train_loss), 1e-3 * std::fabs(train_loss));
+    else
+      EXPECT_EQ(eval_loss, train_loss);
+  }
+}
+
 TEST(MetaLearners, OneTaskHasNoConfidenceInterval) {
   const auto one = meta::summarize({3.0});
   EXPECT_DOUBLE_EQ(one.mean, 3.0);
