@@ -117,7 +117,8 @@ struct Unary {
       T e = std::exp(x);
       return e / (T(1) + e);
     }
-    else if constexpr (Op == UnaryOp::Relu) return x > T(0) ? x : T(0);
+    // NaN propagates (x != x), as PyTorch's relu.
+    else if constexpr (Op == UnaryOp::Relu) return x > T(0) || x != x ? x : T(0);
     else if constexpr (Op == UnaryOp::Reciprocal) return T(1) / x;
     else if constexpr (Op == UnaryOp::Square) return wrap_mul(x, x);
     else if constexpr (Op == UnaryOp::Floor) {
@@ -141,7 +142,12 @@ struct Unary {
     else if constexpr (Op == UnaryOp::Clamp) {
       T lo = saturate<T>(p0), hi = saturate<T>(p1);
       // NaN propagates, as in PyTorch.
-      if constexpr (std::is_floating_point_v<T>) if (x != x) return x;
+      // A NaN bound gives NaN, as PyTorch's (a missing bound is an infinite one).
+      if constexpr (std::is_floating_point_v<T>) {
+        if (x != x) return x;
+        if (lo != lo) return lo;
+        if (hi != hi) return hi;
+      }
       // min(max(x, lo), hi): with lo > hi everything becomes hi, as in PyTorch.
       const T m = x < lo ? lo : x;
       return m > hi ? hi : m;
@@ -190,9 +196,9 @@ struct Binary {
       else if constexpr (std::is_signed_v<T>) return T(b == T(0) || b == T(-1) ? T(0) : T(a % b));
       else return T(b == T(0) ? T(0) : T(a % b));
     }
-    // One pass instead of where(x > 0, g, 0)'s two and its bool temporary. NaN x passes no
-    // gradient, as relu(NaN) = 0 here.
-    else if constexpr (Op == BinaryOp::ThresholdBackward) return b > T(0) ? a : T(0);
+    // One pass instead of where(x > 0, g, 0)'s two and its bool temporary. As PyTorch's
+    // threshold_backward (x <= 0 ? 0 : g), a NaN x passes the gradient: relu(NaN) = NaN = x.
+    else if constexpr (Op == BinaryOp::ThresholdBackward) return b <= T(0) ? T(0) : a;
     else if constexpr (Op == BinaryOp::Eq) return a == b;
     else if constexpr (Op == BinaryOp::Ne) return a != b;
     else if constexpr (Op == BinaryOp::Lt) return a < b;

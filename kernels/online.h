@@ -96,6 +96,18 @@ MG_HD inline LseFinal<T> lse_finish(LseState<T> a) {
   return {shift, s, ::log(s)};
 }
 
+// softmax, log_softmax and cross-entropy differ from logsumexp at a +inf max: PyTorch shifts by
+// it (inf - inf = NaN), so the whole row is NaN, where logsumexp gives +inf. The CPU's two
+// passes get this from shifting by the +inf max (kernels/cpu/softmax.cpp, shift_of).
+template <typename T>
+MG_HD inline LseFinal<T> softmax_finish(LseState<T> a) {
+  if (a.m == std::numeric_limits<T>::infinity()) {
+    constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+    return {a.m, nan, nan};
+  }
+  return lse_finish(a);
+}
+
 // ---- variance ---------------------------------------------------------------------------------
 
 struct Moments {

@@ -2,6 +2,7 @@
 // the report to autograd (Note [Ops report themselves] in tensor.h).
 #include "tensor/elementwise.h"
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <unordered_map>
@@ -158,6 +159,10 @@ Tensor pow(const Tensor& x, const Scalar& e) {
   const DType t = result_type(x, e);
   MG_CHECK(is_floating(t) || e.to_double() >= 0, "pow", "integers to negative powers are not allowed (shape ",
            shape_str(x.shape()), ", exponent ", e.to_double(), ")");
+  // An integer exponent beyond 2^53 would round as a double (and lose its parity): the exact
+  // int64 power of a tensor exponent, wrapped to t. Integer results record nothing.
+  if (!is_floating(t) && e.is_integral() && e.to_int64() > (int64_t{1} << 53))
+    return cast(pow(cast(x, DType::Int64), scalar_tensor(e, DType::Int64).to(x.device())), t);
   return unary_op("pow_scalar", UnaryOp::PowScalar, cast(x, t), e.to_double(), 0,
                   {.a = e.to_double()});
 }
@@ -238,6 +243,16 @@ Tensor& div_(Tensor& s, const Tensor& o) {
 // An integer Scalar into an integer (or bool) dtype is written from its exact int64 value and
 // wraps modulo 2^bits as a cast does (int32_tensor + 2^40, as PyTorch's); everything else goes
 // through double.
+namespace {
+// A float operand beyond float32's range is +-inf in float32, as PyTorch's `x * 1e300` (a plain
+// conversion would be undefined, and fill_'s check, right for full and fill_, would refuse it).
+double operand_value(double v, DType t) {
+  if (t == DType::Float32 && std::isfinite(v) && std::fabs(v) > std::numeric_limits<float>::max())
+    return std::copysign(std::numeric_limits<double>::infinity(), v);
+  return v;
+}
+}  // namespace
+
 Tensor scalar_tensor(const Scalar& s, DType dtype) {
   Tensor t = Tensor::empty({}, dtype);
   if (s.is_integral() && !is_floating(dtype)) {
@@ -245,7 +260,7 @@ Tensor scalar_tensor(const Scalar& s, DType dtype) {
     return t;
   }
   NoGradGuard g;
-  t.fill_(s.to_double());
+  t.fill_(operand_value(s.to_double(), dtype));
   return t;
 }
 
@@ -311,7 +326,7 @@ Tensor scalar_like(const Tensor& t, const Scalar& s) {
   // On the GPU the scalar is filled in place by a kernel: no host-to-device copy, no wait.
   Tensor out = Tensor::empty({}, TensorOptions().dtype(result_type(t, s)).device(t.device()));
   NoGradGuard g;
-  out.fill_(s.to_double());
+  out.fill_(operand_value(s.to_double(), out.dtype()));
   return out;
 }
 

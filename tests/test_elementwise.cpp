@@ -151,6 +151,31 @@ TEST(Elementwise, IntegerRoundingClampOrderAndSignedZero) {
   EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{0, 0}));
 }
 
+// Found against PyTorch 2.15 in session 13: relu(NaN) is NaN; a NaN clamp bound gives NaN; a
+// float scalar beyond float32's range is +-inf as a float32 operand (not an error); an integer
+// power beyond 2^53 keeps its exact exponent (its parity).
+TEST(Elementwise, NanReluNanBoundsHugeScalarsAndExponents) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> r = relu(tensor(std::vector<float>{nan, -1, 2}, {3})).to_vector<float>();
+  EXPECT_TRUE(std::isnan(r[0]));
+  EXPECT_EQ(r[1], 0.f);
+  EXPECT_EQ(r[2], 2.f);
+  EXPECT_TRUE(std::isnan(clamp(tensor({1.0f}), Scalar(std::nan("")), std::nullopt).item<float>()));
+  EXPECT_TRUE(std::isnan(clamp(tensor({1.0}), std::nullopt, Scalar(std::nan(""))).item<double>()));
+  const Tensor x = tensor(std::vector<float>{1, -2, 0}, {3});
+  const std::vector<float> m = mul(x, 1e300).to_vector<float>();
+  EXPECT_EQ(m[0], INFINITY);
+  EXPECT_EQ(m[1], -INFINITY);
+  EXPECT_TRUE(std::isnan(m[2]));  // 0 * inf, as PyTorch's
+  EXPECT_EQ(lt(x, 1e300).to_vector<bool>(), (std::vector<bool>{true, true, true}));
+  EXPECT_EQ(mul(x, 1e300).dtype(), DType::Float32);
+  EXPECT_MG_ERROR(full({1}, 1e300), "[fill_]");  // full and fill_ still refuse it
+  const int64_t big = (int64_t{1} << 53) + 1;
+  EXPECT_EQ(pow(tensor({int64_t{-1}, int64_t{3}}), Scalar(big)).to_vector<int64_t>(),
+            (std::vector<int64_t>{-1, 6593269854470406147}));
+  EXPECT_EQ(pow(tensor(std::vector<int32_t>{-1}, {1}), Scalar(big)).item<int32_t>(), -1);
+}
+
 TEST(Elementwise, NanPropagation) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   Tensor x = tensor({nan, 1.0});

@@ -121,10 +121,8 @@ TEST(Softmax, SpecialValues) {
     EXPECT_NEAR(lsm[2], 1 - z, 1e-6);
     EXPECT_NEAR(sm[1] + sm[2], 1.0, 1e-6);
     for (int k = 3; k < 6; ++k) EXPECT_TRUE(std::isnan(lsm[k]) && std::isnan(sm[k])) << k;
-    // +inf: NaN for itself (inf - inf), the finite entries get -inf / 0 (as x - logsumexp)
-    EXPECT_TRUE(std::isnan(lsm[6]) && std::isnan(sm[6]));
-    EXPECT_EQ(lsm[7], -kInf);
-    EXPECT_EQ(sm[7], 0.0);
+    // +inf: the whole row is NaN (shifted by the max, inf - inf), as PyTorch's
+    for (int k = 6; k < 9; ++k) EXPECT_TRUE(std::isnan(lsm[k]) && std::isnan(sm[k])) << k;
     for (int k = 9; k < 12; ++k) EXPECT_TRUE(std::isnan(lsm[k]) && std::isnan(sm[k])) << k;
     // 1000, 1001, -1000: e^1001 overflows, the shifted form does not. float32 rounds once, at
     // the output: within an ulp of 2 and of 2001.
@@ -274,6 +272,18 @@ TEST(CrossEntropyLoss, MatchesTheComposition) {
   }
 }
 
+// A +inf logit makes its row's loss NaN (shifted by the max: inf - inf), as PyTorch's, where
+// logsumexp of the same row is +inf; a -inf logit of another class changes nothing.
+TEST(CrossEntropyLoss, InfiniteLogits) {
+  for (DType dt : {DType::Float64, DType::Float32}) {
+    const Tensor x = tensor(Vec{kInf, 1.0, 0.0, -kInf, 0.0, 1.0}, {2, 3}).to(dt);
+    const Vec l = cross_entropy_loss(x, tensor<int64_t>({1, 2}, {2})).to_vector<double>();
+    EXPECT_TRUE(std::isnan(l[0]));
+    EXPECT_NEAR(l[1], std::log(1 + std::exp(1.0)) - 1, 1e-6);
+    EXPECT_EQ(logsumexp(x, {1}, false).to_vector<double>()[0], kInf);
+  }
+}
+
 TEST(CrossEntropyLoss, Errors) {
   const Tensor x = zeros({3, 5});
   EXPECT_MG_ERROR(cross_entropy_loss(x, tensor<int64_t>({0, 5, 1}, {3})),
@@ -303,13 +313,14 @@ TEST(ThresholdBackward, ValuesAndBroadcast) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const Tensor g = tensor(Vec{1, 2, 3, 4, 5, 6}, {2, 3});
   const Tensor x = tensor(Vec{0.5, 0.0, -1, nan, 2, -0.0}, {2, 3});
-  expect_close(threshold_backward(g, x), {1, 0, 0, 0, 5, 0}, 0, "values");
+  // x <= 0 ? 0 : g, as PyTorch's: a NaN x passes its gradient (relu(NaN) = NaN)
+  expect_close(threshold_backward(g, x), {1, 0, 0, 4, 5, 0}, 0, "values");
   // x broadcast over rows; a float32 gradient against a float64 x promotes
   const Tensor xr = tensor(Vec{1, -1, 1}, {3});
   expect_close(threshold_backward(g, xr), {1, 0, 3, 4, 0, 6}, 0, "broadcast");
   EXPECT_EQ(threshold_backward(g.to(DType::Float32), xr).dtype(), DType::Float64);
   // strided operands
-  expect_close(threshold_backward(g.t(), x.t()), {1, 0, 0, 5, 0, 0}, 0, "transposed");
+  expect_close(threshold_backward(g.t(), x.t()), {1, 4, 0, 5, 0, 0}, 0, "transposed");
   EXPECT_MG_ERROR_HAS(threshold_backward(zeros({2}, DType::Int64), zeros({2}, DType::Int64)),
                       "[threshold_backward]", "floating-point");
 }

@@ -48,10 +48,11 @@ T row_max(const T* x, int64_t n) {
   return m;
 }
 
-// The shift for exp: the max, or 0 where it is infinite (no inf - inf; logsumexp's rule).
+// The shift for exp: the max, or 0 for a row of -inf (no -inf - -inf). A +inf max stays: inf -
+// inf = NaN makes the whole row NaN, as PyTorch's softmax (online::softmax_finish on the GPU).
 template <typename T>
 T shift_of(T m) {
-  return std::isinf(m) ? T(0) : m;
+  return m == -std::numeric_limits<T>::infinity() ? T(0) : m;
 }
 
 // sum of exp(x[i] - shift) in double, blocked; when `e` is given the exps are stored there.

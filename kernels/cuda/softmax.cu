@@ -15,9 +15,9 @@
 // The layout and the merge order depend on the shapes only: results are deterministic. s is
 // kept in double; float32 exps use expf (within 2 ulp of the CPU's exp_f32's 1.5), so float32
 // results may differ from the CPU in the last bits, as logsumexp's (kernels/cuda/reduce.cu).
-// As on the CPU the exponent's shift is m, or 0 where m is infinite: a row of -inf, or one
-// holding +inf, gives NaN (0 / 0, inf / inf), a -inf entry gives -inf (log) or 0, and a NaN
-// spreads over its row.
+// As on the CPU the exponent's shift is m, or 0 for a row of -inf (online::softmax_finish): a
+// row of -inf gives NaN (0 / 0), so does a row holding +inf (inf - inf, as PyTorch's), a -inf
+// entry gives -inf (log) or 0, and a NaN spreads over its row.
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -70,7 +70,7 @@ template <typename T>
 __device__ __forceinline__ Final<T> warp_row_final(const T* xr, int64_t n, int lane) {
   Stats<T> st = online::lse_init<T>();
   for (int64_t j = lane; j < n; j += kWarp) st = online::lse_step(st, xr[j]);
-  return online::lse_finish(warp_merge(st));
+  return online::softmax_finish(warp_merge(st));
 }
 
 template <typename T>
@@ -113,7 +113,7 @@ __global__ void softmax_block_rows(bool log, int64_t rows, int64_t n, const T* _
     __syncthreads();
     Stats<T> all{sm[0], ss[0]};
     for (int k = 1; k < kWarps; ++k) all = online::lse_merge(all, Stats<T>{sm[k], ss[k]});
-    const Final<T> f = online::lse_finish(all);
+    const Final<T> f = online::softmax_finish(all);
     for (int64_t j = t; j < n; j += kThreads) yr[j] = output(log, xr[j], f);
     __syncthreads();  // the shared slots are read before the next row overwrites them
   }
@@ -131,7 +131,7 @@ __global__ void softmax_columns(bool log, int64_t outer, int64_t n, int64_t inne
     T* yc = y + o * n * inner + j;
     Stats<T> st = online::lse_init<T>();
     for (int64_t i = 0; i < n; ++i) st = online::lse_step(st, xc[i * inner]);
-    const Final<T> f = online::lse_finish(st);
+    const Final<T> f = online::softmax_finish(st);
     for (int64_t i = 0; i < n; ++i) yc[i * inner] = output(log, xc[i * inner], f);
   }
 }
