@@ -106,18 +106,23 @@ Tensor& inplace_op(const char* name, BinaryOp op, Tensor& self, const Tensor& ot
   const Device dev = detail::common_device(name, {&self, &other});
   MG_CHECK(dev == self.device(), name, "cannot write a result on ", dev.str(),
            " into a tensor on ", self.device().str());
-  Tensor oc = detail::adopt_device(cast(other, self.dtype()), dev);
-  if (oc.storage() == self.storage() && !oc.is_same(self)) oc = oc.clone();  // aliasing
-  const Shape so = detail::broadcast_strides(oc, shape);
-  MG_KERNEL(dev, binary, bool_op(op, self.dtype()), self.dtype(), detail::extent(shape),
-            {self.raw_data(), self.strides().data()}, {self.raw_data(), self.strides().data()},
-            {oc.raw_data(), so.data()});
-  self.bump_version();
-  if (old.defined()) {
-    std::string out_of_place(name);
-    out_of_place.pop_back();  // "add_" -> "add"
-    detail::record_op(out_of_place.c_str(), {old, other}, {self});
+  std::string out_of_place(name);
+  out_of_place.pop_back();  // "add_" -> "add"
+  if (t != self.dtype()) {
+    // A wider compute type (float32 self, float64 other): computed in it and rounded once into
+    // self, as PyTorch's; casting `other` to self's type first would round twice.
+    NoGradGuard g;
+    self.copy_(binary_op(out_of_place.c_str(), op, self, other));
+  } else {
+    Tensor oc = detail::adopt_device(cast(other, self.dtype()), dev);
+    if (oc.storage() == self.storage() && !oc.is_same(self)) oc = oc.clone();  // aliasing
+    const Shape so = detail::broadcast_strides(oc, shape);
+    MG_KERNEL(dev, binary, bool_op(op, self.dtype()), self.dtype(), detail::extent(shape),
+              {self.raw_data(), self.strides().data()}, {self.raw_data(), self.strides().data()},
+              {oc.raw_data(), so.data()});
   }
+  self.bump_version();
+  if (old.defined()) detail::record_op(out_of_place.c_str(), {old, other}, {self});
   return self;
 }
 

@@ -426,6 +426,25 @@ TEST(Elementwise, IntegerOverflowWraps) {
 }
 
 // PyTorch's can_cast for in-place results: nothing but bool goes into a bool tensor.
+// An in-place op with a wider operand computes in the wider type and rounds once, as PyTorch's:
+// 1 + (2^-24 + 2^-50) is just above the midpoint between 1 and the next float32, so it rounds
+// up; rounding the operand to float32 first (2^-24, a tie) would give 1. Recorded as before.
+TEST(Elementwise, InPlaceWithAWiderOperandRoundsOnce) {
+  Tensor a = tensor({1.0f});
+  add_(a, tensor({0x1p-24 + 0x1p-50}));
+  EXPECT_EQ(a.dtype(), DType::Float32);
+  EXPECT_EQ(a.item<float>(), 1.0f + 0x1p-23f);
+  Tensor i = tensor(std::vector<int32_t>{7}, {1});
+  mul_(i, tensor({(int64_t{1} << 32) + 3}));  // int64 product, wrapped to int32: 21
+  EXPECT_EQ(i.item<int32_t>(), 21);
+  Tensor w = tensor({2.0f, 3.0f}).requires_grad_(true);
+  Tensor y = w * 1.0f;
+  mul_(y, tensor({0.5, 4.0}));
+  EXPECT_EQ(y.dtype(), DType::Float32);
+  sum(y).backward();
+  EXPECT_EQ(w.grad().to_vector<float>(), (std::vector<float>{0.5f, 4.0f}));
+}
+
 TEST(Elementwise, InPlaceIntoBoolTakesOnlyBool) {
   Tensor b = tensor({true, false});
   EXPECT_MG_ERROR_HAS(sub_(b, tensor({int64_t{1}, int64_t{1}})), "[sub_]", "bool");
