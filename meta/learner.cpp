@@ -269,13 +269,24 @@ StepResult MAML::adapt_and_evaluate(const Task& task, int steps) {
   return measure(out, task.query_y, loss_(out, task.query_y));
 }
 
+namespace {
+// Whether parameter `name` lies under module path `p`: "head" takes "head.weight" (and a
+// parameter named "head"), not "header.weight"; "1" takes "1.bias", not "10.bias" (a Sequential's
+// eleventh child). A path ending in '.' is a plain prefix.
+bool under_path(const std::string& name, const std::string& p) {
+  if (name.rfind(p, 0) != 0) return false;
+  return p.empty() || name.size() == p.size() || p.back() == '.' || name[p.size()] == '.';
+}
+}  // namespace
+
 ANIL::ANIL(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts,
            std::string head_prefix)
     : MAML(std::move(model), std::move(loss), opts,
-           [p = std::move(head_prefix)](const std::string& n) { return n.rfind(p, 0) == 0; }) {
+           [p = head_prefix](const std::string& n) { return under_path(n, p); }) {
   bool any = false;
   for (const auto& [n, t] : model_->named_parameters()) any = any || filter_(n);
-  MG_CHECK(any, "anil", "no parameter name starts with the head prefix");
+  MG_CHECK(any, "anil", "no parameter lies under the head's module path \"", head_prefix,
+           "\" (parameters are named like \"head.weight\")");
 }
 
 // ---- Meta-SGD -----------------------------------------------------------------------------

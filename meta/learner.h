@@ -138,7 +138,9 @@ class MAML : public MetaLearner {
   ParamFilter filter_;
 };
 
-// ANIL: MAML whose inner loop adapts only parameters whose name starts with `head_prefix`.
+// ANIL: MAML whose inner loop adapts only the parameters under module path `head_prefix`
+// ("head": "head.weight", "head.bias", not "header.weight"; a path ending in '.' matches as a
+// plain prefix).
 class ANIL : public MAML {
  public:
   ANIL(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts, std::string head_prefix);

@@ -206,6 +206,10 @@ TEST(MetaLearners, AnilAdaptsOnlyTheHead) {
   }
   meta::MetaOptions o;
   EXPECT_MG_ERROR(meta::ANIL(net.ptr(), mse, o, "nohead"), "[anil]");
+  // A module path, not a string prefix: "he" is no module ("1" would not take "10.weight").
+  EXPECT_MG_ERROR_HAS(meta::ANIL(net.ptr(), mse, o, "he"), "[anil]", "module path");
+  EXPECT_NO_THROW(meta::ANIL(net.ptr(), mse, o, "head.weight"));  // one parameter
+  EXPECT_NO_THROW(meta::ANIL(net.ptr(), mse, o, "head."));        // a plain prefix
 }
 
 TEST(MetaLearners, MetaSgdLearnsItsLearningRates) {
