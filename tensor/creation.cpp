@@ -20,7 +20,9 @@ Tensor full(const Shape& shape, const Scalar& value, TensorOptions opts) {
              dtype_name(dt), " without overflow");
     if (i < -(int64_t{1} << 53) || i > (int64_t{1} << 53)) {
       NoGradGuard g;
-      Tensor t = scalar_tensor(value, dt).to(opts.device_).expand(shape).contiguous();
+      // A fresh tensor (not an expanded view, which .contiguous() keeps for one element).
+      Tensor t = Tensor::empty(shape, opts.requires_grad(false));
+      t.copy_(scalar_tensor(value, dt));
       if (opts.requires_grad_) t.requires_grad_(true);
       return t;
     }

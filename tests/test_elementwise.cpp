@@ -462,6 +462,8 @@ TEST(Elementwise, ScalarsKeepIntegersExactAndFillsCheckTheirRange) {
   EXPECT_EQ(full({2}, mx, DType::Int64).to_vector<int64_t>(), (std::vector<int64_t>{mx, mx}));
   EXPECT_EQ(full({1}, (int64_t{1} << 53) + 1, DType::Int64).item<int64_t>(),
             (int64_t{1} << 53) + 1);
+  EXPECT_FALSE(full({1, 1}, mx, DType::Int64).is_view());  // a fresh tensor, as any factory's
+  EXPECT_EQ(full({2, 3}, mx, DType::Int64).strides(), (Shape{3, 1}));
   EXPECT_EQ(add(tensor({int64_t{0}}), Scalar((int64_t{1} << 53) + 1)).item<int64_t>(),
             (int64_t{1} << 53) + 1);
   EXPECT_EQ(full({1}, 2.5, DType::Int64).item<int64_t>(), 2);
