@@ -412,12 +412,13 @@ const Table& table() {
                   c.needs[1] ? -c.g() * a / square(b) : Tensor()};
         },
         kSaveInputs}},
-      // d a^b = b a^(b-1) da + a^b log(a) db (the db term taken as 0 where a = 0)
+      // d a^b = b a^(b-1) da + a^b log(a) db (the db term taken as 0 where a = 0; the da term
+      // as 0 where b = 0, since a^0 = 1 for every a, where 0 * 0^-1 would give NaN: PyTorch's)
       {"pow",
        {[](const GradCtx& c) -> Grads {
           const Tensor &a = c.in[0], &b = c.in[1];
           Grads r(2);
-          if (c.needs[0]) r[0] = c.g() * b * pow(a, b - 1);
+          if (c.needs[0]) r[0] = where(b == 0, 0.0, c.g() * b * pow(a, b - 1));
           if (c.needs[1]) r[1] = where(a == 0, 0.0, c.g() * pow(a, b) * log(where(a == 0, 1.0, a)));
           return r;
         },
@@ -541,14 +542,15 @@ const Table& table() {
           return {expand_reduced(c.g(), c.args) * centered * (2.0 / n)};
         },
         kSaveInputs}},
-      // d std = d var / (2 std)
+      // d std = d var / (2 std); 0 where std = 0 (all inputs equal: a subgradient, PyTorch's,
+      // where the formula gives 0 / 0)
       {"std",
        {[](const GradCtx& c) -> Grads {
           const Tensor& x = c.in[0];
           const double n = static_cast<double>(reduced_count(c.args)) - c.args.a;
           Tensor centered = x - mean(x, c.args.dims, /*keepdim=*/true);
-          return {expand_reduced(c.g(), c.args) * centered /
-                  (expand_reduced(c.out[0], c.args) * n)};
+          const Tensor s = expand_reduced(c.out[0], c.args);
+          return {where(s == 0, 0.0, expand_reduced(c.g(), c.args) * centered / (s * n))};
         },
         kSaveBoth}},
 

@@ -172,6 +172,10 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
     } else {
       MG_CHECK(go.shape() == o.shape(), api, "grad_output ", i, " has shape ",
                shape_str(go.shape()), " but output ", i, " has shape ", shape_str(o.shape()));
+      MG_CHECK(go.device() == o.device(), api, "grad_output ", i, " is on ", go.device().str(),
+               " but output ", i, " is on ", o.device().str());
+      // Another floating dtype is cast to the output's, as PyTorch's validate_outputs does.
+      if (go.dtype() != o.dtype() && is_floating(go.dtype())) go = go.to(o.dtype());
     }
     roots.push_back(e);
     root_grads.push_back(go);
@@ -267,8 +271,9 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
       Tensor t(impl);
       grads[s] = autograd::run_hooks(t, std::move(grads[s]));
       if (t.retains_grad()) {
+        // A copy, as a leaf's .grad: grads[s] may be shared or expanded (stride 0).
         Tensor g = create_graph ? grads[s] : grads[s].detach();
-        t.set_grad(t.grad().defined() ? t.grad() + g : g);
+        t.set_grad(t.grad().defined() ? t.grad() + g : g.clone());
       }
     }
     if (auto it = captures.find(n); it != captures.end()) {

@@ -69,8 +69,9 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   g = run_hooks(leaf_, std::move(g));
   const Tensor& old = leaf_.grad();
   if (GradMode::is_enabled()) {
-    // create_graph: .grad stays a differentiable function of the graph.
-    leaf_.set_grad(old.defined() ? old + g : g);
+    // create_graph: .grad stays a differentiable function of the graph (a recorded clone: the
+    // incoming gradient may be the caller's grad_output, another leaf's, or expanded).
+    leaf_.set_grad(old.defined() ? old + g : g.clone());
   } else if (old.defined()) {
     leaf_.set_grad(old + g);  // a new tensor: never writes into a grad someone else holds
   } else {
@@ -135,7 +136,15 @@ void attach(const std::shared_ptr<Node>& node, detail::TensorList inputs,
   // also its input, and its new node must point at its old history.
   for (size_t i = 0; i < outputs.size(); ++i) {
     Tensor out = outputs[i];
-    if (is_floating(out.dtype())) out.set_grad_fn(node, static_cast<uint32_t>(i));
+    if (!is_floating(out.dtype())) continue;
+    // An in-place op moves the tensor to a new history: its old node no longer produces it, so
+    // retain_grad and the tensor's hooks run at the new node only (as PyTorch's), not twice.
+    if (const std::shared_ptr<Node>& prev = out.grad_fn(); prev && prev != node) {
+      const size_t nr = out.output_nr();
+      if (nr < prev->outputs_.size() && prev->outputs_[nr].lock() == out.impl_ptr())
+        prev->outputs_[nr].reset();
+    }
+    out.set_grad_fn(node, static_cast<uint32_t>(i));
   }
 }
 

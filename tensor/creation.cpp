@@ -124,8 +124,9 @@ Tensor linspace(double start, double end, int64_t steps, TensorOptions opts) {
 }
 
 Tensor eye(int64_t n, int64_t m, TensorOptions opts) {
-  if (m < 0) m = n;
   MG_CHECK(n >= 0, "eye", "n must be non-negative, got ", n);
+  MG_CHECK(m >= -1, "eye", "m must be non-negative (or -1 for m = n), got ", m);
+  if (m == -1) m = n;
   Tensor t = zeros({n, m}, host_options(opts));
   MG_DISPATCH_ALL(t.dtype(), [&] {
     scalar_t* p = t.data_ptr<scalar_t>();

@@ -25,7 +25,7 @@ Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step = 1);
 Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, TensorOptions opts);
 // `steps` points from start to end inclusive.
 Tensor linspace(double start, double end, int64_t steps, TensorOptions opts = {});
-// n x m identity (m = n when left out).
+// n x m identity (m = n when left out or -1; any other negative m is an error).
 Tensor eye(int64_t n, int64_t m = -1, TensorOptions opts = {});
 
 // Copies C++ data into a new tensor of the matching dtype: 1-d unless a shape is given

@@ -103,6 +103,12 @@ Tensor& inplace_op(const char* name, BinaryOp op, Tensor& self, const Tensor& ot
   // and the old value the rule may need (mul_, div_) is kept safe in the clone.
   Tensor old;
   if (detail::should_record({&self, &other})) old = self.clone();
+  // `other` as the derivative must see it: its value before the write. When it shares self's
+  // memory (y *= y, y += y.flip), recording it as is would save the written values (and its
+  // version, bumped by this very write, would not tell).
+  Tensor other_rec = other;
+  if (old.defined() && other.storage() == self.storage())
+    other_rec = other.is_same(self) ? old : other.clone();
   const Device dev = detail::common_device(name, {&self, &other});
   MG_CHECK(dev == self.device(), name, "cannot write a result on ", dev.str(),
            " into a tensor on ", self.device().str());
@@ -122,7 +128,7 @@ Tensor& inplace_op(const char* name, BinaryOp op, Tensor& self, const Tensor& ot
               {oc.raw_data(), so.data()});
   }
   self.bump_version();
-  if (old.defined()) detail::record_op(out_of_place.c_str(), {old, other}, {self});
+  if (old.defined()) detail::record_op(out_of_place.c_str(), {old, other_rec}, {self});
   return self;
 }
 

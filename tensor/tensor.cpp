@@ -6,6 +6,8 @@
 #include <limits>
 #include <numeric>
 #include <optional>
+#include <type_traits>
+#include <utility>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cuda/runtime.h"
@@ -179,7 +181,12 @@ Tensor Tensor::reshape(const Shape& shape_in) const {
   Shape shape = infer_shape("reshape", shape_in, numel(), this->shape());
   if (auto st = view_strides(this->shape(), strides(), shape))
     return reshaped_view("reshape", *this, std::move(shape), std::move(*st));
-  return contiguous().view(shape);
+  // A copy, as PyTorch's: the result alone holds its fresh buffer, so it is no view, and
+  // in-place writes into it may be recorded (Note [In-place writes into views]).
+  Tensor out = contiguous().view(shape);
+  out.impl_ptr()->is_view = false;
+  out.impl_ptr()->root.reset();
+  return out;
 }
 
 Tensor Tensor::permute(const DimVector& dims) const {
@@ -465,9 +472,26 @@ T Tensor::item() const {
   MG_CHECK(numel() == 1, "item", "a tensor with ", numel(), " elements (shape ",
            shape_str(shape()), ") cannot be converted to a scalar");
   if (device().is_cuda()) return detail::transfer(*this, Device::cpu()).item<T>();
+  // As libtorch's item<T>(): a value T cannot hold is an error, not a wrapped or saturated one
+  // (to() and to_vector() convert as casts do).
   T v{};
-  int64_t one = 1;
-  kernels::cpu::copy(dtype_v<T>, dtype(), {1, &one}, {&v, &one}, {raw_data(), &one});
+  MG_DISPATCH_ALL(dtype(), [&] {
+    const scalar_t x = *static_cast<const scalar_t*>(raw_data());
+    bool fits = true;
+    if constexpr (std::is_same_v<T, bool> || std::is_same_v<scalar_t, bool>) {
+      // any number converts to bool, and a bool to any number
+    } else if constexpr (std::is_integral_v<T> && std::is_integral_v<scalar_t>) {
+      fits = std::in_range<T>(x);
+    } else if constexpr (std::is_integral_v<T>) {  // from floating point: truncation must fit
+      fits = x > static_cast<scalar_t>(std::numeric_limits<T>::min()) - scalar_t(1) &&
+             x < static_cast<scalar_t>(std::numeric_limits<T>::max()) + scalar_t(1);
+    } else if constexpr (sizeof(T) < sizeof(scalar_t)) {  // double into float
+      fits = !std::isfinite(x) || std::fabs(x) <= std::numeric_limits<T>::max();
+    }
+    MG_CHECK(fits, "item", "value ", +x, " (", dtype_name(dtype()), ") cannot be converted to ",
+             dtype_name(dtype_v<T>), " without overflow");
+    v = static_cast<T>(x);
+  });
   return v;
 }
 

@@ -374,3 +374,81 @@ TEST(Autograd, ViewsMadeBeforeAnInPlaceWriteIntoTheirBaseAreRefused) {
   }
   EXPECT_EQ(grad({sum(mul(wt, wt))}, {w})[0].to_vector<double>(), (std::vector<double>{1, 3}));
 }
+
+// Found against PyTorch 2.15 in session 13 (each gave a wrong gradient, a NaN or a shared .grad).
+TEST(Autograd, InPlaceOpWithItselfAsOperandUsesTheOldValue) {
+  Tensor x = leaf({1.0, 2.0, 3.0});
+  Tensor y = x * 1.0;
+  mul_(y, y);  // y = y^2: dy/dx = 2x
+  sum(y).backward();
+  expect_close(x.grad(), tensor(std::vector<double>{2, 4, 6}));
+  Tensor z = leaf({1.0, 2.0, 3.0});
+  Tensor w = z * 1.0;
+  div_(w, w);  // 1 everywhere: no gradient
+  sum(w).backward();
+  expect_close(z.grad(), tensor(std::vector<double>{0, 0, 0}));
+  Tensor a = leaf({1.0, 2.0});
+  Tensor b = a * 1.0;
+  add_(b, b.slice(0, 0, 1));  // a view of itself: b = [b0 + b0, b1 + b0]
+  sum(b * tensor(std::vector<double>{1.0, 10.0})).backward();
+  expect_close(a.grad(), tensor(std::vector<double>{12, 10}));
+}
+
+TEST(Autograd, RetainGradAndHooksFollowAnInPlaceOp) {
+  Tensor x = leaf({1.0, 2.0, 3.0});
+  Tensor y = x * 2.0;
+  y.retain_grad();
+  int calls = 0;
+  y.register_hook([&](const Tensor&) {
+    ++calls;
+    return Tensor();
+  });
+  mul_(y, tensor(std::vector<double>{3.0}));
+  sum(y).backward();
+  EXPECT_EQ(calls, 1);
+  expect_close(y.grad(), tensor(std::vector<double>{1, 1, 1}));
+  expect_close(x.grad(), tensor(std::vector<double>{6, 6, 6}));
+}
+
+TEST(Autograd, GradIsNeverSharedOrExpanded) {
+  Tensor x = leaf({1.0, 2.0, 3.0}), y = leaf({4.0, 5.0, 6.0});
+  add(x, y).backward(ones({3}, DType::Float64), true, /*create_graph=*/true);
+  {
+    NoGradGuard g;
+    Tensor gx = x.grad();
+    mul_(gx, tensor(std::vector<double>{2.0}));
+  }
+  expect_close(y.grad(), ones({3}, DType::Float64));  // not doubled with x's
+  Tensor go = ones({3}, DType::Float64);
+  Tensor u = leaf({1.0, 2.0, 3.0});
+  add(u, 1.0).backward(go, true, true);
+  {
+    NoGradGuard g;
+    mul_(go, tensor(std::vector<double>{5.0}));
+  }
+  expect_close(u.grad(), ones({3}, DType::Float64));  // not the caller's grad_output
+  Tensor m = tensor(std::vector<double>{1, 2, 3, 4}, {2, 2}).requires_grad_(true);
+  sum(m).backward({}, true, true);
+  EXPECT_EQ(m.grad().strides(), (Shape{2, 1}));  // dense, writable in place
+  Tensor h = m * 2.0;
+  h.retain_grad();
+  sum(h).backward();
+  EXPECT_EQ(h.grad().strides(), (Shape{2, 1}));
+}
+
+TEST(Autograd, PowAtExponentZeroAndStdOfConstantsHaveZeroGradients) {
+  Tensor a = leaf({0.0, 2.0}), b = leaf({0.0, 0.0});
+  sum(pow(a, b)).backward();
+  expect_close(a.grad(), tensor(std::vector<double>{0, 0}));
+  Tensor c = leaf({1.5, 1.5, 1.5});
+  metagrad::std(c, {0}, 1).backward();
+  expect_close(c.grad(), tensor(std::vector<double>{0, 0, 0}));
+}
+
+TEST(Autograd, RootGradientOfAnotherFloatDtypeIsCast) {
+  Tensor x = tensor(std::vector<float>{1, 2, 3}).requires_grad_(true);
+  Tensor y = x * 2.0f;
+  y.backward(ones({3}, DType::Float64));
+  EXPECT_EQ(x.grad().dtype(), DType::Float32);
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{2, 2, 2}));
+}

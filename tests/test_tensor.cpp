@@ -140,6 +140,36 @@ TEST(Tensor, PermuteSqueezeUnsqueezeExpand) {
   EXPECT_MG_ERROR(x.unsqueeze(4), "[unsqueeze]");
 }
 
+// When reshape (or flatten) must copy, the result owns its buffer, as PyTorch's: no view, so an
+// in-place write into it may be recorded.
+TEST(Tensor, ReshapeThatCopiesIsNoView) {
+  Tensor w = ones({3, 4}).requires_grad_(true);
+  Tensor y = (w * 2.0f).t().reshape({12});
+  EXPECT_FALSE(y.is_view());
+  EXPECT_FALSE((w * 2.0f).t().flatten().is_view());
+  EXPECT_TRUE((w * 2.0f).reshape({12}).is_view());  // a view where one is possible
+  mul_(y, tensor({3.0f}));
+  sum(y).backward();
+  EXPECT_EQ(w.grad().to_vector<float>(), std::vector<float>(12, 6.0f));
+}
+
+// item<T>() refuses a value T cannot hold, as libtorch's (to() and to_vector() cast instead).
+TEST(Tensor, ItemChecksTheConversion) {
+  EXPECT_EQ(tensor({2.75}).item<int64_t>(), 2);
+  EXPECT_EQ(tensor({-0.5}).item<uint8_t>(), 0);
+  EXPECT_EQ(tensor({int64_t{255}}).item<uint8_t>(), 255);
+  EXPECT_EQ(tensor({3.0}).item<bool>(), true);
+  EXPECT_EQ(tensor({1e300}).item<double>(), 1e300);
+  EXPECT_EQ(tensor({INFINITY}).item<float>(), INFINITY);
+  EXPECT_MG_ERROR_HAS(tensor({std::nan("")}).item<int64_t>(), "[item]", "without overflow");
+  EXPECT_MG_ERROR(tensor({3e9}).item<int32_t>(), "[item]");
+  EXPECT_MG_ERROR(tensor({int64_t{300}}).item<uint8_t>(), "[item]");
+  EXPECT_MG_ERROR(tensor({int64_t{-1}}).item<uint8_t>(), "[item]");
+  EXPECT_MG_ERROR(tensor({1e300}).item<float>(), "[item]");
+  EXPECT_MG_ERROR(eye(3, -2), "[eye]");
+  EXPECT_EQ(eye(2, -1).shape(), (Shape{2, 2}));
+}
+
 TEST(Tensor, ContiguousCloneCopy) {
   Tensor x = iota({3, 4});
   Tensor t = x.t();
