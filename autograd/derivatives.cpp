@@ -450,7 +450,7 @@ const Table& table() {
        {[](const GradCtx& c) -> Grads {
           return {c.needs[0] ? threshold_backward(c.g(), c.in[1]) : Tensor(), Tensor()};
         },
-        kSaveInputs}},
+        kSaveInputs, 0b01}},
       // where(cond, a, b): each branch gets the gradient where it was chosen
       {"where",
        {[](const GradCtx& c) -> Grads {
@@ -458,7 +458,7 @@ const Table& table() {
           return {Tensor(), c.needs[1] ? where(cond, c.g(), 0) : Tensor(),
                   c.needs[2] ? where(cond, 0, c.g()) : Tensor()};
         },
-        kSaveInputs}},
+        kSaveInputs, 0b110}},
 
       // ---- reductions --------------------------------------------------------------------
       // sum: every summed element gets g
@@ -564,13 +564,13 @@ const Table& table() {
           return {scatter_add(zeros(c.in_shape(0), c.g().options()), c.args.i, c.in[1], c.g()),
                   Tensor()};
         },
-        kSaveInputs}},
+        kSaveInputs, 0b01}},
       // scatter_add(x, idx, src) = x + S src, with S the scatter: d x = g, d src = S^T g = gather
       {"scatter_add",
        {[](const GradCtx& c) -> Grads {
           return {c.g(), Tensor(), c.needs[2] ? gather(c.g(), c.args.i, c.in[1]) : Tensor()};
         },
-        kSaveInputs}},
+        kSaveInputs, 0b101}},
       // index_select picks slices: scatter them back (an index repeated gets the sum)
       {"index_select",
        {[](const GradCtx& c) -> Grads {
@@ -581,7 +581,7 @@ const Table& table() {
           return {scatter_add(zeros(c.in_shape(0), c.g().options()), c.args.i, full_idx, c.g()),
                   Tensor()};
         },
-        kSaveInputs}},
+        kSaveInputs, 0b01}},
       // cat: each input gets its own slab of g
       {"cat",
        {[](const GradCtx& c) -> Grads {
@@ -627,7 +627,7 @@ const Table& table() {
        {[](const GradCtx& c) -> Grads {
           return {max_pool2d_double_backward(c.g(), c.in[1]), Tensor()};
         },
-        kSaveInputs}},
+        kSaveInputs, 0b01}},
       // avg_pool2d is linear, y = A x: dx = A^T g, which is avg_pool2d_backward
       {"avg_pool2d",
        {[](const GradCtx& c) -> Grads {

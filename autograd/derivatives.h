@@ -38,6 +38,10 @@ enum Saves : uint8_t {
 struct Derivative {
   DerivativeFn fn;
   uint8_t saves;
+  // With kSaveInputs: the inputs the rule never reads (bit i for input i), not saved, so that an
+  // in-place write into one of them after the op is no version error (PyTorch saves per input
+  // too); the rule's in[i] is then undefined.
+  uint8_t unread_inputs = 0;
 };
 
 // The rule for `op`, or nullptr when the op has none (backward through it then throws).

@@ -31,7 +31,12 @@ class OpNode final : public Node {
     if (!d_) return;
     if (d_->saves & kSaveInputs) {
       saved_in_.reserve(inputs.size());
-      for (const Tensor& t : inputs) saved_in_.emplace_back(t, false);
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        if (i < 8 && (d_->unread_inputs >> i & 1))
+          saved_in_.emplace_back();  // unpacks as undefined
+        else
+          saved_in_.emplace_back(inputs[i], false);
+      }
     }
     if (d_->saves & (kSaveOutputs | kSaveTrailingOutputs)) {
       saved_out_.reserve(outputs.size());

@@ -452,3 +452,26 @@ TEST(Autograd, RootGradientOfAnotherFloatDtypeIsCast) {
   EXPECT_EQ(x.grad().dtype(), DType::Float32);
   EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{2, 2, 2}));
 }
+
+// Inputs a rule never reads are not saved, so writing into them after the op is no version
+// error (as PyTorch): where's branches, gather / index_select's source, scatter_add's self.
+TEST(Autograd, InputsARuleDoesNotReadMayBeWrittenAfterTheOp) {
+  Tensor x = leaf({1.0, 2.0, 3.0});
+  Tensor a = x * 2.0;
+  Tensor y = where(tensor({true, false, true}), a, zeros({3}, DType::Float64));
+  add_(a, tensor(std::vector<double>{1.0}));
+  sum(y).backward();
+  expect_close(x.grad(), tensor(std::vector<double>{2, 0, 2}));
+  Tensor u = leaf({1.0, 2.0, 3.0});
+  Tensor b = u * 1.0;
+  Tensor s = index_select(b, 0, tensor({int64_t{0}, int64_t{0}}));
+  add_(b, tensor(std::vector<double>{1.0}));
+  sum(s).backward();
+  expect_close(u.grad(), tensor(std::vector<double>{2, 0, 0}));
+  // A saved input that is read still refuses a later write.
+  Tensor v = leaf({1.0, 2.0});
+  Tensor w = v * 1.0;
+  Tensor p = mul(w, w);
+  add_(w, tensor(std::vector<double>{1.0}));
+  EXPECT_MG_ERROR(sum(p).backward(), "[autograd]");
+}
