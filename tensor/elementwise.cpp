@@ -104,7 +104,7 @@ Tensor& inplace_op(const char* name, BinaryOp op, Tensor& self, const Tensor& ot
   Tensor old;
   if (detail::should_record({&self, &other})) old = self.clone();
   // `other` as the derivative must see it: its value before the write. When it shares self's
-  // memory (y *= y, y += y.flip), recording it as is would save the written values (and its
+  // memory (y *= y, y += y[:1]), recording it as is would save the written values (and its
   // version, bumped by this very write, would not tell).
   Tensor other_rec = other;
   if (old.defined() && other.storage() == self.storage())

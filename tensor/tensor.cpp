@@ -89,17 +89,12 @@ Tensor make_view(const char* op, const Tensor& base, Shape shape, Shape strides,
   impl->dtype = base.dtype();
   impl->is_view = true;
   // Note [Stale views]: remember what the viewed tensor's history was.
+  // The root is base itself, or base's root (while alive: once gone, nothing writes into it).
   const std::shared_ptr<TensorImpl>& b = base.impl_ptr();
-  if (!b->is_view) {
-    impl->root_history = b->history;
-    impl->root = b;
-  } else if (std::shared_ptr<TensorImpl> r = b->root.lock()) {
-    impl->root_history = r->history;
-    impl->root = std::move(r);
-  } else {  // the root is gone: nothing can write into it any more
-    impl->root_history = b->history;
-    impl->root = b;
-  }
+  const std::shared_ptr<TensorImpl> r = b->is_view ? b->root.lock() : nullptr;
+  const std::shared_ptr<TensorImpl>& root = r ? r : b;
+  impl->root_history = root->history;
+  impl->root = root;
   return Tensor(std::move(impl));
 }
 
