@@ -59,9 +59,20 @@ int64_t reduced_count(const detail::OpArgs& a) {
   return n;
 }
 
+// Inclusive product scan along the last dim, y_i = prod_{j <= i} x_j, in ceil(log2 n)
+// doubling steps (Hillis-Steele) of differentiable ops, so its own derivatives are exact too.
+Tensor cumprod_last(Tensor y) {
+  const int64_t n = y.size(-1);
+  for (int64_t s = 1; s < n; s *= 2)
+    y = cat({y.narrow(-1, 0, s), y.narrow(-1, s, n - s) * y.narrow(-1, 0, n - s)}, -1);
+  return y;
+}
+
 // d/dx_i prod(x) = prod_{j != i} x_j. Dividing out/x fails at zeros, so when any element is
-// zero the product of the others is formed directly: x with its own entry replaced by 1,
-// multiplied along the reduced dims (after moving them last and flattening them).
+// zero the product of the others is formed directly, as (prod_{j < i} x_j) (prod_{j > i} x_j):
+// exclusive product scans from both ends along the reduced dims (moved last and flattened),
+// O(n log n) work and memory rather than an [n, n] table, and exact at every order (no
+// division anywhere, so a second zero's cross terms stay right).
 Tensor prod_backward(const Tensor& g, const Tensor& x, const Tensor& out, const detail::OpArgs& a) {
   Tensor ge = expand_reduced(g, a);
   Tensor oute = expand_reduced(out, a);
@@ -77,30 +88,61 @@ Tensor prod_backward(const Tensor& g, const Tensor& x, const Tensor& out, const 
   Tensor xp = x.permute(perm);
   const int64_t n = reduced_count(a);
   Shape flat(xp.shape().begin(), xp.shape().end() - static_cast<int64_t>(a.dims.size()));
-  Shape kept = flat;
+  Shape one = flat;
   flat.push_back(n);
+  one.push_back(1);
   Tensor xf = xp.reshape(flat);  // [..., n]
-  Shape rep = kept;
-  rep.push_back(n);
-  rep.push_back(n);
-  Tensor xr = xf.unsqueeze(-2).expand(rep);  // [..., n(i), n(j)] = x_j
-  Tensor diag = eye(n, n, TensorOptions(DType::Bool).device(g.device()));
-  Tensor others = prod(where(diag, 1.0, xr), {-1});  // prod_{j != i} x_j
-  Tensor back = others.reshape(xp.shape()).permute(inv);
+  const Tensor ones_col = ones(one, TensorOptions(x.dtype()).device(x.device()));
+  // before_i = prod_{j < i} x_j: the inclusive scan shifted right by one.
+  Tensor before = cat({ones_col, cumprod_last(xf).narrow(-1, 0, n - 1)}, -1);
+  // after_i = prod_{j > i} x_j: the same on the reversed row, reversed back.
+  const Tensor rev = arange(n - 1, -1, -1, TensorOptions(DType::Int64).device(x.device()));
+  Tensor xr = index_select(xf, -1, rev);
+  Tensor after = index_select(cat({ones_col, cumprod_last(xr).narrow(-1, 0, n - 1)}, -1), -1, rev);
+  Tensor back = (before * after).reshape(xp.shape()).permute(inv);
   return ge * back;
+}
+
+// Reflect / replicate padding copies input coordinates to several output coordinates, per
+// padded dim (separably: out[o] = x[src(o)] along each), so its derivative sums the copies
+// back, one scatter_add per padded dim: d x_i = sum_{o : src(o) = i} d out_o. scatter_add's
+// own derivative (a gather) keeps every order exact.
+Tensor pad_copies_backward(const Tensor& g, const detail::OpArgs& a) {
+  const auto mode = static_cast<PadMode>(a.i);
+  const int64_t rank = static_cast<int64_t>(a.shape.size());
+  Tensor r = g;
+  for (size_t j = 0; j < a.dims.size() / 2; ++j) {
+    const int64_t d = rank - 1 - static_cast<int64_t>(j), n = a.shape[static_cast<size_t>(d)];
+    const int64_t out_n = r.size(d);
+    std::vector<int64_t> src(static_cast<size_t>(out_n));
+    for (int64_t o = 0; o < out_n; ++o)
+      src[static_cast<size_t>(o)] = detail::pad_source(mode, o, a.dims[2 * j], n);
+    Shape along(static_cast<size_t>(rank), 1);
+    along[static_cast<size_t>(d)] = out_n;
+    const Tensor index = tensor(src, along).to(g.device()).expand(r.shape());
+    Shape to = r.shape();
+    to[static_cast<size_t>(d)] = n;
+    r = scatter_add(zeros(to, r.options()), d, index, r);
+  }
+  return r;
 }
 
 // Routes the gradient of a max/min over `dim` to the chosen index.
 Tensor index_reduction_backward(const Tensor& g, const Tensor& indices, const detail::OpArgs& a) {
+  if (a.shape.empty()) return g;  // a 0-d input: its one element was chosen
   Tensor gk = a.flag ? g : g.unsqueeze(a.i);
   Tensor ik = a.flag ? indices : indices.unsqueeze(a.i);
   return scatter_add(zeros(a.shape, g.options()), a.i, ik, gk);
 }
 
 // amax/amin: the gradient is shared evenly among the elements equal to the extreme value.
+// The full max()/min() (nan_chosen) as PyTorch's evenly_distribute_backward: a NaN result
+// came from the NaN elements, which share the gradient (amax's rule leaves NaN everywhere).
 Tensor extreme_backward(const Tensor& g, const Tensor& x, const Tensor& out,
-                        const detail::OpArgs& a) {
-  Tensor mask = (x == expand_reduced(out, a)).to(x.dtype());
+                        const detail::OpArgs& a, bool nan_chosen = false) {
+  Tensor oute = expand_reduced(out, a);
+  Tensor mask = (x == oute).to(x.dtype());
+  if (nan_chosen) mask = mask + (x != x).to(x.dtype()) * (oute != oute).to(x.dtype());
   Tensor count = sum(mask, a.dims, /*keepdim=*/true).expand(a.shape);
   return expand_reduced(g, a) * mask / count;
 }
@@ -479,6 +521,18 @@ const Table& table() {
           return {extreme_backward(c.g(), c.in[0], c.out[0], c.args)};
         },
         kSaveBoth}},
+      // the full max() / min(): as amax / amin, except that NaN elements take a NaN result's
+      // gradient
+      {"max",
+       {[](const GradCtx& c) -> Grads {
+          return {extreme_backward(c.g(), c.in[0], c.out[0], c.args, /*nan_chosen=*/true)};
+        },
+        kSaveBoth}},
+      {"min",
+       {[](const GradCtx& c) -> Grads {
+          return {extreme_backward(c.g(), c.in[0], c.out[0], c.args, /*nan_chosen=*/true)};
+        },
+        kSaveBoth}},
       {"amin",
        {[](const GradCtx& c) -> Grads {
           return {extreme_backward(c.g(), c.in[0], c.out[0], c.args)};
@@ -590,7 +644,8 @@ const Table& table() {
           for (size_t k = 0; k < c.args.dims.size(); ++k) {
             const int64_t len = c.args.dims[k];
             if (c.in_shape(k).size() == 1 && c.in_shape(k)[0] == 0) {
-              r.emplace_back();  // a skipped empty input
+              // a skipped empty input: an empty gradient (as PyTorch), not none
+              r.push_back(c.needs[k] ? zeros({0}, c.g().options()) : Tensor());
               continue;
             }
             r.push_back(c.needs[k] ? c.g().narrow(c.args.i, start, len) : Tensor());
@@ -599,10 +654,12 @@ const Table& table() {
           return r;
         },
         kSaveNothing}},
-      // constant pad: the gradient is g cropped back, i.e. padded by the negated amounts
+      // constant pad: the gradient is g cropped back, i.e. padded by the negated amounts;
+      // reflect / replicate: each input element's copies summed
       {"pad",
        {[](const GradCtx& c) -> Grads {
-          MG_CHECK(c.args.i == 0, "pad", "only constant padding is differentiable");
+          if (c.args.i != static_cast<int64_t>(PadMode::Constant))
+            return {pad_copies_backward(c.g(), c.args)};
           DimVector neg_pad(c.args.dims);
           for (auto& p : neg_pad) p = -p;
           return {pad(c.g(), neg_pad, 0.0)};

@@ -264,12 +264,16 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
     buffers[ni] = std::vector<Tensor>();
     const bool is_leaf_sink = dynamic_cast<AccumulateGrad*>(n) != nullptr;
 
-    // Hooks and retain_grad of the (still alive) forward outputs of this node.
+    // Hooks of outputs since modified in place, then hooks and retain_grad of the (still
+    // alive) forward outputs of this node.
+    for (const Node::KeptHooks& kept : n->kept_hooks())
+      if (grads[kept.output_nr].defined())
+        grads[kept.output_nr] = autograd::run_hooks(kept.hooks, std::move(grads[kept.output_nr]));
     for (size_t s = 0; s < n->outputs().size() && !is_leaf_sink; ++s) {
       auto impl = n->outputs()[s].lock();
       if (!impl || !grads[s].defined()) continue;
       Tensor t(impl);
-      grads[s] = autograd::run_hooks(t, std::move(grads[s]));
+      if (!t.hooks().empty()) grads[s] = autograd::run_hooks(t.hooks(), std::move(grads[s]));
       if (t.retains_grad()) {
         // A copy, as a leaf's .grad: grads[s] may be shared or expanded (stride 0).
         Tensor g = create_graph ? grads[s] : grads[s].detach();
@@ -279,7 +283,8 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
     if (auto it = captures.find(n); it != captures.end()) {
       for (auto [slot, j] : it->second) {
         Tensor g = grads[slot];
-        if (is_leaf_sink && g.defined()) g = autograd::run_hooks(static_cast<AccumulateGrad*>(n)->leaf(), g);
+        if (is_leaf_sink && g.defined())
+          g = autograd::run_hooks(static_cast<AccumulateGrad*>(n)->leaf().hooks(), g);
         results[j] = g;
         reached[j] = true;
       }

@@ -47,10 +47,7 @@ AccumulateGrad::AccumulateGrad(Tensor leaf) : leaf_(std::move(leaf)) {
   output_meta_ = {{leaf_.shape(), leaf_.dtype()}};
 }
 
-Tensor run_hooks(const Tensor& t, Tensor g) {
-  if (t.hooks().empty()) return g;
-  // A copy: a hook that registers a hook would otherwise grow the list being walked.
-  const auto hooks = t.hooks();
+Tensor run_hooks(std::vector<Hook> hooks, Tensor g) {
   for (const auto& hook : hooks) {
     Tensor r = hook(g);
     if (!r.defined()) continue;
@@ -66,7 +63,7 @@ Tensor run_hooks(const Tensor& t, Tensor g) {
 std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   Tensor g = std::move(grads[0]);
   if (!g.defined()) return {};
-  g = run_hooks(leaf_, std::move(g));
+  if (!leaf_.hooks().empty()) g = run_hooks(leaf_.hooks(), std::move(g));
   const Tensor& old = leaf_.grad();
   if (GradMode::is_enabled()) {
     // create_graph: .grad stays a differentiable function of the graph (a recorded clone: the
@@ -138,11 +135,16 @@ void attach(const std::shared_ptr<Node>& node, detail::TensorList inputs,
     Tensor out = outputs[i];
     if (!is_floating(out.dtype())) continue;
     // An in-place op moves the tensor to a new history: its old node no longer produces it, so
-    // retain_grad and the tensor's hooks run at the new node only (as PyTorch's), not twice.
+    // retain_grad runs at the new node only (as PyTorch's), not twice. The hooks registered so
+    // far stay with the old value (Node::KeptHooks); later ones run at the new node.
     if (const std::shared_ptr<Node>& prev = out.grad_fn(); prev && prev != node) {
-      const size_t nr = out.output_nr();
+      const uint32_t nr = out.output_nr();
       if (nr < prev->outputs_.size() && prev->outputs_[nr].lock() == out.impl_ptr())
         prev->outputs_[nr].reset();
+      if (auto& hooks = out.impl()->meta().hooks; !hooks.empty()) {
+        prev->kept_hooks_.push_back({nr, std::move(hooks)});
+        hooks.clear();
+      }
     }
     out.set_grad_fn(node, static_cast<uint32_t>(i));
   }

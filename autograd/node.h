@@ -10,6 +10,7 @@
 // same in SavedVariable).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,7 @@ using EdgeList = SmallVector<Edge, 3>;
 using InputMetas = SmallVector<TensorMeta, 3>;
 using OutputMetas = SmallVector<TensorMeta, 2>;
 using OutputRefs = SmallVector<std::weak_ptr<TensorImpl>, 2>;
+using Hook = std::function<Tensor(const Tensor&)>;
 
 class Node : public std::enable_shared_from_this<Node> {
  public:
@@ -69,6 +71,14 @@ class Node : public std::enable_shared_from_this<Node> {
   const InputMetas& input_meta() const { return input_meta_; }
   // The forward outputs, weakly: their hooks and retain_grad run when gradients reach here.
   const OutputRefs& outputs() const { return outputs_; }
+  // Hooks of an output that an in-place op has since moved to a new node: they stay here, with
+  // the value they were registered on (PyTorch's rule: they see the gradient w.r.t. the value
+  // before the in-place op, while hooks registered after it see the one after).
+  struct KeptHooks {
+    uint32_t output_nr;
+    std::vector<Hook> hooks;
+  };
+  const std::vector<KeptHooks>& kept_hooks() const { return kept_hooks_; }
 
  protected:
   friend void attach(const std::shared_ptr<Node>&, detail::TensorList, detail::TensorList);
@@ -79,13 +89,15 @@ class Node : public std::enable_shared_from_this<Node> {
   InputMetas input_meta_;
   OutputMetas output_meta_;
   OutputRefs outputs_;
+  std::vector<KeptHooks> kept_hooks_;
   uint64_t sequence_nr_;
 };
 
-// Runs t's hooks on its gradient g, in registration order, each on the last one's result (an
-// undefined result keeps the gradient). A hook may register further hooks: they run from the
-// next backward on. A result of another shape, dtype or device than g is an error.
-Tensor run_hooks(const Tensor& t, Tensor g);
+// Runs hooks on a gradient g, in registration order, each on the last one's result (an
+// undefined result keeps the gradient). Taken by value: a hook may register further hooks on
+// its tensor, and they run from the next backward on. A result of another shape, dtype or
+// device than g is an error.
+Tensor run_hooks(std::vector<Hook> hooks, Tensor g);
 
 // The sink for a leaf tensor: adds incoming gradients into leaf.grad().
 class AccumulateGrad final : public Node {

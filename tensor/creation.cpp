@@ -12,6 +12,11 @@ namespace metagrad {
 Tensor empty(const Shape& shape, TensorOptions opts) { return Tensor::empty(shape, opts); }
 
 Tensor full(const Shape& shape, const Scalar& value, TensorOptions opts) {
+  // Without a chosen dtype the fill value decides, as libtorch's full: an integer gives int64,
+  // a bool gives bool, a floating value the default float32.
+  if (!opts.has_dtype_) {
+    opts = opts.dtype(value.kind() == DType::Float64 ? DType::Float32 : value.kind());
+  }
   const DType dt = opts.dtype_;
   const int64_t i = value.to_int64();
   if (value.is_integral() && (dt == DType::Int64 || dt == DType::Int32 || dt == DType::UInt8)) {
@@ -32,8 +37,13 @@ Tensor full(const Shape& shape, const Scalar& value, TensorOptions opts) {
   if (opts.requires_grad_) t.requires_grad_(true);
   return t;
 }
-Tensor zeros(const Shape& shape, TensorOptions opts) { return full(shape, 0, opts); }
-Tensor ones(const Shape& shape, TensorOptions opts) { return full(shape, 1, opts); }
+// zeros and ones default to float32 whatever the written 0 or 1 is (as torch.zeros).
+Tensor zeros(const Shape& shape, TensorOptions opts) {
+  return full(shape, 0, opts.dtype(opts.dtype_));
+}
+Tensor ones(const Shape& shape, TensorOptions opts) {
+  return full(shape, 1, opts.dtype(opts.dtype_));
+}
 Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.options()); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.options()); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.options()); }

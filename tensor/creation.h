@@ -12,6 +12,8 @@ namespace metagrad {
 Tensor empty(const Shape& shape, TensorOptions opts = {});
 Tensor zeros(const Shape& shape, TensorOptions opts = {});
 Tensor ones(const Shape& shape, TensorOptions opts = {});
+// Without a dtype in `opts`, as libtorch: int64 for an integer value, bool for a bool, float32
+// for a floating one (full({2}, 7) is int64, full({2}, 7.0) float32).
 Tensor full(const Shape& shape, const Scalar& value, TensorOptions opts = {});
 Tensor empty_like(const Tensor& t);
 Tensor zeros_like(const Tensor& t);

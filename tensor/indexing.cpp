@@ -58,15 +58,17 @@ int64_t check_scatter(const char* op, const Tensor& self, int64_t dim, const Ten
            dtype_name(index.dtype()));
   MG_CHECK(src.dtype() == self.dtype(), op, "src has dtype ", dtype_name(src.dtype()),
            " but the input has dtype ", dtype_name(self.dtype()));
-  MG_CHECK(index.dim() == self.dim() && src.dim() == self.dim(), op,
+  // A 0-d operand counts as 1-d (as PyTorch): geom() sees it as [1].
+  const Shape ss = geom(self).shape, is = geom(index).shape, rs = geom(src).shape;
+  MG_CHECK(is.size() == ss.size() && rs.size() == ss.size(), op,
            "input, index and src must have the same number of dimensions, got shapes ",
            shape_str(self.shape()), ", ", shape_str(index.shape()), " and ",
            shape_str(src.shape()));
   const int64_t d = wrap_dim(op, dim, self.dim());
-  for (int64_t k = 0; k < index.dim(); ++k) {
-    MG_CHECK(index.size(k) <= src.size(k), op, "index of shape ", shape_str(index.shape()),
+  for (size_t k = 0; k < is.size(); ++k) {
+    MG_CHECK(is[k] <= rs[k], op, "index of shape ", shape_str(index.shape()),
              " is larger than src of shape ", shape_str(src.shape()), " in dimension ", k);
-    MG_CHECK(k == d || index.size(k) <= self.size(k), op, "index of shape ",
+    MG_CHECK(static_cast<int64_t>(k) == d || is[k] <= ss[k], op, "index of shape ",
              shape_str(index.shape()), " is larger than the input of shape ",
              shape_str(self.shape()), " in dimension ", k, " (only dimension ", d,
              " may be larger)");
@@ -92,21 +94,6 @@ void scatter_add_into(const char* op, Tensor& self, int64_t d, Tensor index, Ten
             gs.strides[d], gs.shape[d]);
 }
 
-// Source coordinate of output coordinate o along a dim of size n padded by `left`, or -1
-// for a constant fill.
-int64_t pad_source(PadMode mode, int64_t o, int64_t left, int64_t n) {
-  const int64_t i = o - left;
-  switch (mode) {
-    case PadMode::Constant:
-      return i >= 0 && i < n ? i : -1;
-    case PadMode::Reflect:
-      return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
-    case PadMode::Replicate:
-      return std::clamp<int64_t>(i, 0, n - 1);
-  }
-  return -1;
-}
-
 const char* pad_mode_name(PadMode m) {
   switch (m) {
     case PadMode::Constant:
@@ -121,6 +108,21 @@ const char* pad_mode_name(PadMode m) {
 
 }  // namespace
 
+namespace detail {
+int64_t pad_source(PadMode mode, int64_t o, int64_t left, int64_t n) {
+  const int64_t i = o - left;
+  switch (mode) {
+    case PadMode::Constant:
+      return i >= 0 && i < n ? i : -1;
+    case PadMode::Reflect:
+      return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
+    case PadMode::Replicate:
+      return std::clamp<int64_t>(i, 0, n - 1);
+  }
+  return -1;
+}
+}  // namespace detail
+
 // ---- gather / index_select ----------------------------------------------------------------
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
@@ -130,13 +132,15 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   detail::check_same_device(op, {&x, &index});
   MG_CHECK(index.dtype() == DType::Int64, op, "index must be an int64 tensor, got ",
            dtype_name(index.dtype()));
-  MG_CHECK(index.dim() == x.dim(), op, "index of shape ", shape_str(index.shape()),
+  // A 0-d input or index counts as 1-d (as PyTorch): geom() sees it as [1].
+  const Shape xs0 = geom(x).shape, is0 = geom(index).shape;
+  MG_CHECK(is0.size() == xs0.size(), op, "index of shape ", shape_str(index.shape()),
            " must have as many dimensions as the input of shape ", shape_str(x.shape()));
   const int64_t d = wrap_dim(op, dim, x.dim());
-  for (int64_t k = 0; k < x.dim(); ++k)
-    MG_CHECK(k == d || index.size(k) <= x.size(k), op, "index of shape ", shape_str(index.shape()),
-             " is larger than the input of shape ", shape_str(x.shape()), " in dimension ", k,
-             " (only dimension ", d, " may be larger)");
+  for (size_t k = 0; k < xs0.size(); ++k)
+    MG_CHECK(static_cast<int64_t>(k) == d || is0[k] <= xs0[k], op, "index of shape ",
+             shape_str(index.shape()), " is larger than the input of shape ", shape_str(x.shape()),
+             " in dimension ", k, " (only dimension ", d, " may be larger)");
   Tensor out = Tensor::empty(index.shape(), x.options());
   const Geom gx = geom(x), gi = geom(index), go = geom(out);
   Shape xs = gx.strides;
@@ -406,6 +410,7 @@ Tensor pad(const Tensor& x, const DimVector& p, PadMode mode, double value) {
            "unknown padding mode ", static_cast<int>(mode));
   MG_CHECK(mode == PadMode::Constant || value == 0, op, "padding mode ", pad_mode_name(mode),
            " takes no fill value, got ", value);
+  detail::check_fill_value(op, value, x.dtype());  // as fill_: NaN or 300 into uint8 refused
   Shape left(rank, 0), right(rank, 0), shape = x.shape();
   for (int64_t j = 0; j < npad; ++j) {
     const int64_t d = rank - 1 - j, n = x.size(d);
@@ -415,6 +420,10 @@ Tensor pad(const Tensor& x, const DimVector& p, PadMode mode, double value) {
                            right[d]);
     MG_CHECK(shape[d] >= 0, op, "dimension ", d, " of size ", n, " padded by (", left[d], ", ",
              right[d], ") would have negative size ", shape[d], " (input shape ",
+             shape_str(x.shape()), ")");
+    // A negative pad crops; it cannot crop past the other end (PyTorch's narrow refuses it).
+    MG_CHECK(-left[d] <= n && -right[d] <= n, op, "dimension ", d, " of size ", n,
+             " cannot be cropped by (", left[d], ", ", right[d], ") (input shape ",
              shape_str(x.shape()), ")");
     if (mode == PadMode::Reflect)
       MG_CHECK(left[d] < std::max<int64_t>(n, 1) && right[d] < std::max<int64_t>(n, 1), op,
@@ -430,7 +439,7 @@ Tensor pad(const Tensor& x, const DimVector& p, PadMode mode, double value) {
     std::vector<int64_t> maps;  // per dim, the source coordinate of each output coordinate
     for (int64_t d = 0; d < rank; ++d)
       for (int64_t o = 0; o < shape[d]; ++o)
-        maps.push_back(pad_source(mode, o, left[d], x.size(d)));
+        maps.push_back(detail::pad_source(mode, o, left[d], x.size(d)));
     MG_KERNEL(x.device(), pad, x.dtype(), static_cast<int>(rank), shape.data(), out.raw_data(),
               x.raw_data(), x.strides().data(), maps.data(), value);
   }

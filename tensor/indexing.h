@@ -53,5 +53,10 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
 enum class PadMode : int64_t { Constant = 0, Reflect = 1, Replicate = 2 };
 Tensor pad(const Tensor& x, const DimVector& pad, double value = 0);
 Tensor pad(const Tensor& x, const DimVector& pad, PadMode mode, double value = 0);
+namespace detail {
+// Source coordinate of output coordinate o along a dim of size n padded by `left`, or -1 for a
+// constant fill (pad's kernel and its derivative).
+int64_t pad_source(PadMode mode, int64_t o, int64_t left, int64_t n);
+}  // namespace detail
 
 }  // namespace metagrad

@@ -219,10 +219,10 @@ Tensor prod(const Tensor& x, const DimVector& dims, bool keepdim) {
 }
 
 Tensor max(const Tensor& x) {
-  return extreme("max", "amax", ReduceOp::Max, x, {}, false);
+  return extreme("max", "max", ReduceOp::Max, x, {}, false);
 }
 Tensor min(const Tensor& x) {
-  return extreme("min", "amin", ReduceOp::Min, x, {}, false);
+  return extreme("min", "min", ReduceOp::Min, x, {}, false);
 }
 Tensor amax(const Tensor& x, const DimVector& dims, bool keepdim) {
   return extreme("amax", "amax", ReduceOp::Max, x, dims, keepdim);

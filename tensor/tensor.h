@@ -39,10 +39,17 @@ struct TensorOptions {
   DType dtype_ = DType::Float32;
   Device device_ = Device::cpu();
   bool requires_grad_ = false;
+  // Whether the dtype was chosen: full() infers it from the fill value otherwise, as libtorch.
+  bool has_dtype_ = false;
   TensorOptions() = default;
-  TensorOptions(DType t) : dtype_(t) {}  // NOLINT: implicit, as in libtorch
+  TensorOptions(DType t) : dtype_(t), has_dtype_(true) {}  // NOLINT: implicit, as in libtorch
   TensorOptions(Device d) : device_(d) {}  // NOLINT
-  TensorOptions dtype(DType t) const { auto o = *this; o.dtype_ = t; return o; }
+  TensorOptions dtype(DType t) const {
+    auto o = *this;
+    o.dtype_ = t;
+    o.has_dtype_ = true;
+    return o;
+  }
   TensorOptions device(Device d) const { auto o = *this; o.device_ = d; return o; }
   TensorOptions requires_grad(bool r = true) const { auto o = *this; o.requires_grad_ = r; return o; }
 };

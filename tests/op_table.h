@@ -163,6 +163,8 @@ inline std::vector<OpCase> cases() {
       {"mean", {in({2, 3, 4})}, [](T x) { return mean(x[0], {1}, true); }},
       {"prod", {in({2, 3}, 0.5, 1.5)}, [](T x) { return prod(x[0], {1}); }},
       {"amax", {in({2, 5})}, [](T x) { return amax(x[0], {1}); }},
+      {"max", {in({2, 5})}, [](T x) { return max(x[0]); }},
+      {"min", {in({3, 4})}, [](T x) { return min(x[0]); }},
       {"amin", {in({2, 5})}, [](T x) { return amin(x[0], {0}, true); }},
       {"max_dim", {in({3, 4})}, [](T x) { return max(x[0], 1).first; }},
       {"min_dim", {in({3, 4})}, [](T x) { return min(x[0], 0, true).first; }},
@@ -191,6 +193,9 @@ inline std::vector<OpCase> cases() {
        [](T x) { return index_select(x[0], 0, x[1]); }},
       {"cat", {in({2, 3}), in({1, 3})}, [](T x) { return cat({x[0], x[1], x[0]}, 0); }},
       {"pad", {in({2, 3})}, [](T x) { return pad(x[0], {1, 2, 0, 1}, 0.5); }},
+      // reflect / replicate: copies summed back (a scatter_add per padded dim); a crop too
+      {"pad", {in({2, 3, 4})}, [](T x) { return pad(x[0], {2, 1, 0, 2}, PadMode::Reflect); }},
+      {"pad", {in({3, 4})}, [](T x) { return pad(x[0], {3, -1, 1, 0}, PadMode::Replicate); }},
       // convolution and pooling. Shapes are small: gradcheck costs (outputs x inputs)
       // evaluations, gradgradcheck (inputs x (inputs + outputs)) backward passes.
       // conv2d: batch 2, stride 2, padding 1, groups 2, with a bias

@@ -394,20 +394,33 @@ TEST(Autograd, InPlaceOpWithItselfAsOperandUsesTheOldValue) {
   expect_close(a.grad(), tensor(std::vector<double>{12, 10}));
 }
 
-TEST(Autograd, RetainGradAndHooksFollowAnInPlaceOp) {
+// As PyTorch: retain_grad follows the tensor to its new value, hooks registered before the
+// in-place op see the gradient w.r.t. the value before it (and may change what flows on).
+TEST(Autograd, RetainGradFollowsAnInPlaceOpAndEarlierHooksStayWithTheOldValue) {
   Tensor x = leaf({1.0, 2.0, 3.0});
   Tensor y = x * 2.0;
   y.retain_grad();
-  int calls = 0;
-  y.register_hook([&](const Tensor&) {
-    ++calls;
-    return Tensor();
+  std::vector<std::string> seen;
+  y.register_hook([&](const Tensor& g) {
+    seen.push_back("before " + std::to_string(g.to_vector<double>()[0]));
+    return g * 10.0;
   });
   mul_(y, tensor(std::vector<double>{3.0}));
-  sum(y).backward();
-  EXPECT_EQ(calls, 1);
+  y.register_hook([&](const Tensor& g) {
+    seen.push_back("after " + std::to_string(g.to_vector<double>()[0]));
+    return Tensor();
+  });
+  sum(y).backward(Tensor(), /*retain_graph=*/true);
+  EXPECT_EQ(seen, (std::vector<std::string>{"after 1.000000", "before 3.000000"}));
   expect_close(y.grad(), tensor(std::vector<double>{1, 1, 1}));
-  expect_close(x.grad(), tensor(std::vector<double>{6, 6, 6}));
+  expect_close(x.grad(), tensor(std::vector<double>{60, 60, 60}));
+  // A second in-place op: the hook registered after the first stays with that value.
+  mul_(y, tensor(std::vector<double>{5.0}));
+  seen.clear();
+  x.set_grad(Tensor());
+  sum(y).backward();
+  EXPECT_EQ(seen, (std::vector<std::string>{"after 5.000000", "before 15.000000"}));
+  expect_close(x.grad(), tensor(std::vector<double>{300, 300, 300}));
 }
 
 TEST(Autograd, GradIsNeverSharedOrExpanded) {
@@ -474,4 +487,52 @@ TEST(Autograd, InputsARuleDoesNotReadMayBeWrittenAfterTheOp) {
   Tensor p = mul(w, w);
   add_(w, tensor(std::vector<double>{1.0}));
   EXPECT_MG_ERROR(sum(p).backward(), "[autograd]");
+}
+
+// prod's derivative at zeros is built from product scans (no division, no [n, n] table) and
+// is exact to second order with one, two and three zeros, over every dim choice.
+TEST(Autograd, ProdAtZerosIsExactToSecondOrder) {
+  for (int zeros_n : {1, 2, 3}) {
+    std::vector<double> v = {0.7, -1.3, 0.9, 1.1, -0.6, 1.4, 0.8, -1.2, 1.05, 0.95, -0.85, 1.25};
+    for (int k = 0; k < zeros_n; ++k) v[static_cast<size_t>(k == 2 ? 5 : k)] = 0;  // row 0, 0, 1
+    Tensor x = tensor(v, {3, 4}).requires_grad_(true);
+    for (const DimVector& dims : {DimVector{}, DimVector{1}, DimVector{0}, DimVector{0, 1}}) {
+      TensorsFn f = [&](const std::vector<Tensor>& in) {
+        return std::vector<Tensor>{prod(in[0], dims)};
+      };
+      GradcheckResult r1 = gradcheck(f, {x}, {.raise = false});
+      EXPECT_TRUE(r1.ok) << zeros_n << " zeros, dims " << dims.size() << ": " << r1.message;
+      GradcheckResult r2 = gradgradcheck(f, {x}, {}, {.raise = false});
+      EXPECT_TRUE(r2.ok) << zeros_n << " zeros, dims " << dims.size() << ": " << r2.message;
+    }
+  }
+  // A long row with one zero: its gradient is the product of the others there, 0 elsewhere
+  // (an [n, n] table would need 320 GB here).
+  Tensor big = ones({200000}, DType::Float64);
+  big.narrow(0, 7, 1).fill_(0.0);
+  big.narrow(0, 9, 1).fill_(2.0);
+  big.requires_grad_(true);
+  prod(big).backward();
+  const std::vector<double> g = big.grad().to_vector<double>();
+  EXPECT_EQ(g[7], 2.0);
+  EXPECT_EQ(g[0], 0.0);
+  EXPECT_EQ(g[9], 0.0);
+}
+
+// The full max() / min() give a NaN result's gradient to the NaN elements (PyTorch's
+// evenly_distribute_backward); amax keeps NaN everywhere, as PyTorch's. A 0-d max(x, 0) passes
+// its gradient through.
+TEST(Autograd, MaxOfNaNAndZeroDimMaxHaveGradients) {
+  Tensor x = tensor(std::vector<double>{1, NAN, 2, NAN}).requires_grad_(true);
+  max(x).backward();
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{0, 0.5, 0, 0.5}));
+  Tensor y = tensor(std::vector<double>{3, 1, 3}).requires_grad_(true);
+  min(y * -1.0).backward();
+  EXPECT_EQ(y.grad().to_vector<double>(), (std::vector<double>{-0.5, 0, -0.5}));
+  Tensor s = tensor(std::vector<double>{4.0}, Shape{}).requires_grad_(true);
+  for (bool keepdim : {false, true}) {
+    s.set_grad(Tensor());
+    max(s * 3.0, 0, keepdim).first.backward();
+    EXPECT_EQ(s.grad().item<double>(), 3.0) << keepdim;
+  }
 }

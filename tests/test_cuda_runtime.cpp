@@ -276,7 +276,7 @@ TEST_F(CudaRuntime, Factories) {
   const Tensor t = sample(DType::Float32, {2, 3}).to(gpu());
   EXPECT_TRUE(zeros_like(t).device().is_cuda());
   EXPECT_TRUE(same_values(ones_like(t), ones({2, 3})));
-  EXPECT_TRUE(same_values(full_like(t, 4), full({2, 3}, 4)));
+  EXPECT_TRUE(same_values(full_like(t, 4), full({2, 3}, 4.0)));
   const Tensor r = ones({2}, on_gpu(DType::Float64).requires_grad());
   EXPECT_TRUE(r.requires_grad());
   EXPECT_TRUE(r.is_leaf());

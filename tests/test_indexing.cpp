@@ -588,6 +588,13 @@ TEST(Cat, LegacyEmptySkippedAndEmpties) {
   EXPECT_EQ(cat({zeros({0, 3}), a}, 0).shape(), (Shape{2, 3}));
   EXPECT_EQ(cat({zeros({2, 0}), zeros({2, 0})}, 1).shape(), (Shape{2, 0}));
   EXPECT_EQ(cat({zeros({2, 0}), a}, 1).shape(), (Shape{2, 3}));
+  // A skipped input that requires grad gets an empty gradient, as in PyTorch.
+  Tensor er = zeros({0}, DType::Float64).requires_grad_(true);
+  Tensor ar = random_tensor({2, 3}, DType::Float64).requires_grad_(true);
+  sum(cat({er, ar}, 1)).backward();
+  ASSERT_TRUE(er.grad().defined());
+  EXPECT_EQ(er.grad().shape(), (Shape{0}));
+  EXPECT_EQ(values(ar.grad()), std::vector<double>(6, 1.0));
   // One input: a copy, not the same storage.
   Tensor c = cat({a}, 0);
   EXPECT_NE(c.storage(), a.storage());
@@ -801,6 +808,31 @@ TEST(Pad, Errors) {
   EXPECT_MG_ERROR(pad(zeros({2, 0}), {1, 0}, PadMode::Reflect), "[pad] reflect padding (1, 0)");
   EXPECT_MG_ERROR(pad(x, {1, 1}, PadMode::Replicate, 2.0), "[pad] padding mode replicate takes no");
   EXPECT_MG_ERROR(pad(Tensor(), {1, 1}), "[pad] got an undefined input");
+  // A crop past the other end, even when the total size stays non-negative (as PyTorch).
+  EXPECT_MG_ERROR(pad(x, {-5, 4}), "[pad] dimension 1 of size 3 cannot be cropped by (-5, 4)");
+  EXPECT_EQ(pad(x, {-3, 1}).shape(), (Shape{2, 1}));
+  // The fill value must fit the dtype, as fill_'s.
+  EXPECT_MG_ERROR(pad(zeros({2}, DType::Int32), {1, 1}, std::nan("")), "[pad]");
+  EXPECT_MG_ERROR(pad(zeros({2}, DType::UInt8), {1, 1}, 300), "[pad]");
+  EXPECT_EQ(pad(zeros({1}, DType::UInt8), {1, 1}, 255).to_vector<uint8_t>(),
+            (std::vector<uint8_t>{255, 0, 255}));
+}
+
+// A 0-d operand next to 1-d ones counts as 1-d (as PyTorch), values and gradients.
+TEST(Gather, ZeroDimMixedWithOneDim) {
+  Tensor x = tensor({5.0}).reshape({});
+  Tensor i1 = tensor(std::vector<int64_t>{0});
+  Tensor g = gather(x, 0, i1);
+  EXPECT_EQ(g.shape(), (Shape{1}));
+  EXPECT_EQ(g.item<double>(), 5.0);
+  Tensor i0 = tensor(std::vector<int64_t>{1}).reshape({});
+  EXPECT_EQ(gather(tensor({5.0, 6.0}), 0, i0).item<double>(), 6.0);
+  EXPECT_EQ(gather(tensor({5.0, 6.0}), 0, i0).dim(), 0);
+  Tensor s = scatter_add(zeros({3}, DType::Float64), 0, i0, tensor({2.0}).reshape({}));
+  EXPECT_EQ(values(s), (std::vector<double>{0, 2, 0}));
+  Tensor xr = tensor({5.0}).reshape({}).requires_grad_(true);
+  sum(gather(xr, 0, tensor(std::vector<int64_t>{0, 0}))).backward();
+  EXPECT_EQ(xr.grad().item<double>(), 2.0);
 }
 
 // ============================== autograd inputs ==============================

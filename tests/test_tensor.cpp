@@ -28,6 +28,17 @@ TEST(Tensor, EmptyZerosOnesFull) {
   for (float v : z.to_vector<float>()) EXPECT_EQ(v, 0.f);
   for (double v : ones({4}, DType::Float64).to_vector<double>()) EXPECT_EQ(v, 1.0);
   for (int64_t v : full({3}, 7, DType::Int64).to_vector<int64_t>()) EXPECT_EQ(v, 7);
+  // Without a dtype, full takes it from the value (as libtorch); zeros/ones stay float32.
+  EXPECT_EQ(full({2}, 7).dtype(), DType::Int64);
+  EXPECT_EQ(full({}, int64_t{1} << 60).item<int64_t>(), int64_t{1} << 60);
+  EXPECT_EQ(full({2}, true).dtype(), DType::Bool);
+  EXPECT_EQ(full({2}, 7.0).dtype(), DType::Float32);
+  EXPECT_EQ(full({2}, 7, Device::cpu()).dtype(), DType::Int64);
+  EXPECT_EQ(full({2}, 7, TensorOptions().requires_grad(false)).dtype(), DType::Int64);
+  EXPECT_EQ(full({2}, 7, DType::Float64).dtype(), DType::Float64);
+  EXPECT_EQ(zeros({2}, Device::cpu()).dtype(), DType::Float32);
+  EXPECT_EQ(ones({2}).dtype(), DType::Float32);
+  EXPECT_EQ(full_like(zeros({2}, DType::Float64), 3).dtype(), DType::Float64);
   Tensor s = full({}, 2.5);
   EXPECT_EQ(s.dim(), 0);
   EXPECT_EQ(s.numel(), 1);
