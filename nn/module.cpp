@@ -148,10 +148,23 @@ void Module::collect_modules(const std::string& prefix,
   }
 }
 
-std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse) const {
+namespace {
+// Keeps the first entry of each tensor (by identity), as PyTorch's remove_duplicate.
+std::vector<std::pair<std::string, Tensor>> first_of_each(
+    std::vector<std::pair<std::string, Tensor>> all) {
+  std::set<const TensorImpl*> seen;
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& e : all)
+    if (seen.insert(e.second.impl()).second) out.push_back(std::move(e));
+  return out;
+}
+}  // namespace
+
+std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse,
+                                                                     bool remove_duplicate) const {
   std::vector<std::pair<std::string, Tensor>> out;
   collect_parameters("", recurse, out);
-  return out;
+  return remove_duplicate ? first_of_each(std::move(out)) : out;
 }
 
 std::vector<Tensor> Module::parameters(bool recurse) const {
@@ -160,10 +173,11 @@ std::vector<Tensor> Module::parameters(bool recurse) const {
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse,
+                                                                  bool remove_duplicate) const {
   std::vector<std::pair<std::string, Tensor>> out;
   collect_buffers("", recurse, out);
-  return out;
+  return remove_duplicate ? first_of_each(std::move(out)) : out;
 }
 
 std::vector<Tensor> Module::buffers(bool recurse) const {
@@ -189,6 +203,8 @@ std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modul
   if (!self) self = std::shared_ptr<Module>(std::shared_ptr<Module>{}, this);
   out.emplace_back("", self);
   collect_modules("", out);
+  std::set<const Module*> seen;
+  std::erase_if(out, [&](const auto& e) { return !seen.insert(e.second.get()).second; });
   return out;
 }
 
@@ -249,14 +265,15 @@ void Module::to(Device device) {
 ParamMap Module::state_dict() const {
   ParamMap out;
   NoGradGuard no_grad;
-  for (auto& [n, t] : named_parameters()) out[n] = t.detach().clone();
-  for (auto& [n, t] : named_buffers()) out[n] = t.detach().clone();
+  // Every name of a tensor registered twice, as PyTorch's state_dict.
+  for (auto& [n, t] : named_parameters(true, false)) out[n] = t.detach().clone();
+  for (auto& [n, t] : named_buffers(true, false)) out[n] = t.detach().clone();
   return out;
 }
 
 LoadStateDictResult Module::load_state_dict(const ParamMap& dict, bool strict) {
-  std::vector<std::pair<std::string, Tensor>> own = named_parameters();
-  for (auto& nb : named_buffers()) own.push_back(nb);
+  std::vector<std::pair<std::string, Tensor>> own = named_parameters(true, false);
+  for (auto& nb : named_buffers(true, false)) own.push_back(nb);
   LoadStateDictResult result;
   std::vector<std::string> problems;
   std::set<std::string> own_names;
@@ -388,7 +405,8 @@ void Module::check_params(const ParamMap& params) const {
 
 ParamMap params_of(const Module& module) {
   ParamMap out;
-  for (auto& [n, t] : module.named_parameters()) out[n] = t;
+  // Every name: forward(x, params) looks each place's weights up by its own name.
+  for (auto& [n, t] : module.named_parameters(true, false)) out[n] = t;
   return out;
 }
 

@@ -86,14 +86,19 @@ class Module : public std::enable_shared_from_this<Module> {
   }
 
   // ---- traversal, in registration order ------------------------------------------------
-  // A module's own parameters come before its children's (pre-order, as PyTorch).
-  std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) const;
+  // A module's own parameters come before its children's (pre-order, as PyTorch). A tensor
+  // registered in several places (a module used twice, tied weights) is listed once, under its
+  // first name, unless remove_duplicate is false (as PyTorch's): an optimizer or
+  // clip_grad_norm_ then sees it once. state_dict() and params_of() keep every name.
+  std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true,
+                                                               bool remove_duplicate = true) const;
   std::vector<Tensor> parameters(bool recurse = true) const;
-  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
+  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true,
+                                                            bool remove_duplicate = true) const;
   std::vector<Tensor> buffers(bool recurse = true) const;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const;
   std::vector<std::shared_ptr<Module>> children() const;
-  // This module (named "") and every descendant, pre-order.
+  // This module (named "") and every descendant, pre-order; a module used twice once.
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules();
   // Runs fn on this module and every descendant, pre-order.
   void apply(const std::function<void(Module&)>& fn);

@@ -516,6 +516,31 @@ TEST(NnModule, HoldersShareTheirModule) {
   EXPECT_EQ(from_options->weight.shape(), (Shape{5, 4}));
 }
 
+// A module used twice (tied weights) lists its parameters once, under the first name, as
+// PyTorch's parameters() / named_modules(): an optimizer or clip_grad_norm_ sees each tensor
+// once. state_dict and the fast-weight map params_of keep every name.
+TEST(NnModule, SharedModuleIsListedOnce) {
+  nn::Linear lin(2, 2);
+  nn::Sequential net(lin, nn::Tanh(), lin);
+  EXPECT_EQ(names_of(net->named_parameters()), (std::vector<std::string>{"0.weight", "0.bias"}));
+  EXPECT_EQ(net->parameters().size(), 2u);
+  EXPECT_EQ(net->named_parameters(true, false).size(), 4u);
+  EXPECT_EQ(net->named_modules().size(), 3u);  // "", "0", "1"
+  EXPECT_EQ(net->state_dict().size(), 4u);
+  EXPECT_EQ(nn::params_of(*net).size(), 4u);
+  net->load_state_dict(net->state_dict());
+  // The true gradient norm, clipped once: 0.1 after clipping to 0.1.
+  Tensor x = randn({3, 2});
+  sum(square(net(x))).backward();
+  std::vector<Tensor> ps = net->parameters();
+  double norm2 = 0;
+  for (const Tensor& p : ps) norm2 += sum(square(p.grad())).item<double>();
+  EXPECT_NEAR(nn::utils::clip_grad_norm_(ps, 0.1), std::sqrt(norm2), 1e-5);
+  double after = 0;
+  for (const Tensor& p : ps) after += sum(square(p.grad())).item<double>();
+  EXPECT_NEAR(std::sqrt(after), 0.1, 1e-5);
+}
+
 TEST(NnModule, ActivationsAndFlattenWithoutFunctional) {
   Tensor x = tensor({-2.0, -0.5, 0.0, 0.5, 2.0}, {5});
   const Vec v = values(x);
@@ -797,6 +822,9 @@ TEST(NnModulesNeedFunctional, Conv2dParametersInitAndForward) {
   EXPECT_MG_ERROR(nn::Conv2d(nn::Conv2dOptions(3, 4, 3).groups(2)), "[Conv2d]");
   EXPECT_MG_ERROR(nn::Conv2d(nn::Conv2dOptions(3, 4, 0)), "[Conv2d]");
   EXPECT_MG_ERROR_HAS(conv(randn({2, 3, 7, 8})), "[Conv2d]", "[2, 3, 7, 8]");
+  EXPECT_MG_ERROR_HAS(conv(randn({4, 7})), "[Conv2d]", "[4, 7]");
+  // Unbatched [C, H, W], as PyTorch's Conv2d: the batch of one without its batch dim.
+  expect_close(nb(x2.select(0, 0)), nb(x2).select(0, 0), 1e-6);
 }
 
 TEST(NnModulesNeedFunctional, BatchNorm2dRunningStatsMode) {
@@ -944,7 +972,12 @@ TEST(NnModulesNeedFunctional, Pooling) {
             "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False)");
   EXPECT_EQ(ap2->repr(), "AvgPool2d(kernel_size=2, stride=2, padding=0)");
   EXPECT_MG_ERROR(nn::MaxPool2d(nn::MaxPool2dOptions(2).padding(2)), "[MaxPool2d]");
-  EXPECT_MG_ERROR(mp(randn({3, 7, 6})), "[MaxPool2d]");
+  EXPECT_MG_ERROR(mp(randn({7, 6})), "[MaxPool2d]");
+  // Unbatched [C, H, W] (as PyTorch's modules) and a task-batched stack [B, N, C, H, W].
+  expect_close(mp(x.select(0, 1)), mp(x).select(0, 1), 1e-6);
+  expect_close(gap(x.select(0, 1)), g.select(0, 1), 1e-6);
+  const Tensor stack = x.unsqueeze(0).expand({2, 2, 3, 7, 6});
+  expect_close(gap(stack), g.unsqueeze(0).expand({2, 2, 3, 1, 1}), 1e-6);
 }
 
 TEST(NnModulesNeedFunctional, ParametricActivations) {

@@ -501,11 +501,6 @@ TEST(Optim, LoadStateDictErrorsChangeNothing) {
         s.tensors["0.momentum_buffer"] = zeros({3, 4}, f64);
       },
       "unexpected tensor '0.momentum_buffer'");
-  bad(
-      [](auto& s) {
-        s.tensors["0.max_exp_avg_sq"] = zeros({3, 4}, f64);
-      },
-      "unexpected tensor '0.max_exp_avg_sq'");  // amsgrad is off
   bad([](auto& s) { s.tensors["2.exp_avg"] = zeros({1}, f64); }, "unexpected tensor '2.exp_avg'");
   bad([](auto& s) { s.tensors["x.exp_avg"] = zeros({1}, f64); }, "unexpected tensor 'x.exp_avg'");
   bad([](auto& s) { s.tensors["1.exp_avg"] = Tensor(); }, "undefined");
@@ -519,6 +514,51 @@ TEST(Optim, LoadStateDictErrorsChangeNothing) {
   // And the good one does.
   b.load_state_dict(good);
   EXPECT_EQ(b.state_dict().scalars, good.scalars);
+}
+
+// State of an option turned off (momentum 0, amsgrad false) stays, saved and loaded back, as
+// in PyTorch.
+TEST(Optim, StateOfAnOptionTurnedOffRoundTrips) {
+  Tensor p = tensor(std::vector<double>{1, 2}).requires_grad_(true);
+  optim::SGD sgd({p}, optim::SGDOptions(0.1).momentum(0.9));
+  optim::Adam adam({p}, optim::AdamOptions(0.1).amsgrad(true));
+  p.set_grad(tensor(std::vector<double>{1, 1}));
+  sgd.step();
+  adam.step();
+  sgd.options().momentum(0);
+  adam.options().amsgrad(false);
+  const optim::OptimizerState s = sgd.state_dict(), a = adam.state_dict();
+  EXPECT_TRUE(s.tensors.count("0.momentum_buffer"));
+  EXPECT_TRUE(a.tensors.count("0.max_exp_avg_sq"));
+  sgd.load_state_dict(s);
+  adam.load_state_dict(a);
+  EXPECT_EQ(sgd.state_dict().tensors.size(), s.tensors.size());
+  EXPECT_EQ(adam.state_dict().tensors.size(), a.tensors.size());
+}
+
+// A gradient that does not fit its parameter fails the step before anything changes: no
+// parameter moved, no momentum buffer made, no Adam step counted.
+TEST(Optim, BadGradientFailsTheStepBeforeAnythingChanges) {
+  for (const bool adam : {false, true}) {
+    Tensor a = zeros({3}, f64).requires_grad_(true), b = zeros({2}, f64).requires_grad_(true);
+    std::unique_ptr<optim::Optimizer> opt;
+    if (adam)
+      opt = std::make_unique<optim::Adam>(std::vector<Tensor>{a, b}, optim::AdamOptions(0.1));
+    else
+      opt = std::make_unique<optim::SGD>(std::vector<Tensor>{a, b},
+                                         optim::SGDOptions(0.1).momentum(0.9));
+    a.set_grad(ones({3}, f64));
+    {
+      NoGradGuard g;
+      b.mutable_grad() = ones({5}, f64);  // mutable_grad does not check: step must
+    }
+    EXPECT_MG_ERROR_HAS(opt->step(), adam ? "[Adam]" : "[SGD]", "does not match its parameter");
+    EXPECT_EQ(values(a), (Vec{0, 0, 0}));
+    EXPECT_TRUE(opt->state_dict().tensors.empty());
+    b.set_grad(ones({2}, f64));
+    opt->step();  // the first real step: as if the failed one never happened
+    for (double v : values(a)) EXPECT_NEAR(v, -0.1, 1e-8) << (adam ? "Adam" : "SGD");
+  }
 }
 
 // ---- gradient clipping ----------------------------------------------------------------------
@@ -568,6 +608,17 @@ TEST(Optim, ClipGradNorm) {
   auto ps = make();
   ps[1].set_grad(tensor(Vec{1.0, NAN, 0.0}));
   EXPECT_MG_ERROR_HAS(nn::utils::clip_grad_norm_(ps, 1.0, 2.0, true), "[clip_grad_norm_]", "nan");
+  // Without the error, a NaN norm scales every gradient by NaN (as PyTorch), in both the
+  // 2-norm and the inf-norm (whose max must not drop the NaN).
+  for (double type : {2.0, static_cast<double>(INFINITY)}) {
+    auto qs = make();
+    qs[1].set_grad(tensor(Vec{1.0, NAN, 0.0}));
+    EXPECT_TRUE(std::isnan(nn::utils::clip_grad_norm_(qs, 1.0, type))) << type;
+    for (const Tensor& q : qs) {
+      if (!q.grad().defined()) continue;
+      for (double v : values(q.grad())) EXPECT_TRUE(std::isnan(v)) << type;
+    }
+  }
   EXPECT_MG_ERROR_HAS(nn::utils::clip_grad_norm_(make(), 1.0, -1.0), "[clip_grad_norm_]",
                       "norm_type");
 }
@@ -631,7 +682,30 @@ TEST(Optim, CosineAnnealingLR) {
   });
   EXPECT_NEAR(t.opt.lr(0), 0.001 + (0.1 - 0.001) * (1 + std::cos(std::numbers::pi * 12 / 8)) / 2,
               1e-15);
-  EXPECT_MG_ERROR_HAS(optim::CosineAnnealingLR(t.opt, 0), "[CosineAnnealingLR]", "T_max");
+  TwoGroups t2;
+  EXPECT_MG_ERROR_HAS(optim::CosineAnnealingLR(t2.opt, 0), "[CosineAnnealingLR]", "T_max");
+}
+
+// Closed forms do not chain: a second live scheduler on one optimizer is refused (PyTorch
+// would multiply their updates; here the last stepped would silently win), with the optimizer
+// left as it was. Once the first is gone another may take over.
+TEST(Optim, SecondLiveSchedulerOnOneOptimizerIsRefused) {
+  TwoGroups t;
+  {
+    optim::LinearLR warm(t.opt, 0.1, 1.0, 5);
+    EXPECT_MG_ERROR_HAS(optim::ExponentialLR(t.opt, 0.9), "[LRScheduler]",
+                        "already has a scheduler");
+    EXPECT_NEAR(t.opt.lr(0), 0.01, 1e-15);  // warm's epoch 0, untouched by the refused one
+    for (int e = 0; e < 5; ++e) warm.step();
+  }
+  optim::ExponentialLR decay(t.opt, 0.5);
+  decay.step();
+  EXPECT_NEAR(t.opt.lr(0), 0.05, 1e-15);
+  // A scheduler that outlives its optimizer's other handle is fine to destroy.
+  auto opt = std::make_unique<optim::SGD>(std::vector<Tensor>{t.a}, optim::SGDOptions(0.1));
+  auto sched = std::make_unique<optim::StepLR>(*opt, 2);
+  opt.reset();
+  sched.reset();
 }
 
 TEST(Optim, LambdaLinearAndWarmup) {

@@ -374,7 +374,7 @@ TEST(AdaptiveAvgPool2d, MatchesReference) {
       }
     }
   EXPECT_MG_ERROR(F::adaptive_avg_pool2d(randn({2, 3}), {1, 1}),
-               "[adaptive_avg_pool2d] expected a 3-d or 4-d");
+               "[adaptive_avg_pool2d] expected a 3-d, 4-d or 5-d");
   EXPECT_MG_ERROR(F::adaptive_avg_pool2d(randn({1, 2, 3, 3}), {0, 1}),
                "[adaptive_avg_pool2d] output size");
   EXPECT_MG_ERROR(F::adaptive_avg_pool2d(randn({1, 2, 3, 3}).to(DType::Int64), {1, 1}),

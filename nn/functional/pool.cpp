@@ -78,7 +78,9 @@ Tensor avg_pool2d(const Tensor& x, const AvgPool2dFuncOptions& opts) {
 Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size) {
   const char* op = "adaptive_avg_pool2d";
   MG_CHECK(x.defined(), op, "got an undefined input");
-  MG_CHECK(x.dim() == 3 || x.dim() == 4, op, "expected a 3-d or 4-d input, got shape ",
+  // [C, H, W], [N, C, H, W], or a task-batched step's stack [B, N, C, H, W] (as max and avg
+  // pooling: batched() folds the leading dims).
+  MG_CHECK(x.dim() >= 3 && x.dim() <= 5, op, "expected a 3-d, 4-d or 5-d input, got shape ",
            shape_str(x.shape()));
   MG_CHECK(output_size[0] >= 1 && output_size[1] >= 1, op, "output size must be positive, got ",
            shape_str({output_size[0], output_size[1]}));

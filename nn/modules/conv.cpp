@@ -45,14 +45,17 @@ void Conv2dImpl::reset_parameters(Generator* gen) {
 
 Tensor Conv2dImpl::forward(const Tensor& x, const ParamMap& params) {
   if (!params.empty()) check_params(params);
-  // [N, C, H, W], or [B, N, C, H, W] with a stack of B weights in params (a task-batched step)
+  // [N, C, H, W], unbatched [C, H, W] (as PyTorch's Conv2d), or [B, N, C, H, W] with a stack
+  // of B weights in params (a task-batched step)
   const Tensor w = param(params, "weight", weight, /*stackable=*/true);
-  const int64_t cdim = w.dim() == 5 ? 2 : 1;
-  MG_CHECK(x.defined() && x.dim() == cdim + 3 && x.size(cdim) == options.in_channels_, "Conv2d",
-           "expected a 4-d input [N, ", options.in_channels_, ", H, W]",
-           w.dim() == 5 ? " stacked as [B, N, C, H, W] for the stack of weights of shape " +
-                              shape_str(w.shape())
-                        : std::string(),
+  const bool stacked = w.dim() == 5;
+  const bool ok = x.defined() &&
+                  (stacked ? x.dim() == 5 && x.size(2) == options.in_channels_
+                           : (x.dim() == 4 || x.dim() == 3) && x.size(-3) == options.in_channels_);
+  MG_CHECK(ok, "Conv2d", "expected a 4-d input [N, ", options.in_channels_, ", H, W]",
+           stacked ? " stacked as [B, N, C, H, W] for the stack of weights of shape " +
+                         shape_str(w.shape())
+                   : " (or [" + std::to_string(options.in_channels_) + ", H, W])",
            ", got shape ", x.defined() ? shape_str(x.shape()) : std::string("(undefined)"));
   functional::Conv2dFuncOptions fo;
   fo.stride_ = options.stride_;

@@ -19,10 +19,12 @@ void check_window(const char* op, const std::array<int64_t, 2>& k, const std::ar
   }
 }
 
-// [N, C, H, W], or [B, N, C, H, W]: a task-batched step's stack of B tasks' inputs.
+// [N, C, H, W], unbatched [C, H, W] (as PyTorch's modules), or [B, N, C, H, W]: a
+// task-batched step's stack of B tasks' inputs.
 void check_input(const char* op, const Tensor& x) {
-  MG_CHECK(x.defined() && (x.dim() == 4 || x.dim() == 5), op,
-           "expected a 4-d input [N, C, H, W] (or a 5-d stack [B, N, C, H, W]), got shape ",
+  MG_CHECK(x.defined() && x.dim() >= 3 && x.dim() <= 5, op,
+           "expected a 4-d input [N, C, H, W] (or [C, H, W], or a 5-d stack [B, N, C, H, W]), "
+           "got shape ",
            x.defined() ? shape_str(x.shape()) : std::string("(undefined)"));
 }
 }  // namespace

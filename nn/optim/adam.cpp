@@ -42,6 +42,7 @@ template <typename Options, bool kDecoupled>
 void AdamBase<Options, kDecoupled>::step() {
   // options() hands out the groups' options for changes (lr schedules): check them here too.
   for (const auto& o : this->options_) check(this->name_, o);
+  this->check_grads();
   NoGradGuard no_grad;
   // p, grad, exp_avg, exp_avg_sq, max_exp_avg_sq (Note [Multi-tensor updates])
   FusedBatch batch(5);
@@ -136,6 +137,11 @@ std::set<std::string> AdamBase<Options, kDecoupled>::state_names(
     const std::map<std::string, double>& h) const {
   if (h.at("amsgrad") != 0) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
   return {"exp_avg", "exp_avg_sq"};
+}
+
+template <typename Options, bool kDecoupled>
+std::set<std::string> AdamBase<Options, kDecoupled>::all_state_names() const {
+  return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
 }
 
 template class AdamBase<AdamOptions, false>;

@@ -82,6 +82,7 @@ class AdamBase : public OptimizerWithOptions<Options> {
   void check_hyper(const std::map<std::string, double>& hyper) const override;
   void set_group_hyper(size_t group, const std::map<std::string, double>& hyper) override;
   std::set<std::string> state_names(const std::map<std::string, double>& hyper) const override;
+  std::set<std::string> all_state_names() const override;
   bool counts_steps() const override { return true; }
 };
 }  // namespace detail

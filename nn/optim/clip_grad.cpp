@@ -29,14 +29,18 @@ double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, d
   for (const Tensor& g : grads) {
     if (g.numel() == 0) continue;
     const double n = inf ? amax(abs(g)).item<double>() : norm(g, norm_type).item<double>();
-    total = inf ? std::max(total, n) : total + std::pow(n, norm_type);
+    // A NaN norm makes the total NaN (std::max would drop it).
+    total = inf ? (std::isnan(n) || std::isnan(total) ? NAN : std::max(total, n))
+                : total + std::pow(n, norm_type);
   }
   if (!inf) total = std::pow(total, 1.0 / norm_type);
   MG_CHECK(!error_if_nonfinite || std::isfinite(total), "clip_grad_norm_", "the total norm of ",
            "order ", norm_type, " of the gradients is ", total,
            ", so they cannot be clipped; pass error_if_nonfinite = false to scale by it anyway");
+  // min(coef, 1) as PyTorch's clamp: a NaN total makes every gradient NaN (scaled by it
+  // anyway, as the error message above says), never leaves them as they were.
   const double coef = max_norm / (total + 1e-6);
-  if (coef < 1.0)
+  if (!(coef >= 1.0))
     for (const Tensor& g : grads) {
       Tensor gm = g;
       gm *= coef;

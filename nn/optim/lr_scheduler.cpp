@@ -7,7 +7,12 @@
 
 namespace metagrad::optim {
 
-LRScheduler::LRScheduler(Optimizer& optimizer) : optimizer_(optimizer) {
+LRScheduler::LRScheduler(Optimizer& optimizer)
+    : optimizer_(optimizer), live_(optimizer.schedulers_) {
+  MG_CHECK(*live_ == 0, "LRScheduler", "this ", optimizer.name_,
+           " optimizer already has a scheduler: schedulers do not chain here (each sets the lr "
+           "from its closed form); combine them in one LambdaLR (e.g. warmup_cosine)");
+  ++*live_;
   for (size_t g = 0; g < optimizer.num_param_groups(); ++g) base_lrs_.push_back(optimizer.lr(g));
 }
 

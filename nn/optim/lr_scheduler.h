@@ -4,9 +4,15 @@
 //   lr = f(epoch, base_lr)
 // in the closed forms PyTorch documents (_get_closed_form_lr), so the sequence depends on
 // nothing but the epoch count. Call optimizer.step() then scheduler.step(), as in PyTorch.
+//
+// One scheduler per optimizer at a time: closed forms do not chain (PyTorch's chained
+// schedulers multiply their recursive updates), so a second live one on the same optimizer is
+// an error rather than a schedule where the last one stepped silently wins. For a warm-up and
+// a decay together use one LambdaLR (warmup_cosine below, or a lambda of your own).
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "nn/optim/optimizer.h"
@@ -15,7 +21,9 @@ namespace metagrad::optim {
 
 class LRScheduler {
  public:
-  virtual ~LRScheduler() = default;
+  virtual ~LRScheduler() { --*live_; }
+  LRScheduler(const LRScheduler&) = delete;
+  LRScheduler& operator=(const LRScheduler&) = delete;
   void step();
   // The lr of each group as last set by this scheduler.
   const std::vector<double>& get_last_lr() const { return last_lr_; }
@@ -30,6 +38,7 @@ class LRScheduler {
 
  private:
   Optimizer& optimizer_;
+  std::shared_ptr<int> live_;  // the optimizer's count of schedulers (Optimizer::schedulers_)
   std::vector<double> base_lrs_, last_lr_;
   int64_t last_epoch_ = -1;
 };

@@ -63,13 +63,24 @@ void Optimizer::set_lr(double lr) {
   for (size_t g = 0; g < groups_.size(); ++g) set_lr(g, lr);
 }
 
-Tensor Optimizer::grad_of(const Tensor& p) const {
+void Optimizer::check_grad(const Tensor& p) const {
   const Tensor& g = p.grad();
-  if (!g.defined()) return g;
-  MG_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype(), name_, "the gradient (",
-           shape_str(g.shape()), ", ", dtype_name(g.dtype()), ") does not match its parameter (",
-           shape_str(p.shape()), ", ", dtype_name(p.dtype()), ")");
-  return g.detach();
+  if (!g.defined()) return;
+  MG_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype() && g.device() == p.device(), name_,
+           "the gradient (", shape_str(g.shape()), ", ", dtype_name(g.dtype()), ", ",
+           g.device().str(), ") does not match its parameter (", shape_str(p.shape()), ", ",
+           dtype_name(p.dtype()), ", ", p.device().str(), ")");
+}
+
+void Optimizer::check_grads() const {
+  for (const auto& group : groups_)
+    for (const Tensor& p : group) check_grad(p);
+}
+
+Tensor Optimizer::grad_of(const Tensor& p) const {
+  check_grad(p);
+  const Tensor& g = p.grad();
+  return g.defined() ? g.detach() : g;
 }
 
 // ---- state dict --------------------------------------------------------------------------
@@ -162,7 +173,9 @@ void Optimizer::load_state_dict(const OptimizerState& st) {
     std::string n;
     MG_CHECK(split_key(key, i, n) && i < state_.size(), op, name_, ": unexpected tensor '", key,
              "' in the state dict (", state_.size(), " parameters)");
-    MG_CHECK(state_names(hypers[group_of[i]]).count(n), op, name_, ": unexpected tensor '", key,
+    // Any state this optimizer keeps, not only what the saved hyper-parameters need: a buffer
+    // stays after its option is turned off (momentum 0, amsgrad false), as in PyTorch.
+    MG_CHECK(all_state_names().count(n), op, name_, ": unexpected tensor '", key,
              "' in the state dict");
     MG_CHECK(t.defined(), op, name_, ": '", key, "' is an undefined tensor");
     MG_CHECK(t.is_floating_point(), op, name_, ": '", key, "' has dtype ", dtype_name(t.dtype()),

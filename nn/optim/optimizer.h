@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -134,8 +135,12 @@ class Optimizer {
   };
   // The parameter's state, by group and position in the group.
   ParamState& state(size_t group, size_t i) { return state_[offsets_[group] + i]; }
-  // Checks p's gradient matches p (shape, dtype) and returns it, or undefined when p has none.
+  // Checks p's gradient matches p (shape, dtype, device) and returns it, or undefined when p
+  // has none.
   Tensor grad_of(const Tensor& p) const;
+  // The same check for every parameter: step() runs it before it changes anything, so a bad
+  // gradient leaves parameters and state as they were (not half a step).
+  void check_grads() const;
   // Whether a fused kernel can take `t` next to p: contiguous, same dtype and shape.
   static bool fusable_with(const Tensor& t, const Tensor& p) {
     return t.is_contiguous() && t.dtype() == p.dtype() && t.shape() == p.shape() &&
@@ -151,6 +156,8 @@ class Optimizer {
   virtual void set_group_hyper(size_t group, const std::map<std::string, double>& hyper) = 0;
   // The state tensors a parameter with state has under these hyper-parameters.
   virtual std::set<std::string> state_names(const std::map<std::string, double>& hyper) const = 0;
+  // Every state tensor it may have under any hyper-parameters (a state dict may hold them all).
+  virtual std::set<std::string> all_state_names() const = 0;
   // Whether a parameter with state also has a step count.
   virtual bool counts_steps() const { return false; }
 
@@ -158,6 +165,11 @@ class Optimizer {
   std::vector<std::vector<Tensor>> groups_;
 
  private:
+  friend class LRScheduler;
+  // How many LRSchedulers drive this optimizer now: shared with them, so that one that outlives
+  // the optimizer still finds it when it goes.
+  std::shared_ptr<int> schedulers_ = std::make_shared<int>(0);
+  void check_grad(const Tensor& p) const;
   std::vector<size_t> offsets_;  // flat index of each group's first parameter
   std::vector<ParamState> state_;
 };

@@ -40,6 +40,7 @@ SGD::SGD(std::vector<ParamGroup<SGDOptions>> groups)
 void SGD::step() {
   // options() hands out the groups' options for changes (lr schedules): check them here too.
   for (const auto& o : options_) check(o);
+  check_grads();
   NoGradGuard no_grad;
   FusedBatch batch(3);  // p, grad, momentum buffer (Note [Multi-tensor updates])
   kernels::SGDStepArgs args{};
@@ -108,6 +109,10 @@ void SGD::set_group_hyper(size_t group, const std::map<std::string, double>& h) 
 std::set<std::string> SGD::state_names(const std::map<std::string, double>& h) const {
   if (h.at("momentum") != 0) return {"momentum_buffer"};
   return {};
+}
+
+std::set<std::string> SGD::all_state_names() const {
+  return {"momentum_buffer"};
 }
 
 }  // namespace metagrad::optim

@@ -47,6 +47,7 @@ class SGD : public OptimizerWithOptions<SGDOptions> {
   void check_hyper(const std::map<std::string, double>& hyper) const override;
   void set_group_hyper(size_t group, const std::map<std::string, double>& hyper) override;
   std::set<std::string> state_names(const std::map<std::string, double>& hyper) const override;
+  std::set<std::string> all_state_names() const override;
 };
 
 }  // namespace metagrad::optim
