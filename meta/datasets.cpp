@@ -91,7 +91,8 @@ ImageDataset::ImageDataset(const Tensor& images, const std::vector<int64_t>& cla
   offsets_.assign(1, 0);
   for (int64_t s : class_sizes) offsets_.push_back(offsets_.back() + s);
   NoGradGuard no_grad;
-  data_ = images.detach().to(DType::Float32).contiguous();
+  // Kept on the CPU, where episodes are drawn (a GPU tensor is copied over once).
+  data_ = images.detach().to(Device::cpu()).to(DType::Float32).contiguous();
   // Never share the caller's storage: the dataset must not change under it.
   if (data_.storage() == images.storage()) data_ = data_.clone();
 }

@@ -311,7 +311,8 @@ Tensor resize_area(const Tensor& x, int64_t out_height, int64_t out_width) {
            "sizes must be positive: ", shape_str(x.shape()), " -> [", out_height, ", ", out_width,
            "]");
   NoGradGuard no_grad;
-  const Tensor in = x.to(DType::Float64).contiguous();
+  // A host loop: a GPU tensor is resized on the CPU and returned to its device.
+  const Tensor in = x.to(Device::cpu()).to(DType::Float64).contiguous();
   Shape out_shape = x.shape();
   out_shape[out_shape.size() - 2] = out_height;
   out_shape[out_shape.size() - 1] = out_width;
@@ -319,7 +320,7 @@ Tensor resize_area(const Tensor& x, int64_t out_height, int64_t out_width) {
   AreaResizer<double> resizer;
   resize_planes(resizer, in.data_ptr<double>(), in.numel() / (h * w), h, w, out.data_ptr<double>(),
                 out_height, out_width);
-  return out.to(x.dtype());
+  return out.to(x.dtype()).to(x.device());
 }
 
 void rot90(const float* src, int64_t channels, int64_t size, float* dst, int64_t k) {
@@ -333,12 +334,13 @@ Tensor rot90(const Tensor& x, int64_t k) {
   const int64_t h = x.size(-2), w = x.size(-1);
   MG_CHECK(h == w, "rot90", "expects square images, got shape ", shape_str(x.shape()));
   NoGradGuard no_grad;
-  const Tensor in = x.contiguous();
-  Tensor out = Tensor::empty(x.shape(), x.options().requires_grad(false));
+  // A host loop: a GPU tensor is turned on the CPU and returned to its device.
+  const Tensor in = x.to(Device::cpu()).contiguous();
+  Tensor out = Tensor::empty(x.shape(), TensorOptions(x.dtype()));
   if (x.numel() > 0)
     rot90_bytes(static_cast<const uint8_t*>(in.raw_data()), x.numel() / (h * w), h,
                 static_cast<uint8_t*>(out.raw_data()), k, dtype_size(x.dtype()));
-  return out;
+  return out.to(x.device());
 }
 
 }  // namespace metagrad::meta

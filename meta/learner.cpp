@@ -238,10 +238,8 @@ StepResult MAML::meta_step_batched(const std::vector<Task>& tasks) {
   meta_opt_->zero_grad();
   nn::ParamMap stacked;
   for (const auto& [n, p] : nn::params_of(*model_)) {
-    if (filter_ && !filter_(n)) {
-      stacked[n] = p;  // not adapted: one copy serves every task (broadcasting)
-      continue;
-    }
+    // Every parameter, adapted or not (ANIL's body): a layer given a stacked input takes stacked
+    // weights (Conv2d and BatchNorm2d need them to tell the task dim from the batch dim).
     Shape s = p.shape();
     s.insert(s.begin(), b);
     stacked[n] = p.unsqueeze(0).expand(s);
@@ -294,7 +292,8 @@ ANIL::ANIL(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts,
 MetaSGD::MetaSGD(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts)
     : MAML(std::move(model), std::move(loss), opts) {
   std::vector<Tensor> meta_params = model_->parameters();
-  for (const auto& [n, p] : model_->named_parameters()) {
+  // A rate per name, as the fast weights (params_of) have.
+  for (const auto& [n, p] : model_->named_parameters(true, false)) {
     Tensor lr = full(p.shape(), opts_.inner_lr, p.options()).requires_grad_(true);
     lrs_[n] = lr;
     meta_params.push_back(lr);

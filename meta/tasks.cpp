@@ -58,10 +58,11 @@ std::pair<Tensor, Tensor> SinusoidTask::sample(int64_t k, Generator& gen, DType 
 Tensor SinusoidTask::operator()(const Tensor& x) const {
   MG_CHECK(x.defined() && x.is_floating_point(), kWho, "expects a floating tensor");
   NoGradGuard no_grad;
-  const Tensor xc = x.contiguous();
+  // Computed on the CPU (a host loop), returned on x's device.
+  const Tensor xc = x.to(Device::cpu()).contiguous();
   Tensor y = Tensor::empty(x.shape(), TensorOptions(x.dtype()));
   fill_y(xc, y, amplitude, phase);
-  return y;
+  return y.to(x.device());
 }
 
 SinusoidTasks::SinusoidTasks(const Options& opts) : opts_(opts) {

@@ -311,4 +311,23 @@ TEST_F(CudaTraining, MamlMetaStepWaitsForTheHostOnce) {
   EXPECT_TRUE(std::isfinite(r.loss));
 }
 
+// The meta helpers that loop on the host (sinusoid targets, image resizing and rotation, an
+// in-memory image dataset) take GPU tensors too: computed on the CPU, returned on the device.
+TEST_F(CudaTraining, HostLoopMetaHelpersTakeGpuTensors) {
+  const Device gpu = Device::cuda();
+  const Tensor x = randn({2, 3, 6, 6}, DType::Float64);
+  const meta::SinusoidTask task{2.0, 0.5};
+  const Tensor yg = task(x.to(gpu));
+  EXPECT_TRUE(yg.device().is_cuda());
+  EXPECT_TRUE(allclose(yg.to(Device::cpu()), task(x), 0, 0));
+  const Tensor rg = meta::rot90(x.to(gpu), 1);
+  EXPECT_TRUE(rg.device().is_cuda());
+  EXPECT_TRUE(allclose(rg.to(Device::cpu()), meta::rot90(x, 1), 0, 0));
+  const Tensor sg = meta::resize_area(x.to(gpu), 3, 3);
+  EXPECT_TRUE(sg.device().is_cuda());
+  EXPECT_TRUE(allclose(sg.to(Device::cpu()), meta::resize_area(x, 3, 3), 0, 0));
+  const meta::ImageDataset ds(x.to(gpu), {1, 1});
+  EXPECT_TRUE(allclose(ds.image(1, 0), x.select(0, 1).to(DType::Float32), 0, 0));
+}
+
 }  // namespace

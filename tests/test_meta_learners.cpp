@@ -285,8 +285,11 @@ TEST(MetaLearners, TaskBatchedStepEqualsPerTaskLoop) {
 
 // The same for the conv-4 nets (Note [Task-batched convolution]): convolutions as one grouped
 // convolution, batch norm per task and channel, pooling and the head on the stack. Both
-// variants, second and first order, 2 inner steps, float64, 3 tasks of 3-way 2-shot.
+// variants, second and first order, 2 inner steps, float64, 3 tasks of 3-way 2-shot; MAML,
+// and ANIL (whose body, not adapted, is stacked as well: conv and batch norm take a stacked
+// input only with stacked weights).
 TEST(MetaLearners, TaskBatchedConv4StepEqualsPerTaskLoop) {
+  for (bool anil : {false, true})
   for (bool strided : {false, true})
     for (bool first_order : {false, true}) {
       Generator gen(23);
@@ -310,10 +313,18 @@ TEST(MetaLearners, TaskBatchedConv4StepEqualsPerTaskLoop) {
       o.classification = true;
       meta::MetaOptions ob = o;
       ob.batch_tasks = true;
-      meta::MAML loop(a.ptr(), ce, o), batched(b.ptr(), ce, ob);
-      const std::string what = std::string(strided ? "strided" : "max-pool") +
+      std::unique_ptr<meta::MAML> loop, batched;
+      if (anil) {
+        loop = std::make_unique<meta::ANIL>(a.ptr(), ce, o, "head");
+        batched = std::make_unique<meta::ANIL>(b.ptr(), ce, ob, "head");
+      } else {
+        loop = std::make_unique<meta::MAML>(a.ptr(), ce, o);
+        batched = std::make_unique<meta::MAML>(b.ptr(), ce, ob);
+      }
+      const std::string what = std::string(anil ? "anil " : "maml ") +
+                               (strided ? "strided" : "max-pool") +
                                (first_order ? " first order" : " second order");
-      const meta::StepResult ra = loop.meta_step(tasks), rb = batched.meta_step(tasks);
+      const meta::StepResult ra = loop->meta_step(tasks), rb = batched->meta_step(tasks);
       EXPECT_NEAR(ra.loss, rb.loss, 1e-12 * (1 + std::fabs(ra.loss))) << what;
       EXPECT_NEAR(ra.accuracy, rb.accuracy, 1e-12) << what;
       auto pa = a->named_parameters(), pb = b->named_parameters();

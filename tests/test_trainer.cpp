@@ -259,6 +259,60 @@ TEST(Trainer, EvalOfACheckpointPrintsConfidenceIntervals) {
   fs::remove_all(dir);
 }
 
+// eval takes the run's settings, each overridable: a run trained with --eval-tasks 0 is
+// evaluated on 600 tasks, and a GPU run's checkpoint on the CPU with --device cpu.
+TEST(Trainer, EvalDefaultsToSixHundredTasksAndTakesADevice) {
+  const fs::path dir = temp_dir("eval_defaults");
+  ASSERT_EQ(run(tiny(dir, 2)).rc, 0);  // --eval-tasks 0
+  CliRun r = run({"eval", "--checkpoint", dir.string(), "--inner-steps-test", "1"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("(600 tasks)"), std::string::npos) << r.out;
+  const std::string file = (dir / "last.safetensors").string();
+  nn::Checkpoint ck = nn::load_checkpoint(file);
+  nlohmann::json cfg = nlohmann::json::parse(ck.metadata.at("config"));
+  cfg["device"] = "cuda";
+  ck.metadata["config"] = cfg.dump();
+  nn::save_checkpoint(file, ck.groups, ck.metadata);
+  CliRun c = run({"eval", "--checkpoint", dir.string(), "--eval-tasks", "3", "--device", "cpu"});
+  EXPECT_EQ(c.rc, 0) << c.err;
+  EXPECT_NE(c.out.find("(3 tasks)"), std::string::npos) << c.out;
+  CliRun bad = run({"eval", "--checkpoint", dir.string(), "--device", "tpu"});
+  EXPECT_EQ(bad.rc, 2) << bad.err;
+  EXPECT_NE(bad.err.find("--device"), std::string::npos) << bad.err;
+  fs::remove_all(dir);
+}
+
+// A damaged checkpoint is a usage error (exit 2) naming the flag and the file.
+TEST(Trainer, DamagedCheckpointExitsWithCode2) {
+  const fs::path dir = temp_dir("damaged");
+  ASSERT_EQ(run(tiny(dir, 2)).rc, 0);
+  const fs::path file = dir / "last.safetensors";
+  fs::resize_file(file, fs::file_size(file) / 2);
+  CliRun r = run({"--resume", dir.string(), "--iterations", "4"});
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("--resume: cannot read '" + file.string() + "'"), std::string::npos)
+      << r.err;
+  CliRun e = run({"eval", "--checkpoint", file.string()});
+  EXPECT_EQ(e.rc, 2) << e.err;
+  EXPECT_NE(e.err.find("--checkpoint: cannot read"), std::string::npos) << e.err;
+  fs::remove_all(dir);
+}
+
+// A killed run can leave half a metrics row; resuming drops it rather than keep a bogus row.
+TEST(Trainer, ResumeDropsATornMetricsRow) {
+  const fs::path dir = temp_dir("torn_row");
+  ASSERT_EQ(run(tiny(dir, 4)).rc, 0);
+  std::ofstream(dir / "metrics.csv", std::ios::app) << "2,0.0";
+  CliRun r = run({"--resume", dir.string(), "--iterations", "6"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::ifstream in(dir / "metrics.csv");
+  std::vector<int64_t> its;
+  for (std::string s; std::getline(in, s);)
+    if (!s.empty() && s[0] != 'i') its.push_back(std::stoll(s));
+  EXPECT_EQ(its, (std::vector<int64_t>{2, 4, 5, 6}));
+  fs::remove_all(dir);
+}
+
 TEST(Trainer, SigintFinishesTheIterationSavesAndExits130) {
   const fs::path dir = temp_dir("sigint");
   auto args = tiny(dir, 1000000);
@@ -301,7 +355,9 @@ TEST(Trainer, OmniglotBatchTasksAndTaskThreadsLogTheLoopsLoss) {
     std::vector<std::string> flags;
     bool running_stats;
   };
-  for (const Mode& m : {Mode{"loop", {}, true}, Mode{"batched", {"--batch-tasks", "true"}, false},
+  // --bn batch never reads running statistics, so the conv-4 keeps none in every mode, and a
+  // run resumes with any of them.
+  for (const Mode& m : {Mode{"loop", {}, false}, Mode{"batched", {"--batch-tasks", "true"}, false},
                         Mode{"threaded", {"--task-threads", "2"}, false}}) {
     const fs::path dir = temp_dir(std::string("omniglot_mode_") + m.name);
     std::vector<std::string> args = {"--preset", "maml-omniglot-5w1s", "--data-path", root,
@@ -323,6 +379,9 @@ TEST(Trainer, OmniglotBatchTasksAndTaskThreadsLogTheLoopsLoss) {
     for (const auto& [name, t] : ck.groups.at("model"))
       running = running || name.find("running_mean") != std::string::npos;
     EXPECT_EQ(running, m.running_stats) << m.name;
+    CliRun resumed = run({"--resume", dir.string(), "--iterations", "2", "--task-threads",
+                          m.flags.empty() ? "2" : "1", "--batch-tasks", "false"});
+    EXPECT_EQ(resumed.rc, 0) << m.name << ": " << resumed.err;
     fs::remove_all(dir);
   }
   EXPECT_NEAR(first_loss[1], first_loss[0], 1e-5 * first_loss[0]);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -364,26 +365,26 @@ class Problem {
       o.n_way = c.ways;
       o.strided = c.model == "strided";
       o.bn_mode = c.bn == "batch" ? nn::BNMode::BatchStats : nn::BNMode::RunningStats;
-      // task-batched and task-threaded steps take no running statistics (in batch mode they
-      // are never read)
-      o.track_running_stats = !batches_tasks(c) && task_threads(c) == 1;
+      // In batch mode running statistics are never read: none are kept, so that task-batched
+      // and task-threaded steps (which refuse layers that write buffers) can take the model,
+      // and a run resumes whichever of them it asks for.
+      o.track_running_stats = c.bn != "batch";
       model_ = meta::conv4(o, &init).ptr();
       loss_ = [](const Tensor& o, const Tensor& y) { return nn::functional::cross_entropy(o, y); };
       classification_ = true;
-      if (need_train) {
+      if (need_train)
         train_ds_ =
             std::make_unique<meta::OmniglotDataset>(root, "train", 28, true, c.max_alphabets);
-        train_sampler_ = std::make_unique<meta::EpisodeSampler>(
-            *train_ds_, c.ways, c.shots, c.query, derive_seed(c.seed, kTrain));
-      }
       if (need_val)
         val_ds_ = std::make_unique<meta::OmniglotDataset>(root, "val", 28, true, c.max_alphabets);
       if (need_test)
         test_ds_ = std::make_unique<meta::OmniglotDataset>(root, "test", 28, true, c.max_alphabets);
       // The samplers' checks (enough classes for --ways, enough images for --shots + --query)
       // run now, before training, not when the first validation or the final evaluation
-      // would meet them after hours of training.
-      for (const auto& [split, ds] : {std::pair{"val", val_ds_.get()}, {"test", test_ds_.get()}}) {
+      // would meet them after hours of training; they are usage errors, naming the flags.
+      for (const auto& [split, ds] : {std::pair{"train", train_ds_.get()},
+                                      {"val", val_ds_.get()},
+                                      {"test", test_ds_.get()}}) {
         if (!ds) continue;
         try {
           meta::EpisodeSampler check(*ds, c.ways, c.shots, c.query, 0);
@@ -395,6 +396,9 @@ class Problem {
               ": " + e.what());
         }
       }
+      if (train_ds_)
+        train_sampler_ = std::make_unique<meta::EpisodeSampler>(
+            *train_ds_, c.ways, c.shots, c.query, derive_seed(c.seed, kTrain));
     }
     model_->to(dtype_);
     model_->to(device_);  // tasks are drawn on the CPU (same numbers) and moved per task
@@ -486,6 +490,17 @@ std::string resolve_checkpoint(const std::string& path) {
   return p.string();
 }
 
+// Reads the checkpoint at `path` (a file or run directory); a missing or damaged file is a
+// usage error (exit 2, before anything runs), named after the flag that gave it.
+nn::Checkpoint read_checkpoint(const char* flag, const std::string& path) {
+  const std::string file = resolve_checkpoint(path);
+  try {
+    return nn::load_checkpoint(file);
+  } catch (const Error& e) {
+    throw UsageError(std::string(flag) + ": cannot read '" + file + "': " + e.what());
+  }
+}
+
 struct Resumed {
   int64_t iteration = 0;
   double elapsed = 0;
@@ -543,7 +558,18 @@ Resumed restore(const nn::Checkpoint& ck, meta::MetaLearner& learner, Problem* p
     auto it = ck.groups.find(g);
     return it == ck.groups.end() ? nn::ParamMap{} : it->second;
   };
-  learner.model().load_state_dict(group("model"));
+  // Checkpoints of batch-mode batch norm written before session 15 may hold running statistics
+  // the model no longer keeps (never read in that mode): those alone are left out.
+  nn::ParamMap model_state = group("model");
+  const nn::ParamMap own = learner.model().state_dict();
+  for (auto it = model_state.begin(); it != model_state.end();) {
+    const std::string& k = it->first;
+    const std::string leaf = k.substr(k.rfind('.') + 1);
+    const bool stats =
+        leaf == "running_mean" || leaf == "running_var" || leaf == "num_batches_tracked";
+    it = stats && !own.count(k) ? model_state.erase(it) : std::next(it);
+  }
+  learner.model().load_state_dict(model_state);
   const nn::ParamMap extra = group("extra");
   if (!extra.empty()) learner.load_extra_state(extra);
   Resumed r;
@@ -637,6 +663,8 @@ class Metrics {
       Row r;
       try {
         if (csv_) {
+          // Six cells, so five commas (getline drops an empty last cell); fewer: a torn line.
+          if (std::count(s.begin(), s.end(), ',') != 5) continue;
           std::vector<std::string> cells;
           std::stringstream ss(s);
           std::string cell;
@@ -968,17 +996,19 @@ int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, 
 }
 
 int eval_checkpoint(const std::string& path, std::optional<int> tasks, std::optional<int> steps,
-                    const std::string& data_path, int threads, std::ostream& out) {
-  nn::Checkpoint ck = nn::load_checkpoint(resolve_checkpoint(path));
+                    const std::string& data_path, const std::string& device, int threads,
+                    std::ostream& out) {
+  nn::Checkpoint ck = read_checkpoint("--checkpoint", path);
   if (!ck.metadata.count("config"))
     throw UsageError("checkpoint '" + path + "' was not written by metagrad-train (no config)");
   Config c = config_from_json(ck.metadata.at("config"));
-  if (tasks) c.eval_tasks = *tasks;
+  // The run's own number of test tasks, or the papers' 600 where it had none (--eval-tasks 0).
+  c.eval_tasks = tasks ? *tasks : c.eval_tasks > 0 ? c.eval_tasks : 600;
   if (steps) c.inner_steps_test = *steps;
   if (!data_path.empty()) c.data_path = data_path;
+  if (!device.empty()) c.device = device;  // e.g. a GPU run's checkpoint evaluated on the CPU
   if (threads > 0) c.threads = threads;
   validate(c);
-  if (c.eval_tasks <= 0) throw UsageError("--eval-tasks: must be positive");
   if (c.threads > 0) omp_set_num_threads(c.threads);
   Problem problem(c, false, false, c.dataset == "omniglot");
   auto learner = make_learner(c, problem);
@@ -1106,10 +1136,13 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
   std::string ev_ckpt, ev_data;
   int ev_tasks = 0, ev_steps = 0, ev_threads = 0;
   ev->add_option("--checkpoint", ev_ckpt, "checkpoint file or run directory")->required();
-  auto* ev_tasks_opt = ev->add_option("--eval-tasks", ev_tasks, "test tasks (default: 600)");
+  auto* ev_tasks_opt = ev->add_option("--eval-tasks", ev_tasks,
+                                      "test tasks (default: the run's --eval-tasks, else 600)");
   auto* ev_steps_opt =
       ev->add_option("--inner-steps-test", ev_steps, "inner steps (default: the run's)");
   ev->add_option("--data-path", ev_data, "Omniglot root (default: the run's)");
+  std::string ev_device;
+  ev->add_option("--device", ev_device, "cpu | cuda (default: the run's)");
   ev->add_option("--threads", ev_threads, "OpenMP threads");
 
   std::vector<std::string> rev(args.rbegin(), args.rend());
@@ -1130,13 +1163,13 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         throw UsageError("--inner-steps-test: must be non-negative, got " + std::to_string(*s));
       if (ev_threads < 0)
         throw UsageError("--threads: must be non-negative, got " + std::to_string(ev_threads));
-      return eval_checkpoint(ev_ckpt, t, s, ev_data, ev_threads, out);
+      return eval_checkpoint(ev_ckpt, t, s, ev_data, ev_device, ev_threads, out);
     }
     Config c;
     std::optional<nn::Checkpoint> ck;
     if (!parsed.resume.empty()) {
       const std::string path = resolve_checkpoint(parsed.resume);
-      ck = nn::load_checkpoint(path);
+      ck = read_checkpoint("--resume", path);
       if (!ck->metadata.count("config"))
         throw UsageError("--resume: '" + path + "' was not written by metagrad-train");
       c = config_from_json(ck->metadata.at("config"));
