@@ -460,7 +460,9 @@ const Table& table() {
        {[](const GradCtx& c) -> Grads {
           const Tensor &a = c.in[0], &b = c.in[1];
           Grads r(2);
-          if (c.needs[0]) r[0] = where(b == 0, 0.0, c.g() * b * pow(a, b - 1));
+          // b = 0 rows use exponent 1 - 1 = 0 in the unpicked branch: 0^-1 there would be
+          // inf, and its derivative NaN * 0 in a second derivative
+          if (c.needs[0]) r[0] = where(b == 0, 0.0, c.g() * b * pow(a, where(b == 0, 1.0, b) - 1));
           if (c.needs[1]) r[1] = where(a == 0, 0.0, c.g() * pow(a, b) * log(where(a == 0, 1.0, a)));
           return r;
         },
@@ -597,14 +599,18 @@ const Table& table() {
         },
         kSaveInputs}},
       // d std = d var / (2 std); 0 where std = 0 (all inputs equal: a subgradient, PyTorch's,
-      // where the formula gives 0 / 0)
+      // where the formula gives 0 / 0). The division is by a safe std (1 there), so that the
+      // unpicked branch has no 0 / 0 either: its derivative reaches where() scaled by 0, and
+      // NaN * 0 would make the second derivative NaN.
       {"std",
        {[](const GradCtx& c) -> Grads {
           const Tensor& x = c.in[0];
           const double n = static_cast<double>(reduced_count(c.args)) - c.args.a;
           Tensor centered = x - mean(x, c.args.dims, /*keepdim=*/true);
           const Tensor s = expand_reduced(c.out[0], c.args);
-          return {where(s == 0, 0.0, expand_reduced(c.g(), c.args) * centered / (s * n))};
+          const Tensor zero = s == 0;
+          const Tensor safe = where(zero, 1.0, s);
+          return {where(zero, 0.0, expand_reduced(c.g(), c.args) * centered / (safe * n))};
         },
         kSaveBoth}},
 

@@ -1,6 +1,8 @@
 #include "meta/learner.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "autograd/engine.h"
 #include "autograd/node.h"
@@ -31,21 +33,51 @@ nn::ParamMap inner_loop(nn::Module& model, const nn::ParamMap& params, const Ten
                "' in the per-parameter rates (", lrs->size(), " given)");
   for (int s = 0; s < opts.steps; ++s) {
     Tensor l = loss(model.forward(x, fast), y);
+    // One entry per distinct tensor: names that share one (a module used twice, tied weights)
+    // take one step with the sum of their places' gradients and keep sharing the result, so
+    // they stay tied through every step (torch.func.functional_call's tie_weights).
     std::vector<Tensor> ws;
-    for (const auto& n : names) ws.push_back(fast.at(n));
+    std::vector<size_t> slot(names.size());
+    for (size_t i = 0; i < names.size(); ++i) {
+      const Tensor& w = fast.at(names[i]);
+      size_t k = 0;
+      while (k < ws.size() && !ws[k].is_same(w)) ++k;
+      if (k == ws.size()) ws.push_back(w);
+      slot[i] = k;
+    }
     // create_graph keeps d(grad)/d(params), which the exact meta-gradient needs.
     std::vector<Tensor> gs =
         grad({l}, ws, {}, std::nullopt, opts.create_graph, /*allow_unused=*/true);
+    std::vector<Tensor> moved(ws.size());
     for (size_t i = 0; i < names.size(); ++i) {
-      if (!gs[i].defined()) continue;
-      const Tensor step = lrs ? lrs->at(names[i]) * gs[i] : gs[i] * opts.lr;
-      fast[names[i]] = fast.at(names[i]) - step;
+      const size_t k = slot[i];
+      if (!gs[k].defined()) continue;
+      // The first name of a tied group steps (with its rate); the others share the result.
+      if (!moved[k].defined())
+        moved[k] = ws[k] - (lrs ? lrs->at(names[i]) * gs[k] : gs[k] * opts.lr);
+      fast[names[i]] = moved[k];
     }
   }
   return fast;
 }
 
 namespace {
+
+// A detached leaf per distinct tensor of `params`; tied names (one tensor) share theirs.
+nn::ParamMap fresh_leaves(const nn::ParamMap& params) {
+  nn::ParamMap out;
+  std::vector<std::pair<Tensor, Tensor>> leaf_of;
+  for (const auto& [n, p] : params) {
+    auto it = std::find_if(leaf_of.begin(), leaf_of.end(),
+                           [&](const auto& e) { return e.first.is_same(p); });
+    if (it == leaf_of.end()) {
+      leaf_of.emplace_back(p, p.detach().requires_grad_(true));
+      it = std::prev(leaf_of.end());
+    }
+    out[n] = it->second;
+  }
+  return out;
+}
 
 // The fraction of rows whose largest logit is at the label, as a 0-d float64 tensor.
 Tensor hit_rate(const Tensor& logits, const Tensor& labels) {
@@ -237,12 +269,19 @@ StepResult MAML::meta_step_batched(const std::vector<Task>& tasks) {
   const int64_t b = static_cast<int64_t>(tasks.size());
   meta_opt_->zero_grad();
   nn::ParamMap stacked;
+  std::vector<std::pair<Tensor, Tensor>> stack_of;  // tied names share one stack
   for (const auto& [n, p] : nn::params_of(*model_)) {
     // Every parameter, adapted or not (ANIL's body): a layer given a stacked input takes stacked
     // weights (Conv2d and BatchNorm2d need them to tell the task dim from the batch dim).
-    Shape s = p.shape();
-    s.insert(s.begin(), b);
-    stacked[n] = p.unsqueeze(0).expand(s);
+    auto it = std::find_if(stack_of.begin(), stack_of.end(),
+                           [&](const auto& e) { return e.first.is_same(p); });
+    if (it == stack_of.end()) {
+      Shape s = p.shape();
+      s.insert(s.begin(), b);
+      stack_of.emplace_back(p, p.unsqueeze(0).expand(s));
+      it = std::prev(stack_of.end());
+    }
+    stacked[n] = it->second;
   }
   const double scale = static_cast<double>(b);
   LossFn task_sum = [this, scale](const Tensor& out, const Tensor& y) {
@@ -292,11 +331,18 @@ ANIL::ANIL(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts,
 MetaSGD::MetaSGD(std::shared_ptr<nn::Module> model, LossFn loss, MetaOptions opts)
     : MAML(std::move(model), std::move(loss), opts) {
   std::vector<Tensor> meta_params = model_->parameters();
-  // A rate per name, as the fast weights (params_of) have.
+  // A rate per name, as the fast weights (params_of) have; tied names share their tensor's.
+  std::vector<std::pair<Tensor, Tensor>> rate_of;  // (parameter, its rate)
   for (const auto& [n, p] : model_->named_parameters(true, false)) {
-    Tensor lr = full(p.shape(), opts_.inner_lr, p.options()).requires_grad_(true);
-    lrs_[n] = lr;
-    meta_params.push_back(lr);
+    auto it = std::find_if(rate_of.begin(), rate_of.end(),
+                           [&](const auto& e) { return e.first.is_same(p); });
+    if (it == rate_of.end()) {
+      Tensor lr = full(p.shape(), opts_.inner_lr, p.options()).requires_grad_(true);
+      rate_of.emplace_back(p, lr);
+      meta_params.push_back(lr);
+      it = std::prev(rate_of.end());
+    }
+    lrs_[n] = it->second;
   }
   meta_opt_ = std::make_unique<optim::Adam>(meta_params, optim::AdamOptions(opts_.meta_lr));
 }
@@ -346,8 +392,7 @@ StepResult Reptile::meta_step(const std::vector<Task>& tasks) {
   std::vector<TaskMetrics> results(n_tasks);
   parallel_for_each(static_cast<int64_t>(n_tasks), opts_.task_threads, [&](int64_t i) {
     const Task& t = tasks[static_cast<size_t>(i)];
-    nn::ParamMap start;
-    for (const auto& [n, p] : theta) start[n] = p.detach().requires_grad_(true);
+    nn::ParamMap start = fresh_leaves(theta);
     // Reptile trains on the whole task (support and query) with plain SGD.
     Tensor x = cat({t.support_x, t.query_x}, 0), y = cat({t.support_y, t.query_y}, 0);
     nn::ParamMap phi =
@@ -363,7 +408,10 @@ StepResult Reptile::meta_step(const std::vector<Task>& tasks) {
   nn::ParamMap delta;  // sum_i (phi_i - theta), in task order
   for (size_t i = 0; i < n_tasks; ++i)
     for (const auto& [n, d] : moved[i]) delta[n] = delta.count(n) ? delta[n] + d : d;
+  std::vector<const TensorImpl*> done;  // a tied tensor (several names) moves once
   for (const auto& [n, p] : theta) {
+    if (std::find(done.begin(), done.end(), p.impl()) != done.end()) continue;
+    done.push_back(p.impl());
     Tensor param = p;
     add_(param, delta.at(n) * (outer_step_ * w));
   }

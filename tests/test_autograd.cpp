@@ -456,6 +456,13 @@ TEST(Autograd, PowAtExponentZeroAndStdOfConstantsHaveZeroGradients) {
   Tensor c = leaf({1.5, 1.5, 1.5});
   metagrad::std(c, {0}, 1).backward();
   expect_close(c.grad(), tensor(std::vector<double>{0, 0, 0}));
+  // Their second derivatives there are 0 too, not NaN (no 0 / 0 in the unpicked branch).
+  Tensor gc = grad({metagrad::std(c, {0}, 1)}, {c}, {}, std::nullopt, true)[0];
+  Tensor hc = grad({sum(gc * tensor(std::vector<double>{1, 2, 3}))}, {c})[0];
+  for (double v : hc.to_vector<double>()) EXPECT_EQ(v, 0.0);
+  Tensor ga = grad({sum(pow(a, b))}, {a}, {}, std::nullopt, true)[0];
+  Tensor ha = grad({sum(ga)}, {a, b})[0];
+  for (double v : ha.to_vector<double>()) EXPECT_FALSE(std::isnan(v));
 }
 
 TEST(Autograd, RootGradientOfAnotherFloatDtypeIsCast) {

@@ -283,6 +283,67 @@ TEST(MetaLearners, TaskBatchedStepEqualsPerTaskLoop) {
   }
 }
 
+// Tied weights (one Linear used twice) stay tied through the inner steps, as with
+// torch.func.functional_call's tie_weights: MAML's exact meta-gradient equals the one of the
+// model written with a single W and b, per task and task-batched; Reptile moves them once.
+TEST(MetaLearners, TiedWeightsStayTiedThroughTheInnerLoop) {
+  Generator gen(31);
+  std::vector<Task> tasks = {sinusoid_task(gen), sinusoid_task(gen)};
+  auto tied = [&] {
+    Generator g(5);
+    nn::Linear lin(std::make_shared<nn::LinearImpl>(nn::LinearOptions(1, 1), &g));
+    nn::Sequential net(lin, nn::Tanh(), lin);
+    net->to(DType::Float64);
+    return net;
+  };
+  // Reference: f(x) = tanh(x W^T + b) W^T + b with one W and b, inner steps by hand.
+  nn::Sequential ref_net = tied();
+  const Tensor w0 = ref_net->named_parameters()[0].second.detach().clone();
+  const Tensor b0 = ref_net->named_parameters()[1].second.detach().clone();
+  Tensor w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+  auto f = [](const Tensor& x, const Tensor& ww, const Tensor& bb) {
+    return matmul(tanh(matmul(x, ww.t()) + bb), ww.t()) + bb;
+  };
+  Tensor total;
+  for (const Task& t : tasks) {
+    Tensor fw = w, fb = b;
+    for (int s = 0; s < 2; ++s) {
+      auto g = grad({mse(f(t.support_x, fw, fb), t.support_y)}, {fw, fb}, {}, std::nullopt, true);
+      fw = fw - g[0] * 0.1;
+      fb = fb - g[1] * 0.1;
+    }
+    Tensor l = mse(f(t.query_x, fw, fb), t.query_y) * 0.5;
+    total = total.defined() ? total + l : l;
+  }
+  total.backward();
+  for (bool batched : {false, true}) {
+    nn::Sequential net = tied();
+    meta::MetaOptions o;
+    o.inner_steps = 2;
+    o.inner_lr = 0.1;
+    o.batch_tasks = batched;
+    meta::MAML maml(net.ptr(), mse, o);
+    maml.meta_step(tasks);
+    auto ps = net->named_parameters();
+    ASSERT_EQ(ps.size(), 2u);
+    EXPECT_NEAR(ps[0].second.grad().item<double>(), w.grad().item<double>(), 1e-12) << batched;
+    EXPECT_NEAR(ps[1].second.grad().item<double>(), b.grad().item<double>(), 1e-12) << batched;
+  }
+  // Reptile: the tied weight moves once by outer_step * (phi - theta), phi from tied steps.
+  nn::Sequential rnet = tied();
+  meta::MetaOptions ro;
+  ro.inner_steps = 1;
+  ro.inner_lr = 0.1;
+  meta::Reptile reptile(rnet.ptr(), mse, ro, 1.0);
+  reptile.meta_step({tasks[0]});
+  const Task& t = tasks[0];
+  Tensor rw = w0.clone().requires_grad_(true), rb = b0.clone().requires_grad_(true);
+  Tensor x = cat({t.support_x, t.query_x}, 0), y = cat({t.support_y, t.query_y}, 0);
+  auto g = grad({mse(f(x, rw, rb), y)}, {rw, rb});
+  EXPECT_NEAR(rnet->named_parameters()[0].second.item<double>(),
+              (w0 - g[0] * 0.1).item<double>(), 1e-12);
+}
+
 // The same for the conv-4 nets (Note [Task-batched convolution]): convolutions as one grouped
 // convolution, batch norm per task and channel, pooling and the head on the stack. Both
 // variants, second and first order, 2 inner steps, float64, 3 tasks of 3-way 2-shot; MAML,
