@@ -117,16 +117,23 @@ Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, Tensor
 
 Tensor linspace(double start, double end, int64_t steps, TensorOptions opts) {
   MG_CHECK(steps >= 0, "linspace", "number of steps must be non-negative, got ", steps);
+  MG_CHECK(opts.dtype_ != DType::Bool, "linspace", "not implemented for bool (as PyTorch)");
+  detail::check_fill_value("linspace", start, opts.dtype_);
+  detail::check_fill_value("linspace", end, opts.dtype_);
   Tensor t = Tensor::empty({steps}, host_options(opts));
-  const double step = steps > 1 ? (end - start) / static_cast<double>(steps - 1) : 0.0;
+  // Computed in double and rounded once (within an ulp of PyTorch's float32 values, which
+  // depend on its build's FMA contraction and vector width); integer types truncate start and
+  // end first, as PyTorch's. Filled from both ends, so the last point is exactly `end`.
   MG_DISPATCH_ALL(t.dtype(), [&] {
     scalar_t* p = t.data_ptr<scalar_t>();
-    // Fill from both ends so the last point is exactly `end`, as torch.linspace.
+    const double s0 = std::is_integral_v<scalar_t> ? std::trunc(start) : start;
+    const double s1 = std::is_integral_v<scalar_t> ? std::trunc(end) : end;
+    const double step = steps > 1 ? (s1 - s0) / static_cast<double>(steps - 1) : 0.0;
     const int64_t half = steps / 2;
-    if (steps == 1) p[0] = static_cast<scalar_t>(start);  // a single point is `start`
+    if (steps == 1) p[0] = static_cast<scalar_t>(s0);  // a single point is `start`
     for (int64_t i = steps == 1 ? 1 : 0; i < steps; ++i)
-      p[i] = static_cast<scalar_t>(i < half ? start + step * static_cast<double>(i)
-                                            : end - step * static_cast<double>(steps - 1 - i));
+      p[i] = static_cast<scalar_t>(i < half ? s0 + step * static_cast<double>(i)
+                                            : s1 - step * static_cast<double>(steps - 1 - i));
   });
   t = to_target(t, opts);
   if (opts.requires_grad_) t.requires_grad_(true);

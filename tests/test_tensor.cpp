@@ -62,6 +62,12 @@ TEST(Tensor, ArangeLinspaceEye) {
   EXPECT_MG_ERROR(arange(0, 5, 0), "[arange]");
   EXPECT_MG_ERROR(arange(5, 0, 1), "[arange]");
   EXPECT_MG_ERROR(linspace(0, 1, -1), "[linspace]");
+  // Integer dtypes truncate start and end first (torch.linspace(0.6, 3.4, 3, dtype=int64) is
+  // [0, 1, 3]); bool is refused, as by PyTorch.
+  EXPECT_EQ(linspace(0.6, 3.4, 3, DType::Int64).to_vector<int64_t>(),
+            (std::vector<int64_t>{0, 1, 3}));
+  EXPECT_MG_ERROR(linspace(0, 1, 3, DType::Bool), "[linspace] not implemented for bool");
+  EXPECT_MG_ERROR(linspace(0, 300, 3, DType::UInt8), "[linspace]");
 }
 
 TEST(Tensor, FromData) {
