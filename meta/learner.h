@@ -56,13 +56,13 @@ struct MetaOptions {
   bool classification = false;
   // MAML family only (MAML, FOMAML, ANIL, Meta-SGD): run the task batch as one batched
   // computation, as torch.func.vmap would. The tasks are stacked along a new leading dim and
-  // each adapted parameter gets one copy per task (an expand of the shared parameter, whose
+  // each parameter gets one copy per task (an expand of the shared parameter, whose
   // backward sums the copies' gradients). Same meta-gradient as the per-task loop, with the
   // op count of one task (Note [Task-batched meta-step]). Needs tasks of equal shapes, a loss
   // that is the mean over examples (MSE, cross-entropy), and a model whose layers accept
   // [B, n, ...] inputs with stacked parameters: Linear, Conv2d (the B tasks' convolutions as
   // one grouped convolution, Note [Task-batched convolution]), BatchNorm2d without running
-  // statistics (track_running_stats(false)), pooling, Flatten over trailing dims and
+  // statistics (track_running_stats(false)), LayerNorm, pooling, Flatten over trailing dims and
   // elementwise activations: the sinusoid MLP and the conv-4 nets
   // (Conv4Options::track_running_stats = false).
   bool batch_tasks = false;

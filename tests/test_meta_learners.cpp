@@ -283,6 +283,51 @@ TEST(MetaLearners, TaskBatchedStepEqualsPerTaskLoop) {
   }
 }
 
+// Task-batched with a LayerNorm in the body, adapted (MAML) or not (ANIL: the body is stacked
+// too): LayerNorm takes stacked weights, its affine part per task; same as the loop.
+TEST(MetaLearners, TaskBatchedStepWithLayerNormEqualsPerTaskLoop) {
+  for (bool anil : {false, true}) {
+    Generator gen(41);
+    auto make_net = [&] {
+      Generator g(3);
+      nn::Sequential net;
+      net->push_back("0", std::make_shared<nn::LinearImpl>(nn::LinearOptions(1, 8), &g));
+      net->push_back("1", std::make_shared<nn::LayerNormImpl>(nn::LayerNormOptions({8})));
+      net->push_back("2", std::make_shared<nn::TanhImpl>());
+      net->push_back("head", std::make_shared<nn::LinearImpl>(nn::LinearOptions(8, 1), &g));
+      net->to(DType::Float64);
+      // LayerNorm starts at weight 1, bias 0: move them so the affine part matters.
+      NoGradGuard ng;
+      for (auto& [n, p] : net->named_parameters())
+        if (n.rfind("1.", 0) == 0) p.copy_(randn(p.shape(), DType::Float64, &g));
+      return net;
+    };
+    nn::Sequential a = make_net(), b = make_net();
+    std::vector<Task> tasks = {sinusoid_task(gen), sinusoid_task(gen), sinusoid_task(gen)};
+    meta::MetaOptions o;
+    o.inner_steps = 2;
+    o.inner_lr = 0.05;
+    meta::MetaOptions ob = o;
+    ob.batch_tasks = true;
+    std::unique_ptr<meta::MAML> loop, batched;
+    if (anil) {
+      loop = std::make_unique<meta::ANIL>(a.ptr(), mse, o, "head");
+      batched = std::make_unique<meta::ANIL>(b.ptr(), mse, ob, "head");
+    } else {
+      loop = std::make_unique<meta::MAML>(a.ptr(), mse, o);
+      batched = std::make_unique<meta::MAML>(b.ptr(), mse, ob);
+    }
+    const meta::StepResult ra = loop->meta_step(tasks), rb = batched->meta_step(tasks);
+    EXPECT_NEAR(ra.loss, rb.loss, 1e-12 * (1 + std::fabs(ra.loss))) << anil;
+    auto pa = a->named_parameters(), pb = b->named_parameters();
+    for (size_t i = 0; i < pa.size(); ++i) {
+      auto ga = pa[i].second.grad().to_vector<double>(), gb = pb[i].second.grad().to_vector<double>();
+      for (size_t k = 0; k < ga.size(); ++k)
+        EXPECT_NEAR(gb[k], ga[k], 1e-12 * (1 + std::fabs(ga[k]))) << anil << " " << pa[i].first;
+    }
+  }
+}
+
 // Tied weights (one Linear used twice) stay tied through the inner steps, as with
 // torch.func.functional_call's tie_weights: MAML's exact meta-gradient equals the one of the
 // model written with a single W and b, per task and task-batched; Reptile moves them once.

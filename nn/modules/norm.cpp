@@ -1,6 +1,8 @@
 // BatchNorm2d and LayerNorm.
 #include "nn/modules/norm.h"
 
+#include <algorithm>
+
 #include "nn/functional.h"
 #include "nn/init.h"
 #include "nn/modules/repr.h"
@@ -132,8 +134,33 @@ Tensor LayerNormImpl::forward(const Tensor& x, const ParamMap& params) {
   for (int64_t i = 0; ok && i < k; ++i) ok = x.size(x.dim() - k + i) == ns[static_cast<size_t>(i)];
   MG_CHECK(ok, "LayerNorm", "expected an input whose trailing dims are ", shape_str(ns),
            ", got shape ", x.defined() ? shape_str(x.shape()) : std::string("(undefined)"));
-  return functional::layer_norm(x, ns, param(params, "weight", weight), param(params, "bias", bias),
-                                options.eps_);
+  const Tensor w = param(params, "weight", weight, /*stackable=*/true),
+               b = param(params, "bias", bias, /*stackable=*/true);
+  const auto stack_dims = [&](const Tensor& t) { return t.defined() ? t.dim() - k : 0; };
+  const int64_t lead = std::max(stack_dims(w), stack_dims(b));
+  if (lead == 0) return functional::layer_norm(x, ns, w, b, options.eps_);
+  // A task-batched step's stacks [B..., normalized_shape] for an input [B..., N, ...,
+  // normalized_shape]: the normalization is per row as ever, the affine part per task.
+  const Tensor& ref = stack_dims(w) == lead ? w : b;
+  const Shape stack(ref.shape().begin(), ref.shape().begin() + lead);
+  MG_CHECK(x.dim() >= lead + k && Shape(x.shape().begin(), x.shape().begin() + lead) == stack,
+           "LayerNorm", "a stack of weights of shape ", shape_str(ref.shape()),
+           " needs an input stacked as [", shape_str(stack), "..., N, ...], got shape ",
+           shape_str(x.shape()));
+  const auto per_task = [&](const Tensor& t) {
+    if (t.dim() == k) return t;  // one copy for every task (broadcasts)
+    MG_CHECK(stack_dims(t) == lead && Shape(t.shape().begin(), t.shape().begin() + lead) == stack,
+             "LayerNorm", "weight and bias stacks differ: ", shape_str(w.shape()), " and ",
+             shape_str(b.shape()));
+    Shape s(t.shape().begin(), t.shape().begin() + lead);
+    s.insert(s.end(), static_cast<size_t>(x.dim() - lead - k), 1);
+    s.insert(s.end(), ns.begin(), ns.end());
+    return t.reshape(s);
+  };
+  Tensor y = functional::layer_norm(x, ns, Tensor(), Tensor(), options.eps_);
+  if (w.defined()) y = y * per_task(w);
+  if (b.defined()) y = y + per_task(b);
+  return y;
 }
 
 std::string LayerNormImpl::extra_repr() const {
