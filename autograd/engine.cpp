@@ -8,6 +8,7 @@
 #include "autograd/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <queue>
@@ -28,7 +29,8 @@ using autograd::TensorMeta;
 
 namespace {
 
-thread_local bool g_anomaly = false;
+// Process-wide, as PyTorch's: a backward pass on another thread (tasks on threads) checks too.
+std::atomic<bool> g_anomaly{false};
 
 // Resets grad mode to what it was, whatever the backward pass throws.
 class GradModeScope {
@@ -174,8 +176,9 @@ std::vector<Tensor> run_backward(const char* api, const std::vector<Tensor>& out
                shape_str(go.shape()), " but output ", i, " has shape ", shape_str(o.shape()));
       MG_CHECK(go.device() == o.device(), api, "grad_output ", i, " is on ", go.device().str(),
                " but output ", i, " is on ", o.device().str());
-      // Another floating dtype is cast to the output's, as PyTorch's validate_outputs does.
-      if (go.dtype() != o.dtype() && is_floating(go.dtype())) go = go.to(o.dtype());
+      // Another dtype (integer and bool too) is cast to the output's, as PyTorch's
+      // validate_outputs does.
+      if (go.dtype() != o.dtype()) go = go.to(o.dtype());
     }
     roots.push_back(e);
     root_grads.push_back(go);
@@ -355,10 +358,10 @@ void Tensor::backward(const Tensor& gradient, std::optional<bool> retain_graph,
 }
 
 bool AnomalyMode::is_enabled() {
-  return g_anomaly;
+  return g_anomaly.load(std::memory_order_relaxed);
 }
 void AnomalyMode::set_enabled(bool e) {
-  g_anomaly = e;
+  g_anomaly.store(e, std::memory_order_relaxed);
 }
 
 }  // namespace metagrad

@@ -24,7 +24,8 @@ void backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& gra
               std::optional<bool> retain_graph = std::nullopt, bool create_graph = false);
 
 // Anomaly mode: after every backward step, check the gradients it produced and name the op
-// whose derivative made a NaN or an infinity. Slow; for debugging. Thread-local.
+// whose derivative made a NaN or an infinity. Slow; for debugging. Process-wide, as PyTorch's
+// (backward passes on other threads check too); grad mode, by contrast, is per thread.
 class AnomalyMode {
  public:
   static bool is_enabled();

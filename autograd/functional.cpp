@@ -9,8 +9,11 @@ namespace metagrad::func {
 
 namespace {
 
-// Fresh leaves that require grad and share the inputs' data, so the transform differentiates
-// w.r.t. exactly these tensors. With create_graph the caller's graph is kept instead.
+// Fresh tensors that require grad and share the inputs' data, so the transform differentiates
+// w.r.t. exactly these: uses of the caller's tensor that do not go through them (a closure, the
+// same tensor passed twice) are not counted. Detached leaves; with create_graph, recorded
+// aliases (PyTorch's view_as) instead, which keep the caller's graph behind them so that the
+// result can be differentiated further.
 Tensors prepare(const char* op, const Tensors& inputs, bool create_graph) {
   MG_CHECK(!inputs.empty(), op, "no inputs given");
   Tensors r;
@@ -18,7 +21,7 @@ Tensors prepare(const char* op, const Tensors& inputs, bool create_graph) {
     MG_CHECK(inputs[i].defined() && inputs[i].is_floating_point(), op, "input ", i,
              " must be a defined floating-point tensor");
     if (create_graph && inputs[i].requires_grad()) {
-      r.push_back(inputs[i]);  // keep the history so the result can be differentiated further
+      r.push_back(inputs[i].view(inputs[i].shape()));
     } else {
       Tensor t = inputs[i].detach();
       t.requires_grad_(true);
@@ -39,6 +42,16 @@ Tensors differentiable_outputs(const char* op, const Tensors& outs) {
   return outs;
 }
 
+// Each vector of `vs` must be given and have its partner's shape: an undefined one would be
+// taken as ones by the engine where its partner has one element.
+void check_vectors(const char* op, const char* what, const Tensors& vs, const Tensors& like,
+                   const char* partner) {
+  for (size_t i = 0; i < vs.size(); ++i)
+    MG_CHECK(vs[i].defined() && vs[i].shape() == like[i].shape(), op, what, " ", i, " has shape ",
+             vs[i].defined() ? shape_str(vs[i].shape()) : std::string("(undefined)"), ", its ",
+             partner, " has shape ", shape_str(like[i].shape()));
+}
+
 }  // namespace
 
 std::pair<Tensors, Tensors> vjp(const Fn& f, const Tensors& inputs, const Tensors& v,
@@ -48,6 +61,7 @@ std::pair<Tensors, Tensors> vjp(const Fn& f, const Tensors& inputs, const Tensor
   Tensors out = differentiable_outputs("vjp", f(x));
   MG_CHECK(v.size() == out.size(), "vjp", "got ", v.size(), " vectors for ", out.size(),
            " outputs");
+  check_vectors("vjp", "vector", v, out, "output");
   Tensors used, vs;
   for (size_t i = 0; i < out.size(); ++i)
     if (out[i].requires_grad()) { used.push_back(out[i]); vs.push_back(v[i]); }
@@ -61,6 +75,7 @@ std::pair<Tensors, Tensors> jvp(const Fn& f, const Tensors& inputs, const Tensor
   EnableGradGuard eg;
   Tensors x = prepare("jvp", inputs, create_graph);
   MG_CHECK(u.size() == x.size(), "jvp", "got ", u.size(), " tangents for ", x.size(), " inputs");
+  check_vectors("jvp", "tangent", u, x, "input");
   Tensors out = differentiable_outputs("jvp", f(x));
   Tensors used, w;
   for (const Tensor& o : out) {
@@ -94,9 +109,11 @@ std::pair<Tensor, Tensors> hvp(const ScalarFn& f, const Tensors& inputs, const T
   EnableGradGuard eg;
   Tensors x = prepare("hvp", inputs, create_graph);
   MG_CHECK(v.size() == x.size(), "hvp", "got ", v.size(), " vectors for ", x.size(), " inputs");
+  check_vectors("hvp", "vector", v, x, "input");
   Tensor y = f(x);
   MG_CHECK(y.numel() == 1, "hvp", "the function must return one element, got shape ",
            shape_str(y.shape()));
+  if (!y.requires_grad()) return {y, fill_undefined(Tensors(x.size()), x)};  // constant: H = 0
   Tensors g = fill_undefined(metagrad::grad({y}, x, {}, true, true, true), x);
   Tensors gs, vs;
   for (size_t i = 0; i < g.size(); ++i)
@@ -142,6 +159,7 @@ std::vector<Tensors> hessian(const ScalarFn& f, const Tensors& inputs) {
     Tensor y = f(xs);
     MG_CHECK(y.numel() == 1, "hessian", "the function must return one element, got shape ",
              shape_str(y.shape()));
+    if (!y.requires_grad()) return fill_undefined(Tensors(xs.size()), xs);  // constant: H = 0
     return fill_undefined(metagrad::grad({y}, xs, {}, true, true, true), xs);
   };
   return jacobian(gradf, inputs);

@@ -63,6 +63,14 @@ GradcheckResult gradcheck(const TensorsFn& f, const std::vector<Tensor>& inputs,
   for (size_t i = 0; i < inputs.size(); ++i)
     MG_CHECK(!inputs[i].defined() || inputs[i].device().is_cpu(), "gradcheck", "input ", i,
              " is on ", inputs[i].device().str(), "; gradcheck runs on CPU tensors");
+  // Poking one element of an expanded input moves all its aliases at once, so the numerical
+  // column would be the sum of several (as PyTorch, refused rather than misreported).
+  for (size_t i = 0; i < inputs.size(); ++i)
+    for (int64_t d = 0; inputs[i].requires_grad() && d < inputs[i].dim(); ++d)
+      MG_CHECK(inputs[i].stride(d) != 0 || inputs[i].size(d) <= 1, "gradcheck", "input ", i,
+               " of shape ", shape_str(inputs[i].shape()), " has strides ",
+               shape_str(inputs[i].strides()),
+               ": elements share memory (an expanded view); pass .contiguous() of it");
 
   // Analytical Jacobian rows: one vjp per output element.
   std::vector<Tensor> outs;

@@ -63,12 +63,16 @@ Tensor to_target(const Tensor& t, const TensorOptions& opts) {
 Tensor arange(const Scalar& end) { return arange(0, end, 1); }
 
 Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step) {
-  const bool ints = start.kind() != DType::Float64 && end.kind() != DType::Float64 &&
-                    step.kind() != DType::Float64;
-  return arange(start, end, step, TensorOptions(ints ? DType::Int64 : DType::Float32));
+  return arange(start, end, step, TensorOptions());
 }
 
 Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, TensorOptions opts) {
+  // Without a dtype in opts (as libtorch): int64 when every argument is an integer.
+  if (!opts.has_dtype_) {
+    const bool ints = start.kind() != DType::Float64 && end.kind() != DType::Float64 &&
+                      step.kind() != DType::Float64;
+    opts = opts.dtype(ints ? DType::Int64 : DType::Float32);
+  }
   const double s = start.to_double(), e = end.to_double(), d = step.to_double();
   MG_CHECK(d != 0 && std::isfinite(s) && std::isfinite(e) && std::isfinite(d), "arange",
            "invalid range: start ", s, ", end ", e, ", step ", d);

@@ -20,8 +20,8 @@ Tensor zeros_like(const Tensor& t);
 Tensor ones_like(const Tensor& t);
 Tensor full_like(const Tensor& t, const Scalar& value);
 
-// [start, end) in steps of `step`. Without options the dtype is int64 when every argument is
-// an integer and float32 otherwise, as torch.arange.
+// [start, end) in steps of `step`. Without a dtype (in options or none given) the dtype is
+// int64 when every argument is an integer and float32 otherwise, as torch.arange.
 Tensor arange(const Scalar& end);
 Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step = 1);
 Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, TensorOptions opts);

@@ -183,6 +183,43 @@ TEST(Autograd, GradTransformComposes) {
   expect_close(gr[0], cos(x), 1e-12);
 }
 
+// The transforms differentiate w.r.t. their own copies of the inputs, with create_graph as
+// without: a use of the caller's tensor in a closure, or the same tensor passed twice, is not
+// counted (as torch.autograd.functional's view_as). Constant functions have zero Hessians;
+// missing or misshapen vectors are errors, not ones.
+TEST(Autograd, TransformsCountOnlyUsesThroughTheirInputs) {
+  Tensor x = tensor({1.0, 2.0}).requires_grad_(true);
+  func::ScalarFn f = [&](const func::Tensors& xs) { return sum(xs[0] * x); };
+  for (bool cg : {false, true}) {
+    expect_close(func::grad(f, cg)({x})[0], tensor({1.0, 2.0}), 0);
+    auto [out, g] = func::vjp([&](const func::Tensors& xs) { return func::Tensors{xs[0] * x}; },
+                              {x}, {ones({2}, DType::Float64)}, cg);
+    expect_close(g[0], tensor({1.0, 2.0}), 0);
+    auto J = func::jacobian([&](const func::Tensors& xs) { return func::Tensors{xs[0] * x}; },
+                            {x}, cg);
+    expect_close(J[0][0], tensor({1.0, 0.0, 0.0, 2.0}, {2, 2}), 0);
+    auto two = func::grad([](const func::Tensors& xs) { return sum(xs[0] * xs[1]); }, cg)({x, x});
+    expect_close(two[0], tensor({1.0, 2.0}), 0);
+  }
+  // With create_graph the result still depends on x (a further derivative exists).
+  Tensor g = func::grad([](const func::Tensors& xs) { return sum(xs[0] * xs[0] * xs[0]); },
+                        true)({x})[0];
+  ASSERT_TRUE(g.requires_grad());
+  expect_close(grad({sum(g)}, {x})[0], tensor({6.0, 12.0}), 1e-12);
+  // A constant function: zero Hessian and hvp.
+  func::ScalarFn c = [](const func::Tensors&) { return tensor({3.0}).reshape({}); };
+  expect_close(func::hessian(c, {x})[0][0], zeros({2, 2}, DType::Float64), 0);
+  expect_close(func::hvp(c, {x}, {ones({2}, DType::Float64)}).second[0],
+               zeros({2}, DType::Float64), 0);
+  // An undefined or misshapen tangent / vector is an error.
+  Tensor one = tensor({1.0});
+  func::Fn prod2 = [](const func::Tensors& xs) { return func::Tensors{xs[0] * xs[1]}; };
+  EXPECT_MG_ERROR_HAS(func::jvp(prod2, {one, one}, {Tensor(), one}), "[jvp]", "tangent 0");
+  EXPECT_MG_ERROR_HAS(func::vjp(prod2, {one, one}, {ones({2}, DType::Float64)}), "[vjp]",
+                      "vector 0 has shape [2]");
+  EXPECT_MG_ERROR_HAS(func::hvp(c, {x}, {Tensor()}), "[hvp]", "(undefined)");
+}
+
 TEST(Autograd, ThroughOneSgdStepOfLeastSquares) {
   // L(w) = 1/2 |X w - y|^2, one step w' = w - lr X^T (X w - y), meta-loss M = 1/2 |X w' - y|^2.
   // With B = I - lr X^T X: w' = B w + lr X^T y and dM/dw = B^T X^T (X w' - y).
@@ -471,6 +508,14 @@ TEST(Autograd, RootGradientOfAnotherFloatDtypeIsCast) {
   y.backward(ones({3}, DType::Float64));
   EXPECT_EQ(x.grad().dtype(), DType::Float32);
   EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{2, 2, 2}));
+  // Integer ones too (as PyTorch), also where the rule checks its gradient's dtype (softmax).
+  x.set_grad(Tensor());
+  x.backward(tensor(std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{1, 2, 3}));
+  Tensor s = softmax(x.reshape({1, 3}), 1);
+  Tensor gs = grad({s}, {x}, {tensor(std::vector<int64_t>{1, 0, 0}, {1, 3})}, true)[0];
+  Tensor want = grad({s}, {x}, {tensor(std::vector<float>{1, 0, 0}, {1, 3})})[0];
+  EXPECT_EQ(gs.to_vector<float>(), want.to_vector<float>());
 }
 
 // Inputs a rule never reads are not saved, so writing into them after the op is no version

@@ -112,6 +112,10 @@ TEST(AutogradOps, GradcheckRefusesWhatItCannotCheck) {
   for (double eps : {0.0, -1e-6, std::nan("")})
     EXPECT_MG_ERROR_HAS(gradcheck(wrong_leaf, {xr}, {.eps = eps}), "[gradcheck]", "eps");
   EXPECT_MG_ERROR(gradcheck(wrong_leaf, {xr}, {.atol = -1}), "[gradcheck]");
+  // An expanded input: one poke moves three elements (PyTorch refuses it too).
+  Tensor ex = tensor({0.5}).expand({3});
+  ex.requires_grad_(true);
+  EXPECT_MG_ERROR_HAS(gradcheck(wrong_leaf, {ex}), "[gradcheck]", "share memory");
   // A NaN analytical derivative (sqrt'(0) * 0) against a finite numerical one is a mismatch.
   Tensor z = tensor({0.0, 1.0}).requires_grad_();
   const TensorsFn nan_grad = [](const std::vector<Tensor>& v) {

@@ -92,6 +92,24 @@ TEST(ParallelForEach, NestedRunsInOrder) {
   EXPECT_EQ(order, (std::vector<int64_t>{0, 1, 2, 3}));
 }
 
+// The workers take the caller's grad mode: under a NoGradGuard no task records, on whichever
+// thread it runs, and each worker's own mode is back after.
+TEST(ParallelForEach, WorkersTakeTheCallersGradMode) {
+  Tensor x = ones({2}, DType::Float64).requires_grad_(true);
+  std::vector<int> recorded(8, -1);
+  {
+    NoGradGuard ng;
+    parallel_for_each(8, 2, [&](int64_t i) {
+      recorded[static_cast<size_t>(i)] = (x * 2.0).requires_grad() ? 1 : 0;
+    });
+  }
+  EXPECT_EQ(recorded, std::vector<int>(8, 0));
+  parallel_for_each(8, 2, [&](int64_t i) {
+    recorded[static_cast<size_t>(i)] = (x * 2.0).requires_grad() ? 1 : 0;
+  });
+  EXPECT_EQ(recorded, std::vector<int>(8, 1));
+}
+
 TEST(ParallelForEach, RejectsBadArguments) {
   EXPECT_MG_ERROR_HAS(parallel_for_each(-1, 2, [](int64_t) {}), "[parallel_for_each]", "-1");
   EXPECT_MG_ERROR_HAS(parallel_for_each(3, 0, [](int64_t) {}), "[parallel_for_each]",

@@ -54,6 +54,8 @@ TEST(Tensor, ArangeLinspaceEye) {
   EXPECT_EQ(arange(0.0, 1.0, 0.25).dtype(), DType::Float32);
   EXPECT_EQ(arange(0.0, 1.0, 0.25).to_vector<float>(), (std::vector<float>{0, .25f, .5f, .75f}));
   EXPECT_EQ(arange(5, 0, -2).to_vector<int64_t>(), (std::vector<int64_t>{5, 3, 1}));
+  EXPECT_EQ(arange(0, 5, 1, Device::cpu()).dtype(), DType::Int64);  // options without a dtype
+  EXPECT_EQ(arange(0, 5, 1, DType::Float64).dtype(), DType::Float64);
   auto l = linspace(-1, 1, 5, DType::Float64).to_vector<double>();
   for (int i = 0; i < 5; ++i) EXPECT_DOUBLE_EQ(l[i], -1 + 0.5 * i);
   EXPECT_EQ(linspace(0, 1, 1).to_vector<float>(), (std::vector<float>{0}));
