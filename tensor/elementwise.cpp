@@ -10,6 +10,7 @@
 #include "kernels/cuda/runtime.h"
 #include "tensor/dispatch.h"
 #include "tensor/grad_mode.h"
+#include "tensor/reduce.h"
 #include "tensor/tensor_iter.h"
 #include "tensor/type_promotion.h"
 
@@ -220,7 +221,6 @@ MG_BINARY(mul, Mul)
 MG_BINARY(div, Div)
 MG_BINARY(maximum, Maximum)
 MG_BINARY(minimum, Minimum)
-MG_BINARY(fmod, Fmod)
 MG_BINARY(eq, Eq)
 MG_BINARY(ne, Ne)
 MG_BINARY(lt, Lt)
@@ -231,6 +231,31 @@ MG_BINARY(logical_and, LogicalAnd)
 MG_BINARY(logical_or, LogicalOr)
 MG_BINARY(logical_xor, LogicalXor)
 #undef MG_BINARY
+
+// Integer fmod by zero is an error, as PyTorch's ZeroDivisionError (checked on both devices:
+// a host wait on the GPU, for an integer op that is rare; the kernels' 0 is never seen).
+Tensor fmod(const Tensor& a, const Tensor& b) {
+  if (a.defined() && b.defined() && !is_floating(result_type(a, b)) && b.numel() > 0) {
+    NoGradGuard g;
+    const bool zero = amax(eq(b, detail::scalar_operand(b, 0)).to(DType::Int64)).item<int64_t>();
+    MG_CHECK(!zero, "fmod", "integer division by zero (ZeroDivisionError): the divisor of shape ",
+             shape_str(b.shape()), " holds a 0");
+  }
+  return binary_op("fmod", BinaryOp::Fmod, a, b);
+}
+
+namespace {
+// As PyTorch's where: a scalar branch must fit the result's dtype (arithmetic with a scalar
+// wraps instead, as PyTorch's).
+void check_where_scalar(const Tensor& t, const Scalar& s) {
+  const DType dt = result_type(t, s);
+  if (s.is_integral() && dt != DType::Bool && !is_floating(dt))
+    MG_CHECK(detail::int_fits(s.to_int64(), dt), "where", "value ", s.to_int64(),
+             " cannot be converted to ", dtype_name(dt), " without overflow");
+  else
+    detail::check_fill_value("where", s.to_double(), dt);
+}
+}  // namespace
 
 Tensor threshold_backward(const Tensor& grad, const Tensor& x) {
   check_operand("threshold_backward", grad);
@@ -362,9 +387,11 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return out;
 }
 Tensor where(const Tensor& c, const Tensor& a, const Scalar& b) {
+  if (a.defined()) check_where_scalar(a, b);
   return where(c, a, detail::scalar_operand(a, b));
 }
 Tensor where(const Tensor& c, const Scalar& a, const Tensor& b) {
+  if (b.defined()) check_where_scalar(b, a);
   return where(c, detail::scalar_operand(b, a), b);
 }
 

@@ -423,6 +423,18 @@ TEST(Elementwise, IntegerOverflowWraps) {
                 .item<int64_t>(),
             0);
   EXPECT_EQ(fmod(tensor({int64_t{-7}}), tensor({int64_t{3}})).item<int64_t>(), -1);
+  // Integer fmod by zero is PyTorch's ZeroDivisionError; floating fmod by zero is NaN.
+  EXPECT_MG_ERROR_HAS(fmod(tensor({int64_t{5}, int64_t{6}}), tensor({int64_t{2}, int64_t{0}})),
+                      "[fmod]", "ZeroDivisionError");
+  EXPECT_MG_ERROR_HAS(fmod(tensor({int32_t{5}}), 0), "[fmod]", "ZeroDivisionError");
+  EXPECT_TRUE(std::isnan(fmod(tensor({5.0}), 0.0).item<double>()));
+  // where's scalar branch must fit the result's dtype (arithmetic wraps, as PyTorch's).
+  const Tensor u8 = tensor(std::vector<uint8_t>{1, 2});
+  const Tensor c = tensor(std::vector<bool>{true, false});
+  EXPECT_MG_ERROR_HAS(where(c, u8, 300), "[where]", "cannot be converted to uint8");
+  EXPECT_MG_ERROR_HAS(where(c, 300, u8), "[where]", "cannot be converted to uint8");
+  EXPECT_EQ(where(c, u8, 255).to_vector<uint8_t>(), (std::vector<uint8_t>{1, 255}));
+  EXPECT_EQ(where(c, u8, 2.5).dtype(), DType::Float32);  // a float scalar promotes
 }
 
 // PyTorch's can_cast for in-place results: nothing but bool goes into a bool tensor.
