@@ -81,6 +81,8 @@ TEST(Trainer, PresetsGiveThePapersSettings) {
   EXPECT_EQ(t.meta_batch, 16);
   EXPECT_EQ(trainer::preset("fomaml-omniglot-5w1s").algo, "fomaml");
   EXPECT_EQ(trainer::preset("reptile-omniglot-5w1s").algo, "reptile");
+  EXPECT_EQ(s.inner_steps_test, 10);
+  EXPECT_EQ(trainer::preset("metasgd-sinusoid").inner_steps_test, 1);  // Li et al.: one step
   for (const auto& n : trainer::preset_names())
     EXPECT_NO_THROW(trainer::validate(trainer::preset(n)));
   EXPECT_THROW(trainer::preset("nope"), trainer::UsageError);
@@ -282,6 +284,21 @@ TEST(Trainer, EvalDefaultsToSixHundredTasksAndTakesADevice) {
   fs::remove_all(dir);
 }
 
+// Adapted models that diverge give a plain "nan"/"inf" line saying so, not "-nan +- n/a".
+TEST(Trainer, DivergedEvaluationIsSaidPlainly) {
+  const fs::path dir = temp_dir("diverged_eval");
+  ASSERT_EQ(run(tiny(dir, 2)).rc, 0);
+  const std::string file = (dir / "last.safetensors").string();
+  nn::Checkpoint ck = nn::load_checkpoint(file);
+  for (auto& [n, t] : ck.groups.at("model")) t = t * 1e30f;  // float32: outputs overflow
+  nn::save_checkpoint(file, ck.groups, ck.metadata);
+  CliRun r = run({"eval", "--checkpoint", dir.string(), "--eval-tasks", "3"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("the adapted models diverged"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("-nan"), std::string::npos) << r.out;
+  fs::remove_all(dir);
+}
+
 // A damaged checkpoint is a usage error (exit 2) naming the flag and the file.
 TEST(Trainer, DamagedCheckpointExitsWithCode2) {
   const fs::path dir = temp_dir("damaged");
@@ -295,6 +312,10 @@ TEST(Trainer, DamagedCheckpointExitsWithCode2) {
   CliRun e = run({"eval", "--checkpoint", file.string()});
   EXPECT_EQ(e.rc, 2) << e.err;
   EXPECT_NE(e.err.find("--checkpoint: cannot read"), std::string::npos) << e.err;
+  CliRun missing = run({"--resume", (dir / "nope").string()});
+  EXPECT_EQ(missing.rc, 2) << missing.err;
+  EXPECT_NE(missing.err.find("error: --resume: no checkpoint at"), std::string::npos)
+      << missing.err;
   fs::remove_all(dir);
 }
 

@@ -54,6 +54,9 @@ Config sinusoid_preset(const std::string& name, const std::string& algo) {
   c.meta_lr = 1e-3;
   c.iterations = 70000;
   c.batch_tasks = true;  // the same meta-gradient as the per-task loop, several times faster
+  // Meta-SGD (Li et al. 2017) learns its rates for the one step it trains and is evaluated
+  // after one step: its rates, far above MAML's 0.01, diverge over 10 steps.
+  if (algo == "metasgd") c.inner_steps_test = 1;
   return c;
 }
 
@@ -493,7 +496,12 @@ std::string resolve_checkpoint(const std::string& path) {
 // Reads the checkpoint at `path` (a file or run directory); a missing or damaged file is a
 // usage error (exit 2, before anything runs), named after the flag that gave it.
 nn::Checkpoint read_checkpoint(const char* flag, const std::string& path) {
-  const std::string file = resolve_checkpoint(path);
+  std::string file;
+  try {
+    file = resolve_checkpoint(path);
+  } catch (const UsageError& e) {
+    throw UsageError(std::string(flag) + ": " + e.what());
+  }
   try {
     return nn::load_checkpoint(file);
   } catch (const Error& e) {
@@ -823,10 +831,14 @@ void evaluate_and_print(const Config& c, meta::MetaLearner& learner, Problem& pr
       s << "test accuracy " << when << ": " << std::setprecision(1) << 100 * r.accuracy.mean << "% "
         << plus_minus(r.accuracy.ci95, 100, 1, "%") << " (" << r.accuracy.n
         << (r.accuracy.n == 1 ? " task)" : " tasks)");
-    else
+    else if (std::isfinite(r.loss.mean))
       s << "test MSE " << when << ": " << std::setprecision(4) << r.loss.mean << " "
         << plus_minus(r.loss.ci95, 1, 4, "") << " (" << r.loss.n
         << (r.loss.n == 1 ? " task)" : " tasks)");
+    else  // said plainly, not "-nan +- n/a"
+      s << "test MSE " << when << ": " << (std::isnan(r.loss.mean) ? "nan" : "inf") << " ("
+        << r.loss.n << (r.loss.n == 1 ? " task" : " tasks")
+        << "; the adapted models diverged: fewer --inner-steps-test or a smaller --inner-lr)";
     out << s.str() << std::endl;
     if (also) *also << s.str() << std::endl;
   }
@@ -896,6 +908,7 @@ int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, 
   };
   auto last_draw = t0 - std::chrono::seconds(1);
   double win_loss = 0, win_acc = 0, run_loss = NAN, run_acc = NAN;
+  bool warned_val = false;
   int64_t win_n = 0;
   int64_t it = start.iteration;
   bool interrupted = false;
@@ -930,7 +943,17 @@ int train(Config c, const std::optional<nn::Checkpoint>& ck, std::ostream& out, 
       run_acc = row.train_acc;
       win_loss = win_acc = 0;
       win_n = 0;
-      if (val) row.val_loss = validate_now(c, *learner, problem, &row.val_acc);
+      if (val) {
+        row.val_loss = validate_now(c, *learner, problem, &row.val_acc);
+        // The metrics file leaves a non-finite value empty (as "not measured"): say so, once.
+        if (!std::isfinite(row.val_loss) && !warned_val) {
+          err << "metagrad-train: warning: validation loss is "
+              << (std::isnan(row.val_loss) ? "nan" : "inf") << " at iteration " << it
+              << " (the adapted models diverge after " << c.inner_steps_test
+              << " inner steps: fewer --inner-steps-test or a smaller --inner-lr)\n";
+          warned_val = true;
+        }
+      }
       metrics.add(row);
       if (!tty || val) {
         if (tty) err << "\r\033[K";
@@ -1168,8 +1191,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     Config c;
     std::optional<nn::Checkpoint> ck;
     if (!parsed.resume.empty()) {
+      ck = read_checkpoint("--resume", parsed.resume);
       const std::string path = resolve_checkpoint(parsed.resume);
-      ck = read_checkpoint("--resume", path);
       if (!ck->metadata.count("config"))
         throw UsageError("--resume: '" + path + "' was not written by metagrad-train");
       c = config_from_json(ck->metadata.at("config"));
@@ -1177,7 +1200,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
       c = preset(parsed.preset);
     }
     if (!parsed.resume.empty() && !parsed.preset.empty() && parsed.preset != c.preset)
-      throw UsageError("--preset: cannot change the preset of a resumed run");
+      throw UsageError("--preset: cannot change the preset of a resumed run (the run's is '" +
+                       c.preset + "', got '" + parsed.preset + "')");
     // uint64 parsing wraps "-1" around to 2^64 - 1; a negative seed is a mistake to report.
     if (const CLI::Option* o = app.get_option("--seed");
         o->count() > 0 && !o->results().empty() && o->results().back().find('-') == 0)
