@@ -13,7 +13,8 @@ namespace {
 // w.r.t. exactly these: uses of the caller's tensor that do not go through them (a closure, the
 // same tensor passed twice) are not counted. Detached leaves; with create_graph, recorded
 // aliases (PyTorch's view_as) instead, which keep the caller's graph behind them so that the
-// result can be differentiated further.
+// result can be differentiated further. Being views, they may not be written in place while
+// recording (metagrad refuses in-place writes into views under autograd); f must not.
 Tensors prepare(const char* op, const Tensors& inputs, bool create_graph) {
   MG_CHECK(!inputs.empty(), op, "no inputs given");
   Tensors r;

@@ -25,6 +25,15 @@ nn::ParamMap inner_loop(nn::Module& model, const nn::ParamMap& params, const Ten
   std::vector<std::string> names;
   for (const auto& [name, p] : fast)
     if ((!adapt || adapt(name)) && p.requires_grad()) names.push_back(name);
+  // A tensor tied across names is one parameter: adapted in one place, it moves in all.
+  for (const auto& [name, p] : fast) {
+    if (std::find(names.begin(), names.end(), name) != names.end()) continue;
+    for (size_t i = 0, n = names.size(); i < n; ++i)
+      if (fast.at(names[i]).is_same(p)) {
+        names.push_back(name);
+        break;
+      }
+  }
   MG_CHECK(opts.steps == 0 || !names.empty(), "inner_loop",
            "no parameter to adapt (none requires grad, or the filter rejects all)");
   if (lrs)
@@ -366,8 +375,24 @@ void MetaSGD::load_extra_state(const nn::ParamMap& state) {
     MG_CHECK(it->second.shape() == t.shape(), "metasgd", "learning rate of ", n, " has shape ",
              shape_str(it->second.shape()), ", expected ", shape_str(t.shape()));
   }
+  // Tied names share one rate tensor: their entries must agree, and it is written once.
+  std::vector<std::pair<const TensorImpl*, std::string>> first;
+  for (const auto& [n, t] : lrs_) {
+    auto it = std::find_if(first.begin(), first.end(),
+                           [&](const auto& e) { return e.first == t.impl(); });
+    if (it == first.end()) {
+      first.emplace_back(t.impl(), n);
+      continue;
+    }
+    auto values = [&](const std::string& k) {
+      return state.at("lr." + k).to(Device::cpu()).to(DType::Float64).contiguous().to_vector<double>();
+    };
+    MG_CHECK(values(n) == values(it->second), "metasgd",
+             "the learning rates of ", it->second, " and ", n,
+             " (one tied parameter) differ in the checkpoint");
+  }
   NoGradGuard ng;
-  for (auto& [n, t] : lrs_) t.copy_(state.at("lr." + n));
+  for (const auto& [impl, n] : first) Tensor(lrs_.at(n)).copy_(state.at("lr." + n));
 }
 
 // ---- Reptile ------------------------------------------------------------------------------

@@ -387,6 +387,21 @@ TEST(MetaLearners, TiedWeightsStayTiedThroughTheInnerLoop) {
   auto g = grad({mse(f(x, rw, rb), y)}, {rw, rb});
   EXPECT_NEAR(rnet->named_parameters()[0].second.item<double>(),
               (w0 - g[0] * 0.1).item<double>(), 1e-12);
+  // A filter that adapts one place of a tied tensor adapts it everywhere (one parameter).
+  nn::Sequential fnet = tied();
+  const nn::ParamMap fast = meta::inner_loop(
+      *fnet, nn::params_of(*fnet), t.support_x, t.support_y, mse, {2, 0.1, false},
+      [](const std::string& n) { return n.rfind("0.", 0) == 0; });
+  EXPECT_TRUE(fast.at("0.weight").is_same(fast.at("2.weight")));
+  EXPECT_FALSE(fast.at("0.weight").is_same(fnet->named_parameters()[0].second));
+  // Meta-SGD: tied names share one rate; a checkpoint whose entries for them differ is refused.
+  nn::Sequential mnet = tied();
+  meta::MetaSGD msgd(mnet.ptr(), mse, meta::MetaOptions{});
+  EXPECT_TRUE(msgd.learning_rates().at("0.bias").is_same(msgd.learning_rates().at("2.bias")));
+  nn::ParamMap state = msgd.extra_state();
+  msgd.load_extra_state(state);
+  state["lr.2.bias"] = state.at("lr.2.bias") + 1.0;
+  EXPECT_MG_ERROR_HAS(msgd.load_extra_state(state), "[metasgd]", "differ in the checkpoint");
 }
 
 // The same for the conv-4 nets (Note [Task-batched convolution]): convolutions as one grouped

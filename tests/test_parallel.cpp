@@ -9,6 +9,8 @@
 #include <metagrad/metagrad.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -97,12 +99,20 @@ TEST(ParallelForEach, NestedRunsInOrder) {
 TEST(ParallelForEach, WorkersTakeTheCallersGradMode) {
   Tensor x = ones({2}, DType::Float64).requires_grad_(true);
   std::vector<int> recorded(8, -1);
+  std::atomic<int> started{0}, off_main{0};
   {
     NoGradGuard ng;
     parallel_for_each(8, 2, [&](int64_t i) {
+      // The first item waits (up to 2 s) for a second one to start, so that both threads run
+      // items and the worker's mode is what is tested.
+      ++started;
+      for (int k = 0; k < 2000 && started.load() < 2; ++k)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (omp_get_thread_num() != 0) ++off_main;
       recorded[static_cast<size_t>(i)] = (x * 2.0).requires_grad() ? 1 : 0;
     });
   }
+  if (off_main.load() == 0) GTEST_SKIP() << "OpenMP ran every item on the calling thread";
   EXPECT_EQ(recorded, std::vector<int>(8, 0));
   parallel_for_each(8, 2, [&](int64_t i) {
     recorded[static_cast<size_t>(i)] = (x * 2.0).requires_grad() ? 1 : 0;

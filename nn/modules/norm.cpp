@@ -145,7 +145,7 @@ Tensor LayerNormImpl::forward(const Tensor& x, const ParamMap& params) {
   const Shape stack(ref.shape().begin(), ref.shape().begin() + lead);
   MG_CHECK(x.dim() >= lead + k && Shape(x.shape().begin(), x.shape().begin() + lead) == stack,
            "LayerNorm", "a stack of weights of shape ", shape_str(ref.shape()),
-           " needs an input stacked as [", shape_str(stack), "..., N, ...], got shape ",
+           " needs an input whose leading dims are ", shape_str(stack), ", got shape ",
            shape_str(x.shape()));
   const auto per_task = [&](const Tensor& t) {
     if (t.dim() == k) return t;  // one copy for every task (broadcasts)
