@@ -385,11 +385,14 @@ void MetaSGD::load_extra_state(const nn::ParamMap& state) {
       continue;
     }
     auto values = [&](const std::string& k) {
-      return state.at("lr." + k).to(Device::cpu()).to(DType::Float64).contiguous().to_vector<double>();
+      return state.at("lr." + k)
+          .to(Device::cpu())
+          .to(DType::Float64)
+          .contiguous()
+          .to_vector<double>();
     };
-    MG_CHECK(values(n) == values(it->second), "metasgd",
-             "the learning rates of ", it->second, " and ", n,
-             " (one tied parameter) differ in the checkpoint");
+    MG_CHECK(values(n) == values(it->second), "metasgd", "the learning rates of ", it->second,
+             " and ", n, " (one tied parameter) differ in the checkpoint");
   }
   NoGradGuard ng;
   for (const auto& [impl, n] : first) Tensor(lrs_.at(n)).copy_(state.at("lr." + n));

@@ -10,9 +10,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <thread>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace metagrad;
