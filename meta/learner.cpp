@@ -391,8 +391,13 @@ void MetaSGD::load_extra_state(const nn::ParamMap& state) {
           .contiguous()
           .to_vector<double>();
     };
-    MG_CHECK(values(n) == values(it->second), "metasgd", "the learning rates of ", it->second,
-             " and ", n, " (one tied parameter) differ in the checkpoint");
+    // Equal element by element, NaN equal to NaN (a diverged run's rates reload as saved).
+    const std::vector<double> a = values(n), b = values(it->second);
+    const bool same = std::equal(a.begin(), a.end(), b.begin(), b.end(), [](double x, double y) {
+      return x == y || (std::isnan(x) && std::isnan(y));
+    });
+    MG_CHECK(same, "metasgd", "the learning rates of ", it->second, " and ", n,
+             " (one tied parameter) differ in the checkpoint");
   }
   NoGradGuard ng;
   for (const auto& [impl, n] : first) Tensor(lrs_.at(n)).copy_(state.at("lr." + n));

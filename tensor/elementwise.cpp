@@ -232,16 +232,40 @@ MG_BINARY(logical_or, LogicalOr)
 MG_BINARY(logical_xor, LogicalXor)
 #undef MG_BINARY
 
-// Integer fmod by zero is an error, as PyTorch's ZeroDivisionError (checked on both devices:
-// a host wait on the GPU, for an integer op that is rare; the kernels' 0 is never seen).
+namespace {
+// Whether fmod(a, b) divides integers into a non-empty result: then a 0 divisor is an error.
+bool checks_integer_zero(const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined()) return false;
+  const DType t = result_type(a, b);
+  if (is_floating(t) || t == DType::Bool) return false;
+  // Shapes first: a divisor that cannot broadcast gets the broadcast error, not this one.
+  return numel_of(broadcast_shapes("fmod", a.shape(), b.shape())) > 0;
+}
+[[noreturn]] void fail_zero_divisor(const Tensor& b) {
+  detail::fail("fmod", "integer division by zero (ZeroDivisionError): the divisor of shape ",
+               shape_str(b.shape()), " holds a 0");
+}
+}  // namespace
+
+// Integer fmod by zero is an error, as PyTorch's ZeroDivisionError. A tensor divisor is checked
+// on both devices (a host wait on the GPU, for an integer op that is rare; the kernels' 0 is
+// never seen); a scalar one on the host.
 Tensor fmod(const Tensor& a, const Tensor& b) {
-  if (a.defined() && b.defined() && !is_floating(result_type(a, b)) && b.numel() > 0) {
+  if (checks_integer_zero(a, b)) {
     NoGradGuard g;
-    const bool zero = amax(eq(b, detail::scalar_operand(b, 0)).to(DType::Int64)).item<int64_t>();
-    MG_CHECK(!zero, "fmod", "integer division by zero (ZeroDivisionError): the divisor of shape ",
-             shape_str(b.shape()), " holds a 0");
+    if (amax(eq(b, detail::scalar_operand(b, 0)).to(DType::Int64)).item<int64_t>()) {
+      fail_zero_divisor(b);
+    }
   }
   return binary_op("fmod", BinaryOp::Fmod, a, b);
+}
+Tensor fmod(const Tensor& a, const Scalar& b) {
+  const Tensor bt = detail::scalar_operand(a, b);
+  if (b.to_double() == 0 && checks_integer_zero(a, bt)) fail_zero_divisor(bt);
+  return binary_op("fmod", BinaryOp::Fmod, a, bt);
+}
+Tensor fmod(const Scalar& a, const Tensor& b) {
+  return fmod(detail::scalar_operand(b, a), b);
 }
 
 namespace {
@@ -249,9 +273,14 @@ namespace {
 // wraps instead, as PyTorch's).
 void check_where_scalar(const Tensor& t, const Scalar& s) {
   const DType dt = result_type(t, s);
-  if (s.is_integral() && dt != DType::Bool && !is_floating(dt))
-    MG_CHECK(detail::int_fits(s.to_int64(), dt), "where", "value ", s.to_int64(),
-             " cannot be converted to ", dtype_name(dt), " without overflow");
+  // PyTorch's overflow check lets an unsigned type take -255..255 (the negatives wrap).
+  const int64_t i = s.to_int64();
+  if (s.is_integral() && dt == DType::UInt8)
+    MG_CHECK(i >= -255 && i <= 255, "where", "value ", i, " cannot be converted to uint8",
+             " without overflow");
+  else if (s.is_integral() && dt != DType::Bool && !is_floating(dt))
+    MG_CHECK(detail::int_fits(i, dt), "where", "value ", i, " cannot be converted to ",
+             dtype_name(dt), " without overflow");
   else
     detail::check_fill_value("where", s.to_double(), dt);
 }

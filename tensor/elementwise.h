@@ -50,6 +50,10 @@ Tensor div(const Tensor& a, const Tensor& b);  // true division: ints give float
 Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);
 Tensor fmod(const Tensor& a, const Tensor& b);
+// Integer fmod by 0 is an error (PyTorch's ZeroDivisionError); a scalar divisor is checked on
+// the host.
+Tensor fmod(const Tensor& a, const Scalar& b);
+Tensor fmod(const Scalar& a, const Tensor& b);
 Tensor eq(const Tensor& a, const Tensor& b);
 Tensor ne(const Tensor& a, const Tensor& b);
 Tensor lt(const Tensor& a, const Tensor& b);
@@ -84,7 +88,6 @@ MG_SCALAR_OVERLOADS(mul)
 MG_SCALAR_OVERLOADS(div)
 MG_SCALAR_OVERLOADS(maximum)
 MG_SCALAR_OVERLOADS(minimum)
-MG_SCALAR_OVERLOADS(fmod)
 MG_SCALAR_OVERLOADS(eq)
 MG_SCALAR_OVERLOADS(ne)
 MG_SCALAR_OVERLOADS(lt)

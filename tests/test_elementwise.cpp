@@ -428,12 +428,21 @@ TEST(Elementwise, IntegerOverflowWraps) {
                       "[fmod]", "ZeroDivisionError");
   EXPECT_MG_ERROR_HAS(fmod(tensor({int32_t{5}}), 0), "[fmod]", "ZeroDivisionError");
   EXPECT_TRUE(std::isnan(fmod(tensor({5.0}), 0.0).item<double>()));
+  // ... but an empty result divides nothing (as PyTorch), and shapes are checked first.
+  EXPECT_EQ(fmod(zeros({0, 2}, DType::Int64), tensor({int64_t{1}, int64_t{0}})).shape(),
+            (Shape{0, 2}));
+  EXPECT_EQ(fmod(zeros({0}, DType::Int64), 0).numel(), 0);
+  EXPECT_MG_ERROR_HAS(fmod(zeros({3}, DType::Int64), zeros({2}, DType::Int64)), "[fmod]",
+                      "cannot be broadcast");
   // where's scalar branch must fit the result's dtype (arithmetic wraps, as PyTorch's).
   const Tensor u8 = tensor(std::vector<uint8_t>{1, 2});
   const Tensor c = tensor(std::vector<bool>{true, false});
   EXPECT_MG_ERROR_HAS(where(c, u8, 300), "[where]", "cannot be converted to uint8");
   EXPECT_MG_ERROR_HAS(where(c, 300, u8), "[where]", "cannot be converted to uint8");
   EXPECT_EQ(where(c, u8, 255).to_vector<uint8_t>(), (std::vector<uint8_t>{1, 255}));
+  // PyTorch's unsigned check takes -255..255, the negatives wrapping.
+  EXPECT_EQ(where(c, u8, -1).to_vector<uint8_t>(), (std::vector<uint8_t>{1, 255}));
+  EXPECT_MG_ERROR_HAS(where(c, u8, -256), "[where]", "cannot be converted to uint8");
   EXPECT_EQ(where(c, u8, 2.5).dtype(), DType::Float32);  // a float scalar promotes
 }
 

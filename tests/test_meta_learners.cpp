@@ -402,6 +402,11 @@ TEST(MetaLearners, TiedWeightsStayTiedThroughTheInnerLoop) {
   msgd.load_extra_state(state);
   state["lr.2.bias"] = state.at("lr.2.bias") + 1.0;
   EXPECT_MG_ERROR_HAS(msgd.load_extra_state(state), "[metasgd]", "differ in the checkpoint");
+  {  // a diverged run's NaN rates reload as saved (NaN is not "differing" here)
+    NoGradGuard ng;
+    Tensor(msgd.learning_rates().at("0.bias")).fill_(std::nan(""));
+  }
+  msgd.load_extra_state(msgd.extra_state());
 }
 
 // The same for the conv-4 nets (Note [Task-batched convolution]): convolutions as one grouped

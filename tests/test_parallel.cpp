@@ -99,6 +99,10 @@ TEST(ParallelForEach, NestedRunsInOrder) {
 TEST(ParallelForEach, WorkersTakeTheCallersGradMode) {
   Tensor x = ones({2}, DType::Float64).requires_grad_(true);
   std::vector<int> recorded(8, -1);
+  parallel_for_each(8, 2, [&](int64_t i) {
+    recorded[static_cast<size_t>(i)] = (x * 2.0).requires_grad() ? 1 : 0;
+  });
+  EXPECT_EQ(recorded, std::vector<int>(8, 1));
   std::atomic<int> started{0}, off_main{0};
   {
     NoGradGuard ng;
@@ -114,10 +118,6 @@ TEST(ParallelForEach, WorkersTakeTheCallersGradMode) {
   }
   if (off_main.load() == 0) GTEST_SKIP() << "OpenMP ran every item on the calling thread";
   EXPECT_EQ(recorded, std::vector<int>(8, 0));
-  parallel_for_each(8, 2, [&](int64_t i) {
-    recorded[static_cast<size_t>(i)] = (x * 2.0).requires_grad() ? 1 : 0;
-  });
-  EXPECT_EQ(recorded, std::vector<int>(8, 1));
 }
 
 TEST(ParallelForEach, RejectsBadArguments) {

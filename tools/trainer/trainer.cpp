@@ -620,8 +620,10 @@ struct Row {
   double time = 0, train_loss = NAN, train_acc = NAN, val_loss = NAN, val_acc = NAN;
 };
 
+// Empty for NaN (not measured) and for any non-finite value (a diverged validation, which the
+// trainer warns about): the metrics file holds finite numbers or nothing.
 std::string num(double v) {
-  if (std::isnan(v)) return "";
+  if (!std::isfinite(v)) return "";
   std::ostringstream s;
   s << std::setprecision(8) << v;
   return s.str();
